@@ -1,0 +1,291 @@
+// Package config reads the functions' configuration once, from environment
+// variables, into a typed and validated struct. Load returns an Invalid error
+// (package fault) naming every variable that is wrong, so a misconfigured
+// deployment fails at its first invocation with a message that says what to fix.
+//
+// Every variable is listed by [Variables]; the README's configuration table and
+// the s.yaml consistency check are built from that list.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
+)
+
+// Config is everything the install and poller functions read from their
+// environment.
+type Config struct {
+	// Region is the function's region (FC_REGION): the default region of
+	// events, and the region of the queue.
+	Region string
+	// AccountID is the Alibaba Cloud account id (FC_ACCOUNT_ID), used to build
+	// the default MNS endpoint.
+	AccountID string
+	// QueueName is the MNS queue that carries job messages.
+	QueueName string
+	// MNSEndpoint is the MNS endpoint URL.
+	MNSEndpoint string
+	// HBREndpoint is the HBR endpoint: a host, a host with a {region}
+	// placeholder, or an https URL (http only for loopback emulators).
+	HBREndpoint string
+	// APITimeout bounds each cloud API call.
+	APITimeout time.Duration
+	// FirstPollDelay is the wait between InstallBackupClients and the first
+	// DescribeTask (the HBR docs say 60 s).
+	FirstPollDelay time.Duration
+	// PollInterval is the wait between DescribeTask calls (HBR docs: 30 s).
+	PollInterval time.Duration
+	// TaskTimeout is HBR's install task timeout (15 min).
+	TaskTimeout time.Duration
+	// DeadlineMargin is added to TaskTimeout to get a job's hard deadline.
+	DeadlineMargin time.Duration
+	// ReadinessTimeout is how long an instance may stay "not ready" after it
+	// was first seen before it ends as NOT_READY.
+	ReadinessTimeout time.Duration
+	// ReadinessDelay is the first wait before retrying a not-ready instance.
+	ReadinessDelay time.Duration
+	// ReadinessDelayStep is added to the wait at each further retry.
+	ReadinessDelayStep time.Duration
+	// MaxInstallAttempts bounds install tasks per instance (first + retries).
+	MaxInstallAttempts int
+	// RetryBaseDelay and RetryMaxDelay bound the back-off after transient
+	// errors (throttling, 5xx, network).
+	RetryBaseDelay, RetryMaxDelay time.Duration
+	// MessagePriority is the MNS priority of job messages (1..16).
+	MessagePriority int
+	// CrossAccountType, CrossAccountUserID and CrossAccountRoleName are passed
+	// to InstallBackupClients for cross-account backup.
+	CrossAccountType     string
+	CrossAccountUserID   int64
+	CrossAccountRoleName string
+	// LogLevel is debug, info, warn or error.
+	LogLevel string
+}
+
+// Variable documents one environment variable.
+type Variable struct {
+	Name     string
+	Default  string
+	Required bool
+	// Platform is true for variables Function Compute sets itself.
+	Platform bool
+	Doc      string
+}
+
+// Variables lists every environment variable the functions read.
+func Variables() []Variable {
+	return []Variable{
+		{Name: "FC_REGION", Required: true, Platform: true, Doc: "Region of the function (set by Function Compute). Default region of events; region of the queue."},
+		{Name: "FC_ACCOUNT_ID", Platform: true, Doc: "Account id (set by Function Compute). Needed to derive MNS_ENDPOINT when it is not set."},
+		{Name: "QUEUE_NAME", Required: true, Doc: "MNS queue that carries job messages (the poller's trigger queue)."},
+		{Name: "MNS_ENDPOINT", Default: "https://${FC_ACCOUNT_ID}.mns.${FC_REGION}.aliyuncs.com", Doc: "MNS endpoint. Use https://<account>.mns.<region>-internal.aliyuncs.com inside a VPC. http:// is accepted only for loopback emulators."},
+		{Name: "HBR_ENDPOINT", Default: "hbr.{region}.aliyuncs.com", Doc: "HBR endpoint: a host, a host with a {region} placeholder (hbr-vpc.{region}.aliyuncs.com), or an https URL. Always called over HTTPS (http only for loopback emulators)."},
+		{Name: "API_TIMEOUT", Default: "10s", Doc: "Timeout of each HBR or MNS call."},
+		{Name: "FIRST_POLL_DELAY", Default: "60s", Doc: "Wait between InstallBackupClients and the first DescribeTask (HBR docs: 60 s)."},
+		{Name: "POLL_INTERVAL", Default: "30s", Doc: "Wait between DescribeTask calls (HBR docs: 30 s)."},
+		{Name: "TASK_TIMEOUT", Default: "15m", Doc: "HBR install task timeout."},
+		{Name: "DEADLINE_MARGIN", Default: "2m", Doc: "Added to TASK_TIMEOUT to get a job's hard polling deadline; past it the instance ends as TIMEOUT."},
+		{Name: "READINESS_TIMEOUT", Default: "10m", Doc: "How long an instance may stay not ready (not running, Cloud Assistant down) after it was first seen; then NOT_READY."},
+		{Name: "READINESS_DELAY", Default: "30s", Doc: "First wait before retrying a not-ready instance."},
+		{Name: "READINESS_DELAY_STEP", Default: "10s", Doc: "Added to the wait at each further readiness retry (30 s, 40 s, 50 s, ...)."},
+		{Name: "MAX_INSTALL_ATTEMPTS", Default: "2", Doc: "Install tasks per instance in all (first + reinstalls after INSTALL_FAILED/DEACTIVATED/UNKNOWN), 1..10."},
+		{Name: "RETRY_BASE_DELAY", Default: "5s", Doc: "First back-off after a transient error (throttling, 5xx, network); doubles each time."},
+		{Name: "RETRY_MAX_DELAY", Default: "2m", Doc: "Largest back-off after transient errors."},
+		{Name: "MESSAGE_PRIORITY", Default: "8", Doc: "MNS priority of job messages, 1 (highest) to 16."},
+		{Name: "CROSS_ACCOUNT_TYPE", Doc: "SELF_ACCOUNT or CROSS_ACCOUNT, passed to InstallBackupClients; empty to omit."},
+		{Name: "CROSS_ACCOUNT_USER_ID", Doc: "Source account id for cross-account backup (required with CROSS_ACCOUNT)."},
+		{Name: "CROSS_ACCOUNT_ROLE_NAME", Doc: "RAM role in the source account for cross-account backup (required with CROSS_ACCOUNT)."},
+		{Name: "LOG_LEVEL", Default: "info", Doc: "debug, info, warn or error."},
+	}
+}
+
+var (
+	regionRe    = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
+	queueRe     = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]{0,119}$`)
+	accountRe   = regexp.MustCompile(`^[0-9]{1,32}$`)
+	roleNameRe  = regexp.MustCompile(`^[A-Za-z0-9.\-_]{1,64}$`)
+	hostRe      = regexp.MustCompile(`^[A-Za-z0-9.\-{}]+(:[0-9]{1,5})?$`)
+	maxMNSDelay = 604800 * time.Second
+)
+
+// Load reads and validates the configuration. getenv is os.Getenv in
+// production and a map lookup in tests.
+func Load(getenv func(string) string) (Config, error) {
+	var errs []error
+	get := func(name string) string {
+		v := strings.TrimSpace(getenv(name))
+		if v == "" {
+			for _, d := range Variables() {
+				if d.Name == name && !strings.Contains(d.Default, "$") {
+					return d.Default
+				}
+			}
+		}
+		return v
+	}
+	dur := func(name string, min, max time.Duration) time.Duration {
+		d, err := ParseDuration(get(name))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			return 0
+		}
+		if d < min || d > max {
+			errs = append(errs, fmt.Errorf("%s=%s: must be between %s and %s", name, d, min, max))
+		}
+		return d
+	}
+	num := func(name string, min, max int) int {
+		n, err := strconv.Atoi(get(name))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: not an integer", name, get(name)))
+			return 0
+		}
+		if n < min || n > max {
+			errs = append(errs, fmt.Errorf("%s=%d: must be between %d and %d", name, n, min, max))
+		}
+		return n
+	}
+
+	c := Config{
+		Region:               get("FC_REGION"),
+		AccountID:            get("FC_ACCOUNT_ID"),
+		QueueName:            get("QUEUE_NAME"),
+		MNSEndpoint:          get("MNS_ENDPOINT"),
+		HBREndpoint:          get("HBR_ENDPOINT"),
+		APITimeout:           dur("API_TIMEOUT", time.Second, 5*time.Minute),
+		FirstPollDelay:       dur("FIRST_POLL_DELAY", time.Second, maxMNSDelay),
+		PollInterval:         dur("POLL_INTERVAL", time.Second, maxMNSDelay),
+		TaskTimeout:          dur("TASK_TIMEOUT", time.Second, 24*time.Hour),
+		DeadlineMargin:       dur("DEADLINE_MARGIN", 0, time.Hour),
+		ReadinessTimeout:     dur("READINESS_TIMEOUT", time.Second, 24*time.Hour),
+		ReadinessDelay:       dur("READINESS_DELAY", time.Second, maxMNSDelay),
+		ReadinessDelayStep:   dur("READINESS_DELAY_STEP", 0, maxMNSDelay),
+		MaxInstallAttempts:   num("MAX_INSTALL_ATTEMPTS", 1, 10),
+		RetryBaseDelay:       dur("RETRY_BASE_DELAY", time.Second, maxMNSDelay),
+		RetryMaxDelay:        dur("RETRY_MAX_DELAY", time.Second, maxMNSDelay),
+		MessagePriority:      num("MESSAGE_PRIORITY", 1, 16),
+		CrossAccountType:     get("CROSS_ACCOUNT_TYPE"),
+		CrossAccountRoleName: get("CROSS_ACCOUNT_ROLE_NAME"),
+		LogLevel:             strings.ToLower(get("LOG_LEVEL")),
+	}
+
+	switch {
+	case c.Region == "":
+		errs = append(errs, errors.New("FC_REGION is not set (Function Compute sets it; set it by hand when running elsewhere)"))
+	case !regionRe.MatchString(c.Region):
+		errs = append(errs, fmt.Errorf("FC_REGION=%q is not a region id", c.Region))
+	}
+	if c.AccountID != "" && !accountRe.MatchString(c.AccountID) {
+		errs = append(errs, fmt.Errorf("FC_ACCOUNT_ID=%q is not an account id", c.AccountID))
+	}
+	switch {
+	case c.QueueName == "":
+		errs = append(errs, errors.New("QUEUE_NAME is required: the MNS queue the poller is triggered by"))
+	case !queueRe.MatchString(c.QueueName):
+		errs = append(errs, fmt.Errorf("QUEUE_NAME=%q: an MNS queue name is 1-120 letters, digits or '-', starting with a letter", c.QueueName))
+	}
+	if c.MNSEndpoint == "" {
+		if c.AccountID == "" {
+			errs = append(errs, errors.New("MNS_ENDPOINT is not set and FC_ACCOUNT_ID is unknown, so it cannot be derived"))
+		} else if c.Region != "" {
+			c.MNSEndpoint = "https://" + c.AccountID + ".mns." + c.Region + ".aliyuncs.com"
+		}
+	} else if err := checkURL(c.MNSEndpoint, true); err != nil {
+		errs = append(errs, fmt.Errorf("MNS_ENDPOINT: %w", err))
+	}
+	if strings.Contains(c.HBREndpoint, "://") {
+		if err := checkURL(c.HBREndpoint, true); err != nil {
+			errs = append(errs, fmt.Errorf("HBR_ENDPOINT: %w", err))
+		}
+	} else if !hostRe.MatchString(c.HBREndpoint) {
+		errs = append(errs, fmt.Errorf("HBR_ENDPOINT=%q is neither a host name nor a URL", c.HBREndpoint))
+	}
+	if c.RetryMaxDelay < c.RetryBaseDelay {
+		errs = append(errs, fmt.Errorf("RETRY_MAX_DELAY (%s) is smaller than RETRY_BASE_DELAY (%s)", c.RetryMaxDelay, c.RetryBaseDelay))
+	}
+	switch c.CrossAccountType {
+	case "", "SELF_ACCOUNT":
+	case "CROSS_ACCOUNT":
+		if getenv("CROSS_ACCOUNT_USER_ID") == "" || c.CrossAccountRoleName == "" {
+			errs = append(errs, errors.New("CROSS_ACCOUNT_TYPE=CROSS_ACCOUNT needs CROSS_ACCOUNT_USER_ID and CROSS_ACCOUNT_ROLE_NAME"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("CROSS_ACCOUNT_TYPE=%q: want SELF_ACCOUNT or CROSS_ACCOUNT", c.CrossAccountType))
+	}
+	if v := get("CROSS_ACCOUNT_USER_ID"); v != "" {
+		id, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || id <= 0 {
+			errs = append(errs, fmt.Errorf("CROSS_ACCOUNT_USER_ID=%q is not an account id", v))
+		}
+		c.CrossAccountUserID = id
+	}
+	if c.CrossAccountRoleName != "" && !roleNameRe.MatchString(c.CrossAccountRoleName) {
+		errs = append(errs, fmt.Errorf("CROSS_ACCOUNT_ROLE_NAME=%q is not a RAM role name", c.CrossAccountRoleName))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("LOG_LEVEL=%q: want debug, info, warn or error", c.LogLevel))
+	}
+	if len(errs) > 0 {
+		return Config{}, fault.Wrap("config.Load", fault.Invalid, "", fmt.Errorf("invalid configuration: %w", errors.Join(errs...)))
+	}
+	return c, nil
+}
+
+// ParseDuration accepts a Go duration ("90s", "2m") or a plain integer number
+// of seconds.
+func ParseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, errors.New("empty duration")
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if n < 0 || n > 1<<31 {
+			return 0, fmt.Errorf("%q: out of range", s)
+		}
+		return time.Duration(n) * time.Second, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration (try 30s, 2m or a number of seconds)", s)
+	}
+	return d, nil
+}
+
+// checkURL accepts https URLs, and http URLs only on loopback hosts (local
+// emulators).
+func checkURL(raw string, allowLoopbackHTTP bool) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("%q is not a URL", raw)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if allowLoopbackHTTP && IsLoopback(u.Hostname()) {
+			return nil
+		}
+		return fmt.Errorf("%q: plain http is only allowed for a loopback emulator; use https", raw)
+	default:
+		return fmt.Errorf("%q: unsupported scheme %q", raw, u.Scheme)
+	}
+}
+
+// IsLoopback reports whether host is localhost or a loopback IP.
+func IsLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,165 @@
+package ecsevent
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
+)
+
+func readEvent(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "events", name))
+	require.NoError(t, err)
+	return b
+}
+
+func TestParseSampleEvents(t *testing.T) {
+	tests := []struct {
+		file       string
+		wantIDs    []string
+		wantReady  bool
+		wantIgnore int
+		wantReject int
+		trigger    Trigger
+	}{
+		{file: "instance-running.json", wantIDs: []string{"i-bp1demo0000000000001"}, wantReady: true, trigger: TriggerRunning},
+		{file: "instance-running-nested.json", wantIDs: []string{"i-bp1demo0000000000002"}, wantReady: true, trigger: TriggerRunning},
+		{file: "cloudassistant-first-heartbeat.json", wantIDs: []string{"i-bp1demo0000000000003"}, wantReady: true, trigger: TriggerHeartbeat},
+		{file: "instance-stopped.json", wantIgnore: 1},
+		{file: "batch-array.json", wantIDs: []string{"i-bp1demo0000000000001", "i-bp1demo0000000000003"}, wantReady: true, trigger: TriggerRunning},
+		{file: "invalid-instance-id.json", wantReject: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			b, err := Parse(readEvent(t, tt.file), "cn-beijing")
+			require.NoError(t, err)
+			var ids []string
+			for _, c := range b.Candidates {
+				ids = append(ids, c.InstanceID)
+				assert.Equal(t, "cn-hangzhou", c.Region)
+				assert.Equal(t, tt.wantReady, c.Ready)
+				assert.NotEmpty(t, c.EventID)
+			}
+			assert.Equal(t, tt.wantIDs, ids)
+			assert.Len(t, b.Ignored, tt.wantIgnore)
+			assert.Len(t, b.Rejected, tt.wantReject)
+			if tt.trigger != "" {
+				assert.Equal(t, tt.trigger, b.Candidates[0].Trigger)
+			}
+		})
+	}
+}
+
+func TestParseRunInstances(t *testing.T) {
+	b, err := Parse(readEvent(t, "runinstances-burst.json"), "cn-beijing")
+	require.NoError(t, err)
+	require.Len(t, b.Candidates, 25)
+	for _, c := range b.Candidates {
+		assert.False(t, c.Ready, "RunInstances instances are not running yet")
+		assert.Equal(t, TriggerRunInstances, c.Trigger)
+		assert.Equal(t, "cn-hangzhou", c.Region)
+	}
+}
+
+func TestParseShapes(t *testing.T) {
+	running := `{"id":"e1","source":"acs.ecs","type":"ecs:Instance:StateChange","data":{"resourceId":"i-abc","state":"Running"}}`
+	tests := []struct {
+		name       string
+		payload    string
+		wantIDs    []string
+		wantRegion string
+		wantIgnore int
+		wantReject int
+		wantErr    bool
+	}{
+		{name: "object, default region", payload: running, wantIDs: []string{"i-abc"}, wantRegion: "cn-beijing"},
+		{name: "array of strings", payload: `[` + quote(running) + `]`, wantIDs: []string{"i-abc"}, wantRegion: "cn-beijing"},
+		{name: "region from ARN", payload: `{"id":"e2","type":"ecs:Instance:StateChange","data":{"resourceId":"acs:ecs:cn-shanghai:123:instance/i-xyz","state":"Running"}}`, wantIDs: []string{"i-xyz"}, wantRegion: "cn-shanghai"},
+		{name: "instance id from subject", payload: `{"id":"e3","type":"ecs:CloudAssistant:FirstHeartbeat","subject":"acs:ecs:cn-hangzhou:123:instance/i-sub","data":{}}`, wantIDs: []string{"i-sub"}, wantRegion: "cn-hangzhou"},
+		{name: "lowercase running", payload: `{"id":"e4","type":"ecs:Instance:StateChange","data":{"content":{"resourceId":"i-low","state":"running"}}}`, wantIDs: []string{"i-low"}, wantRegion: "cn-beijing"},
+		{name: "duplicate event in array", payload: `[` + running + `,` + running + `]`, wantIDs: []string{"i-abc"}, wantRegion: "cn-beijing", wantIgnore: 1},
+		{name: "other type ignored", payload: `{"id":"e5","type":"ecs:Disk:Attach","data":{}}`, wantIgnore: 1},
+		{name: "other api call ignored", payload: `{"id":"e6","type":"ecs:ActionTrail:ApiCall","data":{"eventName":"StopInstance"}}`, wantIgnore: 1},
+		{name: "failed RunInstances ignored", payload: `{"id":"e7","type":"ecs:ActionTrail:ApiCall","data":{"eventName":"RunInstances","errorCode":"QuotaExceeded"}}`, wantIgnore: 1},
+		{name: "bad event next to good one", payload: `[` + running + `,{"type":"ecs:Instance:StateChange"},7]`, wantIDs: []string{"i-abc"}, wantRegion: "cn-beijing", wantReject: 2},
+		{name: "no state", payload: `{"id":"e8","type":"ecs:Instance:StateChange","data":{"resourceId":"i-abc"}}`, wantReject: 1},
+		{name: "hostile region", payload: `{"id":"e9","aliyunregionid":"../x","type":"ecs:Instance:StateChange","data":{"resourceId":"i-abc","state":"Running"}}`, wantReject: 1},
+		{name: "too long id", payload: `{"id":"e10","type":"ecs:Instance:StateChange","data":{"resourceId":"i-` + strings.Repeat("a", 70) + `","state":"Running"}}`, wantReject: 1},
+		{name: "not json", payload: `hello`, wantErr: true},
+		{name: "truncated json", payload: `{"id":`, wantErr: true},
+		{name: "empty array", payload: `[]`, wantErr: true},
+		{name: "empty", payload: ` `, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := Parse([]byte(tt.payload), "cn-beijing")
+			if tt.wantErr {
+				require.Error(t, err)
+				assert.True(t, fault.Is(err, fault.Invalid))
+				return
+			}
+			require.NoError(t, err)
+			var ids []string
+			for _, c := range b.Candidates {
+				ids = append(ids, c.InstanceID)
+				assert.Equal(t, tt.wantRegion, c.Region)
+			}
+			assert.Equal(t, tt.wantIDs, ids)
+			assert.Len(t, b.Ignored, tt.wantIgnore)
+			assert.Len(t, b.Rejected, tt.wantReject)
+			for _, r := range b.Rejected {
+				assert.True(t, fault.Is(r.Err, fault.Invalid))
+			}
+		})
+	}
+}
+
+func TestParseRunInstancesCapsIDs(t *testing.T) {
+	var ids []string
+	for i := 0; i < MaxRunInstancesIDs+5; i++ {
+		ids = append(ids, quote("i-x"+strings.Repeat("0", 3)+string(rune('a'+i%26))+itoa(i)))
+	}
+	p := `{"id":"big","type":"ecs:ActionTrail:ApiCall","data":{"eventName":"RunInstances","referencedResources":{"ACS::ECS::Instance":[` + strings.Join(ids, ",") + `]}}}`
+	b, err := Parse([]byte(p), "cn-hangzhou")
+	require.NoError(t, err)
+	assert.Len(t, b.Candidates, MaxRunInstancesIDs)
+	assert.Len(t, b.Rejected, 1)
+}
+
+func quote(s string) string {
+	return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"`
+}
+
+func itoa(i int) string {
+	const digits = "0123456789"
+	if i < 10 {
+		return digits[i : i+1]
+	}
+	return itoa(i/10) + digits[i%10:i%10+1]
+}
+
+func FuzzParse(f *testing.F) {
+	entries, err := os.ReadDir(filepath.Join("..", "..", "events"))
+	require.NoError(f, err)
+	for _, e := range entries {
+		f.Add(readEvent(f, e.Name()))
+	}
+	f.Add([]byte(`["{\"id\":\"x\",\"type\":\"ecs:Instance:StateChange\",\"data\":{\"state\":\"Running\",\"resourceId\":\"i-a\"}}"]`))
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		b, err := Parse(payload, "cn-hangzhou")
+		if err != nil {
+			assert.True(t, fault.Is(err, fault.Invalid))
+			return
+		}
+		for _, c := range b.Candidates {
+			assert.True(t, len(c.InstanceID) <= 64 && strings.HasPrefix(c.InstanceID, "i-"))
+			assert.NotEmpty(t, c.Region)
+		}
+	})
+}

@@ -1,0 +1,140 @@
+package job
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
+)
+
+var t0 = time.Date(2026, 11, 27, 5, 4, 45, 0, time.UTC)
+
+func sample(n int) Message {
+	m := Message{
+		Version: Version, Kind: KindPoll, Region: "cn-hangzhou", TaskID: "t-abc123",
+		TaskStartedAt: t0, Deadline: t0.Add(17 * time.Minute), OriginEventID: "ev-1", SentAt: t0,
+	}
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("i-bp1%017d", i)
+		m.Instances = append(m.Instances, Instance{ID: id, JobID: JobID("acs.ecs", "ev-1", id), OriginEventID: "ev-1",
+			FirstSeen: t0, ReadyBy: t0.Add(10 * time.Minute), Attempts: 1})
+	}
+	return m
+}
+
+func TestRoundTrip(t *testing.T) {
+	m := sample(3)
+	b, err := Encode(m)
+	require.NoError(t, err)
+	for name, body := range map[string][]byte{
+		"plain":  b,
+		"base64": []byte(base64.StdEncoding.EncodeToString(b)),
+		"spaced": []byte("  " + string(b) + "\n"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			got, err := Decode(body)
+			require.NoError(t, err)
+			assert.Equal(t, m.TaskID, got.TaskID)
+			assert.Equal(t, m.IDs(), got.IDs())
+			assert.True(t, m.Deadline.Equal(got.Deadline))
+			assert.Equal(t, m.Instances[0].JobID, got.Instances[0].JobID)
+		})
+	}
+}
+
+func TestWorstCaseFitsMNSLimit(t *testing.T) {
+	m := sample(MaxInstances)
+	m.Kind = KindInstallRetry
+	m.OriginEventID = strings.Repeat("e", MaxOriginLen)
+	m.LastError = strings.Repeat("x", 128)
+	for i := range m.Instances {
+		m.Instances[i].ID = "i-" + strings.Repeat("a", 58) + fmt.Sprintf("%02d", i)
+		m.Instances[i].OriginEventID = strings.Repeat("o", MaxOriginLen)
+		m.Instances[i].LastCode = strings.Repeat("c", 128)
+		m.Instances[i].Attempts = 1 << 30
+		m.Instances[i].NotReady = 1 << 30
+	}
+	b, err := Encode(m)
+	require.NoError(t, err)
+	assert.Less(t, base64.StdEncoding.EncodedLen(len(b)), MaxEncodedBytes/4, "a full message stays far below the 64 KB MNS limit")
+}
+
+func TestDecodeRejects(t *testing.T) {
+	good, err := Encode(sample(1))
+	require.NoError(t, err)
+	mutate := func(f func(*Message)) string {
+		m := sample(1)
+		f(&m)
+		b, err := json.Marshal(m)
+		require.NoError(t, err)
+		return string(b)
+	}
+	tests := map[string]string{
+		"empty":           "",
+		"not json":        "hello world",
+		"base64 of text":  base64.StdEncoding.EncodeToString([]byte("hello")),
+		"array":           "[1,2]",
+		"truncated":       string(good[:len(good)/2]),
+		"oversize":        `{"x":"` + strings.Repeat("a", MaxEncodedBytes) + `"}`,
+		"future version":  mutate(func(m *Message) { m.Version = 2 }),
+		"unknown kind":    mutate(func(m *Message) { m.Kind = "explode" }),
+		"no instances":    mutate(func(m *Message) { m.Instances = nil }),
+		"too many":        mutate(func(m *Message) { m.Instances = sample(MaxInstances + 1).Instances }),
+		"hostile id":      mutate(func(m *Message) { m.Instances[0].ID = "i-../../x" }),
+		"no job id":       mutate(func(m *Message) { m.Instances[0].JobID = "" }),
+		"no task":         mutate(func(m *Message) { m.TaskID = "" }),
+		"bad region":      mutate(func(m *Message) { m.Region = "CN HANGZHOU" }),
+		"no deadline":     mutate(func(m *Message) { m.Deadline = time.Time{} }),
+		"negative":        mutate(func(m *Message) { m.PollCount = -1 }),
+		"duplicate entry": mutate(func(m *Message) { m.Instances = append(m.Instances, m.Instances[0]) }),
+	}
+	for name, body := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, err := Decode([]byte(body))
+			require.Error(t, err)
+			assert.True(t, fault.Is(err, fault.Invalid), "%v", err)
+		})
+	}
+}
+
+func TestJobIDDeterministic(t *testing.T) {
+	a := JobID("acs.ecs", "ev-1", "i-a")
+	assert.Equal(t, a, JobID("acs.ecs", "ev-1", "i-a"))
+	assert.NotEqual(t, a, JobID("acs.ecs", "ev-2", "i-a"))
+	assert.NotEqual(t, a, JobID("acs.ecs", "ev-1", "i-b"))
+	assert.NotEqual(t, JobID("a", "bc", "i-a"), JobID("ab", "c", "i-a"))
+}
+
+func TestChunk(t *testing.T) {
+	in := sample(45).Instances
+	chunks := Chunk(in, 20)
+	require.Len(t, chunks, 3)
+	assert.Len(t, chunks[0], 20)
+	assert.Len(t, chunks[2], 5)
+	assert.Empty(t, Chunk(nil, 20))
+}
+
+func FuzzDecode(f *testing.F) {
+	b, err := Encode(sample(2))
+	require.NoError(f, err)
+	f.Add(b)
+	f.Add([]byte(base64.StdEncoding.EncodeToString(b)))
+	f.Add([]byte(`{"version":1}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		m, err := Decode(body)
+		if err != nil {
+			assert.True(t, fault.Is(err, fault.Invalid))
+			return
+		}
+		// Whatever decodes must encode again within the limit.
+		_, err = Encode(m)
+		assert.NoError(t, err)
+	})
+}

@@ -1,0 +1,119 @@
+// Package outcome defines the explicit end state every accepted instance
+// reaches, the record that reports it, and a recorder that writes records as
+// structured log lines.
+//
+// A record carries the job id (derived from the event that announced the
+// instance), so a consumer of the log can dedupe on (jobId, instanceId): a
+// redelivered message may repeat an identical record, never a different one.
+package outcome
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// Kind is an instance's final state.
+type Kind string
+
+const (
+	// Installed: the HBR client is ACTIVATED on the instance.
+	Installed Kind = "INSTALLED"
+	// Failed: the install failed (after the allowed attempts) or HBR refused
+	// the instance; Code says why.
+	Failed Kind = "FAILED"
+	// NotReady: the instance or its Cloud Assistant never became ready before
+	// the readiness deadline.
+	NotReady Kind = "NOT_READY"
+	// Gone: the instance no longer exists.
+	Gone Kind = "GONE"
+	// Timeout: the install task did not finish before the job's deadline, or
+	// HBR expired it.
+	Timeout Kind = "TIMEOUT"
+	// Cancelled: the install task was cancelled.
+	Cancelled Kind = "CANCELLED"
+)
+
+// Kinds lists every outcome kind, in the order reports print them.
+var Kinds = []Kind{Installed, Failed, NotReady, Gone, Timeout, Cancelled}
+
+// Record is one instance's outcome. Outcome, Reason and Code are decided from
+// the job's facts only (never from timing), so a duplicate delivery that
+// reaches the same decision writes the same values.
+type Record struct {
+	JobID         string
+	InstanceID    string
+	Region        string
+	Outcome       Kind
+	Reason        string
+	Code          string
+	TaskID        string
+	ClientID      string
+	Attempts      int
+	FirstSeen     time.Time
+	OriginEventID string
+	// Detail is free text for humans (the full error); it may differ between
+	// duplicate deliveries and is not part of the decision.
+	Detail string
+}
+
+// Recorder receives outcome records and acceptance notices.
+type Recorder interface {
+	// Accepted notes that the system took responsibility for an instance.
+	Accepted(ctx context.Context, a Acceptance)
+	// Record reports an instance's final outcome.
+	Record(ctx context.Context, r Record)
+}
+
+// Acceptance notes an instance the system has taken responsibility for.
+type Acceptance struct {
+	JobID, InstanceID, Region, OriginEventID, Trigger string
+}
+
+// Log writes records as slog entries: msg "accepted" (INFO) and msg "outcome"
+// (INFO for INSTALLED, WARN otherwise) with the fields the README documents.
+type Log struct {
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// Accepted implements Recorder.
+func (l Log) Accepted(ctx context.Context, a Acceptance) {
+	l.Logger.LogAttrs(ctx, slog.LevelInfo, "accepted",
+		slog.String("jobId", a.JobID),
+		slog.String("instanceId", a.InstanceID),
+		slog.String("region", a.Region),
+		slog.String("trigger", a.Trigger),
+		slog.String("originEventId", a.OriginEventID),
+	)
+}
+
+// Record implements Recorder.
+func (l Log) Record(ctx context.Context, r Record) {
+	now := time.Now
+	if l.Now != nil {
+		now = l.Now
+	}
+	level := slog.LevelInfo
+	if r.Outcome != Installed {
+		level = slog.LevelWarn
+	}
+	elapsed := 0.0
+	if !r.FirstSeen.IsZero() {
+		elapsed = now().Sub(r.FirstSeen).Seconds()
+	}
+	l.Logger.LogAttrs(ctx, level, "outcome",
+		slog.String("jobId", r.JobID),
+		slog.String("instanceId", r.InstanceID),
+		slog.String("region", r.Region),
+		slog.String("outcome", string(r.Outcome)),
+		slog.String("reason", r.Reason),
+		slog.String("code", r.Code),
+		slog.String("taskId", r.TaskID),
+		slog.String("clientId", r.ClientID),
+		slog.Int("attempts", r.Attempts),
+		slog.Float64("elapsedSeconds", float64(int64(elapsed*1000))/1000),
+		slog.String("originEventId", r.OriginEventID),
+		slog.String("detail", r.Detail),
+	)
+}

@@ -1,0 +1,113 @@
+// Package queueevent decodes what the FC 3.0 MNS queue trigger (an EventBridge
+// event stream) hands the poller: one CloudEvent object, a JSON array of them,
+// or a JSON array of JSON strings each holding one. Each event's
+// data.messageBody is the queue message body: already base64-decoded by the
+// trigger (IsBase64Decode: true), or still base64, or plain text.
+//
+// Parse returns an Invalid error (package fault) only when the payload as a
+// whole is unusable; one bad event is reported in [Batch.Rejected] and does
+// not affect the others.
+package queueevent
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
+)
+
+// MaxPayloadBytes bounds the payload (the FC synchronous invocation limit is
+// 32 MB; a batch of 64 KB messages stays far below this).
+const MaxPayloadBytes = 32 << 20
+
+// Message is one queue message from the stream.
+type Message struct {
+	// EventID is the CloudEvent id, MessageID the MNS message id.
+	EventID, MessageID string
+	// Body is data.messageBody as delivered.
+	Body []byte
+}
+
+// Rejected is an event that could not be read.
+type Rejected struct {
+	Index int
+	Err   error
+}
+
+// Batch is the decoded payload.
+type Batch struct {
+	Messages []Message
+	Rejected []Rejected
+}
+
+type event struct {
+	ID   string `json:"id"`
+	Data *struct {
+		MessageID   string          `json:"messageId"`
+		MessageBody json.RawMessage `json:"messageBody"`
+	} `json:"data"`
+}
+
+// Parse decodes an event-stream payload.
+func Parse(payload []byte) (Batch, error) {
+	const op = "queueevent.Parse"
+	if len(payload) > MaxPayloadBytes {
+		return Batch{}, fault.Invalidf(op, "payload is %d bytes, over the %d-byte limit", len(payload), MaxPayloadBytes)
+	}
+	p := bytes.TrimSpace(payload)
+	var items []json.RawMessage
+	switch {
+	case len(p) == 0:
+		return Batch{}, fault.Invalidf(op, "empty payload")
+	case p[0] == '{':
+		items = []json.RawMessage{p}
+	case p[0] == '[':
+		if err := json.Unmarshal(p, &items); err != nil {
+			return Batch{}, fault.Invalidf(op, "payload is not a valid JSON array: %v", err)
+		}
+	default:
+		return Batch{}, fault.Invalidf(op, "payload is neither a JSON object nor an array (starts with %q)", p[:1])
+	}
+	var b Batch
+	for i, raw := range items {
+		m, err := decode(raw)
+		if err != nil {
+			b.Rejected = append(b.Rejected, Rejected{Index: i, Err: fault.Wrap(op, fault.Invalid, "", fmt.Errorf("event %d: %w", i, err))})
+			continue
+		}
+		b.Messages = append(b.Messages, m)
+	}
+	return b, nil
+}
+
+func decode(raw json.RawMessage) (Message, error) {
+	r := bytes.TrimSpace(raw)
+	if len(r) > 0 && r[0] == '"' {
+		var s string
+		if err := json.Unmarshal(r, &s); err != nil {
+			return Message{}, fmt.Errorf("not a JSON string: %v", err)
+		}
+		r = bytes.TrimSpace([]byte(s))
+	}
+	if len(r) == 0 || r[0] != '{' {
+		return Message{}, fmt.Errorf("not a JSON object")
+	}
+	var ev event
+	if err := json.Unmarshal(r, &ev); err != nil {
+		return Message{}, fmt.Errorf("not a CloudEvent: %v", err)
+	}
+	if ev.Data == nil || len(ev.Data.MessageBody) == 0 {
+		return Message{}, fmt.Errorf("no data.messageBody")
+	}
+	body := ev.Data.MessageBody
+	if body[0] == '"' {
+		var s string
+		if err := json.Unmarshal(body, &s); err != nil {
+			return Message{}, fmt.Errorf("data.messageBody: %v", err)
+		}
+		body = []byte(s)
+	}
+	// A JSON object body (not a string) is taken as is.
+	return Message{EventID: ev.ID, MessageID: ev.Data.MessageID, Body: body}, nil
+}
