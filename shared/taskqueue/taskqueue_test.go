@@ -1,0 +1,585 @@
+package taskqueue_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/cloudauth"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/mnssim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/taskqueue"
+)
+
+const (
+	testAK     = "LTAI-test-key"
+	testSecret = "test-secret"
+	testQueue  = "hbr-jobs"
+)
+
+var testCred = cloudauth.Credentials{AccessKeyID: testAK, AccessKeySecret: testSecret}
+
+// startSim starts an authenticating emulator with the test queue.
+func startSim(t *testing.T, opts mnssim.Options) (*mnssim.Server, string) {
+	t.Helper()
+	if opts.AccessKeyID == "" {
+		opts.AccessKeyID, opts.AccessKeySecret = testAK, testSecret
+	}
+	s := mnssim.New(opts)
+	base, err := s.Start()
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, s.Close()) })
+	s.CreateQueue(testQueue)
+	return s, base
+}
+
+func newSender(t *testing.T, cfg taskqueue.Config, cred cloudauth.Credentials) *taskqueue.Sender {
+	t.Helper()
+	if cfg.Queue == "" {
+		cfg.Queue = testQueue
+	}
+	s, err := taskqueue.New(cfg, cred)
+	require.NoError(t, err)
+	return s
+}
+
+// assertFault checks an error's classification.
+func assertFault(t *testing.T, err error, op string, kind fault.Kind, code string) {
+	t.Helper()
+	var fe *fault.Error
+	require.ErrorAs(t, err, &fe)
+	assert.Equal(t, op, fe.Op, "op")
+	assert.Equal(t, kind, fault.KindOf(err), "kind of %v", err)
+	assert.Equal(t, code, fault.CodeOf(err), "code of %v", err)
+}
+
+func TestSendStoresBase64BodyDelayAndPriority(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name         string
+		priority     int
+		delay        time.Duration
+		wantPriority int
+		wantDelay    int
+	}{
+		{"defaults", 0, 0, 8, 0},
+		{"delay rounds up", 3, 1500 * time.Millisecond, 3, 2},
+		{"whole seconds stay", 16, 30 * time.Second, 16, 30},
+		{"negative delay is 0", 1, -time.Second, 1, 0},
+		{"delay capped at 7 days", 8, 8 * 24 * time.Hour, 8, 604800},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			sim, base := startSim(t, mnssim.Options{})
+			s := newSender(t, taskqueue.Config{Endpoint: base, Priority: tt.priority}, testCred)
+			body := []byte(`{"taskId":"t-1","attempt":1}` + "\n\x00binary")
+
+			id, err := s.Send(context.Background(), taskqueue.Message{Body: body, Delay: tt.delay})
+			require.NoError(t, err)
+
+			stored := sim.Messages(testQueue)
+			require.Len(t, stored, 1)
+			assert.Equal(t, id, stored[0].ID)
+			assert.Equal(t, base64.StdEncoding.EncodeToString(body), stored[0].Body)
+			assert.Equal(t, tt.wantPriority, stored[0].Priority)
+			assert.Equal(t, tt.wantDelay, stored[0].DelaySeconds)
+		})
+	}
+}
+
+func TestSendBatchSplitsAndKeepsOrder(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name         string
+		count, size  int
+		wantRequests int
+	}{
+		{"by count", 20, 10, 2},
+		{"by bytes", 5, 30000, 5}, // 40000 encoded bytes each: one per request
+		{"exactly full", 16, 3072, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			sim, base := startSim(t, mnssim.Options{})
+			s := newSender(t, taskqueue.Config{Endpoint: base, Priority: 4}, testCred)
+			msgs := make([]taskqueue.Message, tt.count)
+			for i := range msgs {
+				body := []byte(fmt.Sprintf("%04d", i))
+				body = append(body, bytes.Repeat([]byte("x"), tt.size-len(body))...)
+				msgs[i] = taskqueue.Message{Body: body, Delay: time.Duration(i) * time.Second}
+			}
+
+			ids, err := s.SendBatch(context.Background(), msgs)
+			require.NoError(t, err)
+			require.Len(t, ids, tt.count)
+			assert.Equal(t, tt.wantRequests, sim.Calls()["mns.BatchSendMessage"])
+
+			stored := sim.Messages(testQueue)
+			require.Len(t, stored, tt.count)
+			for i, m := range stored {
+				assert.Equal(t, ids[i], m.ID, "order")
+				assert.Equal(t, base64.StdEncoding.EncodeToString(msgs[i].Body), m.Body)
+				assert.Equal(t, i, m.DelaySeconds)
+				assert.Equal(t, 4, m.Priority)
+			}
+		})
+	}
+}
+
+func TestSendBatchStopsAtAFailedRequest(t *testing.T) {
+	t.Parallel()
+	sim, base := startSim(t, mnssim.Options{})
+	// Once the first request's messages are stored, fail the next request.
+	var once sync.Once
+	sim.OnSend(func(mnssim.Message) { once.Do(func() { sim.SetFaults(mnssim.Faults{SendFailNext: 1}) }) })
+	s := newSender(t, taskqueue.Config{Endpoint: base}, testCred)
+	msgs := make([]taskqueue.Message, 20)
+	for i := range msgs {
+		msgs[i] = taskqueue.Message{Body: []byte{byte(i)}}
+	}
+
+	ids, err := s.SendBatch(context.Background(), msgs)
+	assertFault(t, err, "mns.BatchSendMessage", fault.Retryable, "InternalError")
+	var be *taskqueue.BatchError
+	require.ErrorAs(t, err, &be)
+	require.Len(t, be.Failed, 4)
+	assert.Equal(t, 16, be.Failed[0].Index)
+	require.Len(t, ids, 20)
+	for i, id := range ids {
+		assert.Equal(t, i < 16, id != "", "id %d", i)
+	}
+	assert.Equal(t, 16, sim.Sent(testQueue))
+}
+
+func TestSendBatchPartialFailure(t *testing.T) {
+	t.Parallel()
+	entry := func(code, id string) string {
+		if code != "" {
+			return "<Message><ErrorCode>" + code + "</ErrorCode><ErrorMessage>no</ErrorMessage></Message>"
+		}
+		return "<Message><MessageId>" + id + "</MessageId><MessageBodyMD5>00</MessageBodyMD5></Message>"
+	}
+	tests := []struct {
+		name     string
+		entries  string
+		wantKind fault.Kind
+		wantCode string
+		wantIDs  []string
+	}{
+		{"throttled entry is retryable", entry("QpsLimitExceeded", "") + entry("", "ID-2"), fault.Retryable, "QpsLimitExceeded", []string{"", "ID-2"}},
+		{"invalid entry is permanent", entry("", "ID-1") + entry("InvalidArgument", ""), fault.Permanent, "InvalidArgument", []string{"ID-1", ""}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			base := canned(t, http.StatusInternalServerError,
+				`<?xml version="1.0" encoding="UTF-8"?><Messages xmlns="http://mns.aliyuncs.com/doc/v1/">`+tt.entries+`</Messages>`)
+			s := newSender(t, taskqueue.Config{Endpoint: base}, testCred)
+
+			ids, err := s.SendBatch(context.Background(), []taskqueue.Message{{Body: []byte("a")}, {Body: []byte("b")}})
+			assertFault(t, err, "mns.BatchSendMessage", tt.wantKind, tt.wantCode)
+			assert.Equal(t, tt.wantIDs, ids)
+			var be *taskqueue.BatchError
+			require.ErrorAs(t, err, &be)
+			require.Len(t, be.Failed, 1)
+			assert.Equal(t, tt.wantCode, be.Failed[0].Code)
+		})
+	}
+}
+
+func TestSignature(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		simToken string
+		cred     cloudauth.Credentials
+		wantKind fault.Kind
+		wantCode string
+	}{
+		{name: "access key", cred: testCred},
+		{name: "STS token", simToken: "sts-token", cred: cloudauth.Credentials{AccessKeyID: testAK, AccessKeySecret: testSecret, SecurityToken: "sts-token"}},
+		{name: "wrong secret", cred: cloudauth.Credentials{AccessKeyID: testAK, AccessKeySecret: "wrong"},
+			wantKind: fault.Permanent, wantCode: "SignatureDoesNotMatch"},
+		{name: "unknown key", cred: cloudauth.Credentials{AccessKeyID: "LTAI-other", AccessKeySecret: testSecret},
+			wantKind: fault.Permanent, wantCode: "InvalidAccessKeyId"},
+		{name: "token required but missing", simToken: "sts-token", cred: testCred,
+			wantKind: fault.Permanent, wantCode: "AccessDenied"},
+		{name: "wrong token", simToken: "sts-token", cred: cloudauth.Credentials{AccessKeyID: testAK, AccessKeySecret: testSecret, SecurityToken: "old"},
+			wantKind: fault.Permanent, wantCode: "AccessDenied"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			sim, base := startSim(t, mnssim.Options{SecurityToken: tt.simToken})
+			s := newSender(t, taskqueue.Config{Endpoint: base}, tt.cred)
+			_, err := s.Send(context.Background(), taskqueue.Message{Body: []byte("x")})
+			if tt.wantCode == "" {
+				require.NoError(t, err)
+				assert.Equal(t, 1, sim.Sent(testQueue))
+				return
+			}
+			assertFault(t, err, "mns.SendMessage", tt.wantKind, tt.wantCode)
+			assert.Zero(t, sim.Sent(testQueue))
+		})
+	}
+}
+
+func TestSendErrorsAgainstEmulator(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		queue    string
+		faults   mnssim.Faults
+		wantKind fault.Kind
+		wantCode string
+	}{
+		{name: "missing queue", queue: "no-such-queue", wantKind: fault.Permanent, wantCode: "QueueNotExist"},
+		{name: "500", faults: mnssim.Faults{SendFailNext: 1}, wantKind: fault.Retryable, wantCode: "InternalError"},
+		{name: "503", faults: mnssim.Faults{SendFailNext: 1, Status: 503}, wantKind: fault.Retryable, wantCode: "ServiceUnavailable"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			sim, base := startSim(t, mnssim.Options{})
+			sim.SetFaults(tt.faults)
+			s := newSender(t, taskqueue.Config{Endpoint: base, Queue: tt.queue}, testCred)
+			_, err := s.Send(context.Background(), taskqueue.Message{Body: []byte("x")})
+			assertFault(t, err, "mns.SendMessage", tt.wantKind, tt.wantCode)
+			assert.Zero(t, sim.Sent(testQueue))
+		})
+	}
+}
+
+// canned serves one fixed reply to every request and returns its URL.
+func canned(t *testing.T, status int, body string) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("x-mns-request-id", "REQ")
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte(body))
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func mnsError(code string) string {
+	return `<?xml version="1.0" encoding="UTF-8"?><Error xmlns="http://mns.aliyuncs.com/doc/v1/"><Code>` + code +
+		`</Code><Message>m</Message><RequestId>R</RequestId><HostId>h</HostId></Error>`
+}
+
+func TestSendErrorsFromCannedReplies(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		status   int
+		body     string
+		wantKind fault.Kind
+		wantCode string
+	}{
+		{"throttled", 400, mnsError("QpsLimitExceeded"), fault.Retryable, "QpsLimitExceeded"},
+		{"HTML from a proxy", 502, "<html><body>Bad Gateway</body></html>", fault.Retryable, ""},
+		{"unknown 5xx code", 503, mnsError("ServiceUnavailable"), fault.Retryable, "ServiceUnavailable"},
+		{"malformed XML", 400, mnsError("MalformedXML"), fault.Permanent, "MalformedXML"},
+		{"invalid argument", 400, mnsError("InvalidArgument"), fault.Permanent, "InvalidArgument"},
+		{"access denied", 403, mnsError("AccessDenied"), fault.Permanent, "AccessDenied"},
+		{"unknown 4xx code", 400, mnsError("SomethingNew"), fault.Permanent, "SomethingNew"},
+		{"garbage success body", 201, "not xml", fault.Retryable, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := newSender(t, taskqueue.Config{Endpoint: canned(t, tt.status, tt.body)}, testCred)
+			_, err := s.Send(context.Background(), taskqueue.Message{Body: []byte("x")})
+			assertFault(t, err, "mns.SendMessage", tt.wantKind, tt.wantCode)
+		})
+	}
+}
+
+func TestOversizeBodyIsInvalidAndNotSent(t *testing.T) {
+	t.Parallel()
+	sim, base := startSim(t, mnssim.Options{})
+	s := newSender(t, taskqueue.Config{Endpoint: base}, testCred)
+	ctx := context.Background()
+
+	// 49152 raw bytes encode to exactly 65536.
+	_, err := s.Send(ctx, taskqueue.Message{Body: bytes.Repeat([]byte("a"), 49152)})
+	require.NoError(t, err)
+
+	_, err = s.Send(ctx, taskqueue.Message{Body: bytes.Repeat([]byte("a"), 49153)})
+	assertFault(t, err, "mns.SendMessage", fault.Invalid, "")
+	_, err = s.Send(ctx, taskqueue.Message{})
+	assertFault(t, err, "mns.SendMessage", fault.Invalid, "")
+	_, err = s.SendBatch(ctx, []taskqueue.Message{{Body: []byte("ok")}, {Body: bytes.Repeat([]byte("a"), 49153)}})
+	assertFault(t, err, "mns.BatchSendMessage", fault.Invalid, "")
+
+	assert.Equal(t, map[string]int{"mns.SendMessage": 1}, sim.Calls())
+}
+
+func TestConnectionRefusedIsRetryable(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+
+	s := newSender(t, taskqueue.Config{Endpoint: "http://" + addr}, testCred)
+	_, err = s.Send(context.Background(), taskqueue.Message{Body: []byte("x")})
+	assertFault(t, err, "mns.SendMessage", fault.Retryable, "")
+}
+
+// hanging serves requests that block until the test ends, and signals each
+// arrival.
+func hanging(t *testing.T) (base string, arrived <-chan struct{}) {
+	t.Helper()
+	release := make(chan struct{})
+	got := make(chan struct{}, 16)
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		got <- struct{}{}
+		<-release
+	}))
+	t.Cleanup(func() {
+		close(release)
+		srv.Close()
+	})
+	return srv.URL, got
+}
+
+func TestContext(t *testing.T) {
+	t.Parallel()
+
+	t.Run("already cancelled: nothing sent", func(t *testing.T) {
+		t.Parallel()
+		sim, base := startSim(t, mnssim.Options{})
+		s := newSender(t, taskqueue.Config{Endpoint: base}, testCred)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, err := s.Send(ctx, taskqueue.Message{Body: []byte("x")})
+		assertFault(t, err, "mns.SendMessage", fault.Permanent, "")
+		assert.ErrorIs(t, err, context.Canceled)
+		assert.Empty(t, sim.Calls())
+	})
+
+	t.Run("cancelled while waiting returns promptly", func(t *testing.T) {
+		t.Parallel()
+		base, arrived := hanging(t)
+		s := newSender(t, taskqueue.Config{Endpoint: base, Timeout: time.Minute}, testCred)
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			<-arrived
+			cancel()
+		}()
+		_, err := s.Send(ctx, taskqueue.Message{Body: []byte("x")})
+		assertFault(t, err, "mns.SendMessage", fault.Permanent, "")
+		assert.ErrorIs(t, err, context.Canceled)
+		assert.True(t, fault.IsContext(err))
+	})
+
+	t.Run("SDK timeout is retryable", func(t *testing.T) {
+		t.Parallel()
+		base, _ := hanging(t)
+		s := newSender(t, taskqueue.Config{Endpoint: base, Timeout: time.Second}, testCred)
+		_, err := s.Send(context.Background(), taskqueue.Message{Body: []byte("x")})
+		assertFault(t, err, "mns.SendMessage", fault.Retryable, "")
+		assert.False(t, fault.IsContext(err))
+	})
+}
+
+func TestConfigValidation(t *testing.T) {
+	t.Parallel()
+	ok := taskqueue.Config{Endpoint: "https://1234567890.mns.cn-hangzhou.aliyuncs.com", Queue: testQueue}
+	with := func(f func(*taskqueue.Config)) taskqueue.Config {
+		c := ok
+		f(&c)
+		return c
+	}
+	tests := []struct {
+		name    string
+		cfg     taskqueue.Config
+		cred    cloudauth.Credentials
+		wantErr bool
+	}{
+		{"public endpoint", ok, testCred, false},
+		{"internal endpoint", with(func(c *taskqueue.Config) { c.Endpoint = "https://1234567890.mns.cn-hangzhou-internal.aliyuncs.com" }), testCred, false},
+		{"trailing slash", with(func(c *taskqueue.Config) { c.Endpoint += "/" }), testCred, false},
+		{"loopback IP", with(func(c *taskqueue.Config) { c.Endpoint = "http://127.0.0.1:8080" }), testCred, false},
+		{"localhost", with(func(c *taskqueue.Config) { c.Endpoint = "http://localhost:8080" }), testCred, false},
+		{"IPv6 loopback", with(func(c *taskqueue.Config) { c.Endpoint = "http://[::1]:8080" }), testCred, false},
+		{"STS token", ok, cloudauth.Credentials{AccessKeyID: "a", AccessKeySecret: "b", SecurityToken: "c"}, false},
+		{"priority 16", with(func(c *taskqueue.Config) { c.Priority = 16 }), testCred, false},
+		{"120-char queue", with(func(c *taskqueue.Config) { c.Queue = "q" + strings.Repeat("-", 119) }), testCred, false},
+
+		{"empty endpoint", with(func(c *taskqueue.Config) { c.Endpoint = "" }), testCred, true},
+		{"http to a real host", with(func(c *taskqueue.Config) { c.Endpoint = "http://1234567890.mns.cn-hangzhou.aliyuncs.com" }), testCred, true},
+		{"http to a LAN address", with(func(c *taskqueue.Config) { c.Endpoint = "http://10.0.0.5:8080" }), testCred, true},
+		{"https to loopback", with(func(c *taskqueue.Config) { c.Endpoint = "https://127.0.0.1:8080" }), testCred, true},
+		{"three dots", with(func(c *taskqueue.Config) { c.Endpoint = "https://mns.cn-hangzhou.aliyuncs.com" }), testCred, true},
+		{"five dots", with(func(c *taskqueue.Config) { c.Endpoint = "https://1234567890.mns.cn.hangzhou.aliyuncs.com" }), testCred, true},
+		{"no dots", with(func(c *taskqueue.Config) { c.Endpoint = "https://mns" }), testCred, true},
+		{"path", with(func(c *taskqueue.Config) { c.Endpoint = "https://1.mns.cn-hangzhou.aliyuncs.com/x" }), testCred, true},
+		{"ftp", with(func(c *taskqueue.Config) { c.Endpoint = "ftp://1.mns.cn-hangzhou.aliyuncs.com" }), testCred, true},
+		{"garbage", with(func(c *taskqueue.Config) { c.Endpoint = "://" }), testCred, true},
+		{"empty queue", with(func(c *taskqueue.Config) { c.Queue = "" }), testCred, true},
+		{"queue starts with digit", with(func(c *taskqueue.Config) { c.Queue = "1jobs" }), testCred, true},
+		{"queue with underscore", with(func(c *taskqueue.Config) { c.Queue = "hbr_jobs" }), testCred, true},
+		{"121-char queue", with(func(c *taskqueue.Config) { c.Queue = "q" + strings.Repeat("a", 120) }), testCred, true},
+		{"priority 17", with(func(c *taskqueue.Config) { c.Priority = 17 }), testCred, true},
+		{"priority -1", with(func(c *taskqueue.Config) { c.Priority = -1 }), testCred, true},
+		{"negative timeout", with(func(c *taskqueue.Config) { c.Timeout = -time.Second }), testCred, true},
+		{"dotted account on loopback", with(func(c *taskqueue.Config) { c.Endpoint = "http://127.0.0.1:1"; c.AccountID = "1.2" }), testCred, true},
+		{"no access key", ok, cloudauth.Credentials{AccessKeySecret: "b"}, true},
+		{"no secret", ok, cloudauth.Credentials{AccessKeyID: "a"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s, err := taskqueue.New(tt.cfg, tt.cred)
+			if !tt.wantErr {
+				assert.NoError(t, err)
+				assert.NotNil(t, s)
+				return
+			}
+			assert.Nil(t, s)
+			assert.True(t, fault.Is(err, fault.Invalid), "want Invalid, got %v", err)
+		})
+	}
+}
+
+func TestEnsureQueue(t *testing.T) {
+	t.Parallel()
+	sim, base := startSim(t, mnssim.Options{})
+	cfg := taskqueue.Config{Endpoint: base, Queue: "fresh-queue"}
+	ctx := context.Background()
+	attrs := taskqueue.QueueAttributes{VisibilityTimeout: 60, MessageRetentionPeriod: 86400}
+
+	created, err := taskqueue.EnsureQueue(ctx, cfg, testCred, attrs)
+	require.NoError(t, err)
+	assert.True(t, created)
+	got, err := sim.Attributes("fresh-queue")
+	require.NoError(t, err)
+	assert.Equal(t, mnssim.QueueAttributes{MaximumMessageSize: 65536, MessageRetentionPeriod: 86400, VisibilityTimeout: 60}, got)
+
+	created, err = taskqueue.EnsureQueue(ctx, cfg, testCred, attrs)
+	require.NoError(t, err)
+	assert.False(t, created, "same attributes: nothing to do")
+
+	_, err = taskqueue.EnsureQueue(ctx, cfg, testCred, taskqueue.QueueAttributes{VisibilityTimeout: 90})
+	assertFault(t, err, "mns.CreateQueue", fault.Permanent, "QueueAlreadyExist")
+
+	_, err = taskqueue.EnsureQueue(ctx, cfg, testCred, taskqueue.QueueAttributes{PollingWaitSeconds: 31})
+	assertFault(t, err, "mns.CreateQueue", fault.Invalid, "")
+	_, err = taskqueue.EnsureQueue(ctx, cfg, testCred, taskqueue.QueueAttributes{DelaySeconds: 604800})
+	assertFault(t, err, "mns.CreateQueue", fault.Invalid, "")
+
+	_, err = taskqueue.EnsureQueue(ctx, cfg, cloudauth.Credentials{AccessKeyID: testAK, AccessKeySecret: "wrong"}, attrs)
+	assertFault(t, err, "mns.CreateQueue", fault.Permanent, "SignatureDoesNotMatch")
+
+	assert.Equal(t, 4, sim.Calls()["mns.CreateQueue"])
+	s := newSender(t, cfg, testCred)
+	_, err = s.Send(ctx, taskqueue.Message{Body: []byte("x")})
+	require.NoError(t, err)
+	assert.Equal(t, 1, sim.Sent("fresh-queue"))
+}
+
+func TestConcurrentSendsThroughOneSender(t *testing.T) {
+	t.Parallel()
+	sim, base := startSim(t, mnssim.Options{})
+	s := newSender(t, taskqueue.Config{Endpoint: base}, testCred)
+	const goroutines, perGoroutine = 16, 6
+
+	var (
+		wg  sync.WaitGroup
+		mu  sync.Mutex
+		ids = map[string]bool{}
+	)
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx := context.Background()
+			for i := range perGoroutine {
+				body := []byte(fmt.Sprintf("%d-%d", g, i))
+				var got []string
+				if i%3 == 2 {
+					batch, err := s.SendBatch(ctx, []taskqueue.Message{{Body: body}, {Body: append(body, '!')}})
+					if !assert.NoError(t, err) {
+						return
+					}
+					got = batch
+				} else {
+					id, err := s.Send(ctx, taskqueue.Message{Body: body, Delay: time.Duration(i) * time.Second})
+					if !assert.NoError(t, err) {
+						return
+					}
+					got = []string{id}
+				}
+				mu.Lock()
+				for _, id := range got {
+					assert.False(t, ids[id], "duplicate id %s", id)
+					ids[id] = true
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	want := goroutines * (perGoroutine + perGoroutine/3)
+	assert.Len(t, ids, want)
+	assert.Equal(t, want, sim.Sent(testQueue))
+}
+
+func TestErrorsWrapTheSDKError(t *testing.T) {
+	t.Parallel()
+	s := newSender(t, taskqueue.Config{Endpoint: canned(t, 404, mnsError("QueueNotExist"))}, testCred)
+	_, err := s.Send(context.Background(), taskqueue.Message{Body: []byte("x")})
+	require.Error(t, err)
+	assert.NotNil(t, errors.Unwrap(err), "the SDK error stays in the chain")
+}
+
+func TestLoopbackKeepsAnMNSShapedHost(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name              string
+		account, region   string
+		wantHost          string
+		endpointLocalhost bool
+	}{
+		{name: "defaults", wantHost: "1234567890.mns.cn-hangzhou.aliyuncs.com"},
+		{name: "configured", account: "5678", region: "eu-central-1", wantHost: "5678.mns.eu-central-1.aliyuncs.com"},
+		{name: "localhost", endpointLocalhost: true, wantHost: "1234567890.mns.cn-hangzhou.aliyuncs.com"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			hosts := make(chan string, 1)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				hosts <- r.Host
+				w.WriteHeader(http.StatusCreated)
+				_, _ = w.Write([]byte(`<Message><MessageId>ID</MessageId><MessageBodyMD5>X</MessageBodyMD5></Message>`))
+			}))
+			t.Cleanup(srv.Close)
+			endpoint := srv.URL
+			if tt.endpointLocalhost {
+				endpoint = strings.Replace(endpoint, "127.0.0.1", "localhost", 1)
+			}
+			s := newSender(t, taskqueue.Config{Endpoint: endpoint, AccountID: tt.account, Region: tt.region}, testCred)
+			id, err := s.Send(context.Background(), taskqueue.Message{Body: []byte("x")})
+			require.NoError(t, err)
+			assert.Equal(t, "ID", id)
+			assert.Equal(t, tt.wantHost, <-hosts)
+		})
+	}
+}
