@@ -1,0 +1,130 @@
+// Package handler holds the two Function Compute handlers: it decodes the
+// trigger's payload, builds the invocation's cloud clients from its
+// credentials, runs the domain step (packages install and poll), sends the
+// follow-up messages, writes the outcome records, and maps the result to the
+// trigger's contract: an error is returned only when the platform retrying the
+// invocation can help (a follow-up message could not be queued), or when the
+// whole payload is unusable.
+package handler
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/cloudauth"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/config"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbr"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/install"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/poll"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/taskqueue"
+)
+
+// HBR is what the handlers need of an HBR client.
+type HBR interface {
+	install.Installer
+	poll.TaskReader
+}
+
+// Sender sends one message to the job queue (taskqueue.Sender satisfies it).
+type Sender interface {
+	Send(ctx context.Context, m taskqueue.Message) (string, error)
+}
+
+// Cloud builds the clients of one invocation.
+type Cloud interface {
+	HBR(ctx context.Context, region string) (HBR, error)
+	Queue(ctx context.Context) (Sender, error)
+}
+
+// SDKCloud builds real SDK-backed clients from the invocation's credentials
+// (the FC context, or the environment as a fallback).
+type SDKCloud struct {
+	Config config.Config
+	Getenv func(string) string
+}
+
+// HBR implements Cloud.
+func (c SDKCloud) HBR(ctx context.Context, region string) (HBR, error) {
+	cred, err := cloudauth.FromContext(ctx, c.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	return hbr.New(hbr.Config{
+		Region:               region,
+		Endpoint:             c.Config.HBREndpoint,
+		Timeout:              c.Config.APITimeout,
+		CrossAccountType:     c.Config.CrossAccountType,
+		CrossAccountUserID:   c.Config.CrossAccountUserID,
+		CrossAccountRoleName: c.Config.CrossAccountRoleName,
+	}, cred)
+}
+
+// Queue implements Cloud.
+func (c SDKCloud) Queue(ctx context.Context) (Sender, error) {
+	cred, err := cloudauth.FromContext(ctx, c.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	return taskqueue.New(taskqueue.Config{
+		Endpoint:  c.Config.MNSEndpoint,
+		Queue:     c.Config.QueueName,
+		Priority:  c.Config.MessagePriority,
+		Timeout:   c.Config.APITimeout,
+		AccountID: c.Config.AccountID,
+		Region:    c.Config.Region,
+	}, cred)
+}
+
+// session memoises one invocation's clients, one HBR client per region.
+type session struct {
+	cloud Cloud
+	mu    sync.Mutex
+	hbr   map[string]HBR
+}
+
+func newSession(c Cloud) *session { return &session{cloud: c, hbr: map[string]HBR{}} }
+
+func (s *session) client(ctx context.Context, region string) (HBR, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cl, ok := s.hbr[region]; ok {
+		return cl, nil
+	}
+	cl, err := s.cloud.HBR(ctx, region)
+	if err != nil {
+		return nil, err
+	}
+	s.hbr[region] = cl
+	return cl, nil
+}
+
+func (s *session) installer(ctx context.Context, region string) (install.Installer, error) {
+	return s.client(ctx, region)
+}
+
+func (s *session) tasks(ctx context.Context, region string) (poll.TaskReader, error) {
+	return s.client(ctx, region)
+}
+
+// FullJitter spreads a back-off delay uniformly over [d/2, d], so messages
+// throttled together do not come back together.
+func FullJitter(d time.Duration) time.Duration {
+	if d <= time.Second {
+		return d
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// Misconfigured returns a handler that fails every invocation with err. A
+// function whose configuration does not load keeps running and says why on
+// each call, instead of exiting and being restarted in a loop.
+func Misconfigured(log *slog.Logger, err error) func(context.Context, json.RawMessage) (struct{}, error) {
+	return func(ctx context.Context, _ json.RawMessage) (struct{}, error) {
+		log.ErrorContext(ctx, "configuration", slog.String("error", err.Error()))
+		return struct{}{}, err
+	}
+}

@@ -1,0 +1,234 @@
+package handler
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbr"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/install"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/outcome"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/taskqueue"
+)
+
+// fakeCloud is a hand-written fake of both clients.
+type fakeCloud struct {
+	mu       sync.Mutex
+	install  func(ids []string) (hbr.InstallResult, error)
+	task     func(id string) (hbr.Task, error)
+	sendErr  func(n int) error
+	sent     []job.Message
+	delays   []time.Duration
+	attempts int
+}
+
+func (f *fakeCloud) HBR(context.Context, string) (HBR, error) { return f, nil }
+func (f *fakeCloud) Queue(context.Context) (Sender, error)    { return f, nil }
+
+func (f *fakeCloud) InstallBackupClients(_ context.Context, ids []string) (hbr.InstallResult, error) {
+	return f.install(ids)
+}
+
+func (f *fakeCloud) DescribeTask(_ context.Context, id string) (hbr.Task, error) { return f.task(id) }
+
+func (f *fakeCloud) Send(_ context.Context, m taskqueue.Message) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.attempts++
+	if f.sendErr != nil {
+		if err := f.sendErr(f.attempts); err != nil {
+			return "", err
+		}
+	}
+	msg, err := job.Decode(m.Body)
+	if err != nil {
+		return "", err
+	}
+	f.sent = append(f.sent, msg)
+	f.delays = append(f.delays, m.Delay)
+	return fmt.Sprintf("m-%d", len(f.sent)), nil
+}
+
+type recorder struct {
+	accepted []outcome.Acceptance
+	records  []outcome.Record
+}
+
+func (r *recorder) Accepted(_ context.Context, a outcome.Acceptance) {
+	r.accepted = append(r.accepted, a)
+}
+func (r *recorder) Record(_ context.Context, o outcome.Record) { r.records = append(r.records, o) }
+
+var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+func deps(c *fakeCloud, rec *recorder) Deps {
+	return Deps{
+		Region: "cn-hangzhou",
+		Policy: install.Policy{FirstPollDelay: 60 * time.Second, PollInterval: 30 * time.Second, TaskTimeout: 15 * time.Minute,
+			DeadlineMargin: 2 * time.Minute, ReadinessTimeout: 10 * time.Minute, ReadinessDelay: 30 * time.Second,
+			ReadinessDelayStep: 10 * time.Second, RetryBaseDelay: 5 * time.Second, RetryMaxDelay: 2 * time.Minute, MaxAttempts: 2},
+		Cloud: c, Outcomes: rec,
+		Now:   func() time.Time { return t0 },
+		Sleep: func(time.Duration) {},
+	}
+}
+
+func validAll(ids []string) (hbr.InstallResult, error) {
+	r := hbr.InstallResult{TaskID: "t-1"}
+	for _, id := range ids {
+		r.Statuses = append(r.Statuses, hbr.InstanceStatus{InstanceID: id, Valid: true})
+	}
+	return r, nil
+}
+
+func event(t *testing.T, name string) json.RawMessage {
+	b, err := os.ReadFile(filepath.Join("..", "..", "events", name))
+	require.NoError(t, err)
+	return b
+}
+
+func TestInstallHandlesSampleEvents(t *testing.T) {
+	tests := []struct {
+		file      string
+		accepted  int
+		wantKinds []job.Kind
+	}{
+		{"instance-running.json", 1, []job.Kind{job.KindPoll}},
+		{"instance-running-nested.json", 1, []job.Kind{job.KindPoll}},
+		{"cloudassistant-first-heartbeat.json", 1, []job.Kind{job.KindPoll}},
+		{"batch-array.json", 2, []job.Kind{job.KindPoll}},
+		{"runinstances-burst.json", 25, []job.Kind{job.KindInstallRetry, job.KindInstallRetry}},
+		{"instance-stopped.json", 0, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			c := &fakeCloud{install: validAll}
+			rec := &recorder{}
+			sum, err := NewInstall(deps(c, rec)).Handle(context.Background(), event(t, tt.file))
+			require.NoError(t, err)
+			assert.Equal(t, tt.accepted, sum.Accepted)
+			assert.Len(t, rec.accepted, tt.accepted)
+			var kinds []job.Kind
+			for _, m := range c.sent {
+				kinds = append(kinds, m.Kind)
+			}
+			assert.Equal(t, tt.wantKinds, kinds)
+			assert.Empty(t, rec.records)
+		})
+	}
+}
+
+func TestInstallRejectsMalformedPayload(t *testing.T) {
+	for name, payload := range map[string]string{
+		"not json":   `]]`,
+		"hostile id": string(event(t, "invalid-instance-id.json")),
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := &fakeCloud{install: validAll}
+			_, err := NewInstall(deps(c, &recorder{})).Handle(context.Background(), json.RawMessage(payload))
+			require.Error(t, err)
+			assert.True(t, fault.Is(err, fault.Invalid))
+			assert.Empty(t, c.sent)
+		})
+	}
+}
+
+func TestInstallRetriesSendsThenFailsRetryably(t *testing.T) {
+	unavailable := fault.Wrap("mns.SendMessage", fault.Retryable, "InternalError", fmt.Errorf("500"))
+	t.Run("recovers within the invocation", func(t *testing.T) {
+		c := &fakeCloud{install: validAll, sendErr: func(n int) error {
+			if n < 3 {
+				return unavailable
+			}
+			return nil
+		}}
+		_, err := NewInstall(deps(c, &recorder{})).Handle(context.Background(), event(t, "instance-running.json"))
+		require.NoError(t, err)
+		assert.Len(t, c.sent, 1)
+	})
+	t.Run("gives up so the trigger redelivers", func(t *testing.T) {
+		c := &fakeCloud{install: validAll, sendErr: func(int) error { return unavailable }}
+		_, err := NewInstall(deps(c, &recorder{})).Handle(context.Background(), event(t, "instance-running.json"))
+		require.Error(t, err)
+		assert.True(t, fault.Is(err, fault.Retryable))
+		assert.Equal(t, sendAttempts, c.attempts)
+	})
+	t.Run("permanent send error is not retried in process", func(t *testing.T) {
+		c := &fakeCloud{install: validAll, sendErr: func(int) error {
+			return fault.Wrap("mns.SendMessage", fault.Permanent, "QueueNotExist", fmt.Errorf("no queue"))
+		}}
+		_, err := NewInstall(deps(c, &recorder{})).Handle(context.Background(), event(t, "instance-running.json"))
+		require.Error(t, err)
+		assert.Equal(t, 1, c.attempts)
+	})
+}
+
+func TestPollerDropsMalformedAndKeepsGoodWork(t *testing.T) {
+	good := event(t, "poller-stream.json")
+	var arr []json.RawMessage
+	require.NoError(t, json.Unmarshal(good, &arr))
+	payload, err := json.Marshal([]any{
+		arr[0],
+		map[string]any{"id": "bad-1", "data": map[string]any{"messageBody": "not a job"}},
+		map[string]any{"id": "bad-2", "data": map[string]any{"messageBody": `{"version":9}`}},
+		42,
+	})
+	require.NoError(t, err)
+	c := &fakeCloud{task: func(id string) (hbr.Task, error) {
+		return hbr.Task{TaskID: id, Description: "completed", Results: []hbr.ClientResult{{InstanceID: "i-bp1demo0000000000001", ClientID: "c-1", ClientStatus: "ACTIVATED"}}}, nil
+	}}
+	rec := &recorder{}
+	d := deps(c, rec)
+	d.Now = func() time.Time { return time.Date(2026, 11, 27, 5, 6, 0, 0, time.UTC) }
+	sum, err := NewPoller(d).Handle(context.Background(), payload)
+	require.NoError(t, err, "malformed messages are dropped, not retried")
+	assert.Equal(t, 1, sum.Messages)
+	assert.Len(t, sum.Dropped, 3)
+	require.Len(t, rec.records, 1)
+	assert.Equal(t, outcome.Installed, rec.records[0].Outcome)
+	assert.Equal(t, "j-00112233445566778899", rec.records[0].JobID)
+}
+
+func TestPollerGarbagePayloadIsDropped(t *testing.T) {
+	sum, err := NewPoller(deps(&fakeCloud{}, &recorder{})).Handle(context.Background(), json.RawMessage(`"just a string"`))
+	require.NoError(t, err)
+	assert.Len(t, sum.Dropped, 1)
+}
+
+func TestLogsCarryRequestFieldsNotSecrets(t *testing.T) {
+	var buf bytes.Buffer
+	c := &fakeCloud{install: func([]string) (hbr.InstallResult, error) {
+		return hbr.InstallResult{}, fault.Wrap("hbr.InstallBackupClients", fault.Permanent, "Forbidden.RAM", fmt.Errorf("denied"))
+	}}
+	d := deps(c, nil)
+	d.Outcomes = nil
+	d.Logger = slog.New(slog.NewJSONHandler(&buf, nil))
+	_, err := NewInstall(d).Handle(context.Background(), event(t, "instance-running.json"))
+	require.NoError(t, err)
+	var rec map[string]any
+	for _, line := range bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n")) {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(line, &m))
+		if m["msg"] == "outcome" {
+			rec = m
+		}
+	}
+	require.NotNil(t, rec, "an outcome record is logged")
+	for _, k := range []string{"jobId", "instanceId", "region", "outcome", "reason", "taskId", "clientId", "attempts", "elapsedSeconds"} {
+		assert.Contains(t, rec, k)
+	}
+	assert.Equal(t, "FAILED", rec["outcome"])
+	assert.Equal(t, "Forbidden.RAM", rec["code"])
+}

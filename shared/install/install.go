@@ -1,0 +1,435 @@
+// Package install is the install step: it turns a set of instances into
+// InstallBackupClients calls of at most 20 ids, and each instance's answer
+// into either a poll message for the new task, a delayed install-retry
+// message (not ready yet, or a transient error), or a final outcome.
+//
+// The Service makes the HBR calls but sends nothing and logs nothing: it
+// returns a [Result] with the outcomes and follow-up messages, and the caller
+// (package handler) delivers them. It never returns an error: every failure is
+// turned into a retry message or an outcome.
+package install
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/config"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbr"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/outcome"
+)
+
+// HBR error codes this step acts on, per instance or as the call's error.
+const (
+	CodeInstanceNotRunning = "InstanceNotRunning"
+	CodeCloudAssistDown    = "CloudAssistNotRunningOnInstance"
+	CodeInstanceNotExists  = "InstanceNotExists"
+)
+
+// Installer starts install tasks (hbr.Client satisfies it).
+type Installer interface {
+	InstallBackupClients(ctx context.Context, instanceIDs []string) (hbr.InstallResult, error)
+}
+
+// Policy holds the timing and retry rules.
+type Policy struct {
+	FirstPollDelay     time.Duration
+	PollInterval       time.Duration
+	TaskTimeout        time.Duration
+	DeadlineMargin     time.Duration
+	ReadinessTimeout   time.Duration
+	ReadinessDelay     time.Duration
+	ReadinessDelayStep time.Duration
+	RetryBaseDelay     time.Duration
+	RetryMaxDelay      time.Duration
+	MaxAttempts        int
+}
+
+// PolicyFrom takes the policy from the configuration.
+func PolicyFrom(c config.Config) Policy {
+	return Policy{
+		FirstPollDelay:     c.FirstPollDelay,
+		PollInterval:       c.PollInterval,
+		TaskTimeout:        c.TaskTimeout,
+		DeadlineMargin:     c.DeadlineMargin,
+		ReadinessTimeout:   c.ReadinessTimeout,
+		ReadinessDelay:     c.ReadinessDelay,
+		ReadinessDelayStep: c.ReadinessDelayStep,
+		RetryBaseDelay:     c.RetryBaseDelay,
+		RetryMaxDelay:      c.RetryMaxDelay,
+		MaxAttempts:        c.MaxInstallAttempts,
+	}
+}
+
+// Backoff is the delay after the n-th consecutive transient failure (n ≥ 1):
+// RetryBaseDelay doubled each time, capped at RetryMaxDelay.
+func (p Policy) Backoff(n int) time.Duration {
+	d := p.RetryBaseDelay
+	for i := 1; i < n && d < p.RetryMaxDelay; i++ {
+		d *= 2
+	}
+	return min(d, p.RetryMaxDelay)
+}
+
+// ReadinessWait is the delay before the n-th readiness retry (n ≥ 1):
+// ReadinessDelay, then ReadinessDelayStep more each time.
+func (p Policy) ReadinessWait(n int) time.Duration {
+	if n < 1 {
+		n = 1
+	}
+	return p.ReadinessDelay + time.Duration(n-1)*p.ReadinessDelayStep
+}
+
+// Next is a message to send and the delay before it is delivered.
+type Next struct {
+	Message job.Message
+	Delay   time.Duration
+}
+
+// Result is what a step decided: final outcomes and follow-up messages.
+type Result struct {
+	Outcomes []outcome.Record
+	Next     []Next
+}
+
+// Merge appends o to r.
+func (r *Result) Merge(o Result) {
+	r.Outcomes = append(r.Outcomes, o.Outcomes...)
+	r.Next = append(r.Next, o.Next...)
+}
+
+// Service runs the install step.
+type Service struct {
+	// HBR returns the installer for a region.
+	HBR func(ctx context.Context, region string) (Installer, error)
+	// Policy holds the timing and retry rules.
+	Policy Policy
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Jitter spreads a back-off delay; nil means none.
+	Jitter func(time.Duration) time.Duration
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// Defer schedules instances for a later install attempt without calling HBR:
+// the readiness-retry path for instances that cannot be running yet.
+func (s *Service) Defer(region string, instances []job.Instance) Result {
+	var res Result
+	now := s.now()
+	for _, chunk := range job.Chunk(instances, job.MaxInstances) {
+		res.Next = append(res.Next, s.retryMessage(region, chunk, 0, "", min(s.Policy.ReadinessWait(1), untilEarliest(chunk, now)), now))
+	}
+	return res
+}
+
+// Install calls InstallBackupClients for instances (all in region) in calls of
+// at most 20 ids. retries is the number of consecutive transient failures that
+// led here (it grows the back-off if this call fails transiently too).
+// Instances whose readiness deadline has passed before the call end here.
+func (s *Service) Install(ctx context.Context, region string, instances []job.Instance, retries int) Result {
+	var res Result
+	now := s.now()
+	var live []job.Instance
+	for _, in := range instances {
+		if !now.Before(in.ReadyBy) && (in.NotReady > 0 || in.LastCode != "") {
+			res.Outcomes = append(res.Outcomes, s.expired(region, in))
+			continue
+		}
+		live = append(live, in)
+	}
+	if len(live) == 0 {
+		return res
+	}
+	cl, err := s.HBR(ctx, region)
+	if err != nil {
+		for _, in := range live {
+			r := record(region, in, outcome.Failed, "ClientConfig", "cannot build the HBR client", "")
+			r.Detail = err.Error()
+			res.Outcomes = append(res.Outcomes, r)
+		}
+		return res
+	}
+	for _, chunk := range groupByID(live) {
+		res.Merge(s.installChunk(ctx, cl, region, chunk, retries))
+	}
+	return res
+}
+
+// expired is the outcome of an instance whose readiness deadline passed.
+func (s *Service) expired(region string, in job.Instance) outcome.Record {
+	if isNotReadyCode(in.LastCode) || (in.LastCode == "" && in.NotReady > 0) {
+		return record(region, in, outcome.NotReady, in.LastCode,
+			fmt.Sprintf("instance not ready (%s) after %d checks; readiness deadline passed", orUnknown(in.LastCode), in.NotReady+1), "")
+	}
+	return record(region, in, outcome.Failed, in.LastCode,
+		fmt.Sprintf("InstallBackupClients kept failing with transient errors (%s) until the deadline", orUnknown(in.LastCode)), "")
+}
+
+// chunk is up to 20 distinct instance ids; each id may belong to several jobs
+// (two events announcing the same instance).
+type chunk struct {
+	ids  []string
+	jobs map[string][]job.Instance
+}
+
+func (c chunk) all() []job.Instance {
+	var out []job.Instance
+	for _, id := range c.ids {
+		out = append(out, c.jobs[id]...)
+	}
+	return out
+}
+
+func groupByID(instances []job.Instance) []chunk {
+	var ids []string
+	jobs := map[string][]job.Instance{}
+	for _, in := range instances {
+		if _, ok := jobs[in.ID]; !ok {
+			ids = append(ids, in.ID)
+		}
+		jobs[in.ID] = append(jobs[in.ID], in)
+	}
+	var chunks []chunk
+	for len(ids) > 0 {
+		n := min(len(ids), job.MaxInstances)
+		c := chunk{ids: ids[:n:n], jobs: map[string][]job.Instance{}}
+		for _, id := range c.ids {
+			c.jobs[id] = jobs[id]
+		}
+		chunks = append(chunks, c)
+		ids = ids[n:]
+	}
+	return chunks
+}
+
+func (s *Service) installChunk(ctx context.Context, cl Installer, region string, c chunk, retries int) Result {
+	var res Result
+	now := s.now()
+	out, err := cl.InstallBackupClients(ctx, c.ids)
+	if err != nil {
+		code := fault.CodeOf(err)
+		switch {
+		case (isNotReadyCode(code) || code == CodeInstanceNotExists) && len(c.ids) > 1:
+			// The call failed as a whole because of one instance: split it so
+			// one bad instance cannot hold the others back.
+			half := len(c.ids) / 2
+			for _, part := range [][]string{c.ids[:half], c.ids[half:]} {
+				sub := chunk{ids: part, jobs: map[string][]job.Instance{}}
+				for _, id := range part {
+					sub.jobs[id] = c.jobs[id]
+				}
+				res.Merge(s.installChunk(ctx, cl, region, sub, retries))
+			}
+			return res
+		case isNotReadyCode(code):
+			return s.notReady(region, c.all(), code, now)
+		case code == CodeInstanceNotExists:
+			for _, in := range c.all() {
+				res.Outcomes = append(res.Outcomes, record(region, in, outcome.Gone, code, "instance does not exist", ""))
+			}
+			return res
+		case fault.Is(err, fault.Retryable) || fault.IsContext(err):
+			return s.transient(region, c.all(), retries+1, code, now)
+		default:
+			for _, in := range c.all() {
+				r := record(region, in, outcome.Failed, code, "InstallBackupClients refused the call: "+orUnknown(code), "")
+				r.Detail = err.Error()
+				res.Outcomes = append(res.Outcomes, r)
+			}
+			return res
+		}
+	}
+
+	statuses := map[string]hbr.InstanceStatus{}
+	for _, st := range out.Statuses {
+		statuses[st.InstanceID] = st
+	}
+	var started, notReady []job.Instance
+	lastCode := ""
+	for _, id := range c.ids {
+		st, listed := statuses[id]
+		code := st.ErrorCode
+		for _, in := range c.jobs[id] {
+			switch {
+			case code == "" && (st.Valid || !listed) && out.TaskID != "":
+				in.Attempts++
+				in.NotReady = 0
+				started = append(started, in)
+			case code == "" && out.TaskID == "":
+				res.Outcomes = append(res.Outcomes, record(region, in, outcome.Failed, "NoTaskId",
+					"InstallBackupClients accepted the instance but returned no task id", ""))
+			case isNotReadyCode(code):
+				lastCode = code
+				notReady = append(notReady, in)
+			case code == CodeInstanceNotExists:
+				res.Outcomes = append(res.Outcomes, record(region, in, outcome.Gone, code, "instance does not exist", ""))
+			default:
+				if code == "" {
+					code = "InvalidInstance"
+				}
+				res.Outcomes = append(res.Outcomes, record(region, in, outcome.Failed, code,
+					"HBR cannot install a client on this instance: "+code, ""))
+			}
+		}
+	}
+	if len(notReady) > 0 {
+		res.Merge(s.notReady(region, notReady, lastCode, now))
+	}
+	if len(started) > 0 {
+		res.Next = append(res.Next, Next{
+			Message: job.Message{
+				Version:       job.Version,
+				Kind:          job.KindPoll,
+				Region:        region,
+				TaskID:        out.TaskID,
+				TaskStartedAt: now,
+				Deadline:      now.Add(s.Policy.TaskTimeout + s.Policy.DeadlineMargin),
+				OriginEventID: started[0].OriginEventID,
+				Instances:     started,
+				SentAt:        now,
+			},
+			Delay: s.Policy.FirstPollDelay,
+		})
+	}
+	return res
+}
+
+// notReady schedules a readiness retry for each instance, or ends it as
+// NOT_READY once its readiness deadline has passed.
+func (s *Service) notReady(region string, instances []job.Instance, code string, now time.Time) Result {
+	var res Result
+	byDelay := map[time.Duration][]job.Instance{}
+	for _, in := range instances {
+		in.NotReady++
+		in.LastCode = code
+		left := in.ReadyBy.Sub(now)
+		if left <= 0 {
+			res.Outcomes = append(res.Outcomes, record(region, in, outcome.NotReady, code,
+				fmt.Sprintf("instance not ready (%s) after %d checks; readiness deadline passed", orUnknown(code), in.NotReady), ""))
+			continue
+		}
+		d := min(s.Policy.ReadinessWait(in.NotReady), left)
+		d = max(d.Round(time.Second), time.Second)
+		byDelay[d] = append(byDelay[d], in)
+	}
+	for _, d := range sortedKeys(byDelay) {
+		for _, ch := range job.Chunk(byDelay[d], job.MaxInstances) {
+			res.Next = append(res.Next, s.retryMessage(region, ch, 0, code, d, now))
+		}
+	}
+	return res
+}
+
+// transient re-schedules instances after a retryable failure, with back-off,
+// bounded by each instance's readiness deadline.
+func (s *Service) transient(region string, instances []job.Instance, retries int, code string, now time.Time) Result {
+	var res Result
+	if code == "" {
+		code = "TransientError"
+	}
+	d := s.Policy.Backoff(retries)
+	if s.Jitter != nil {
+		d = s.Jitter(d)
+	}
+	var keep []job.Instance
+	for _, in := range instances {
+		in.LastCode = code
+		if !now.Before(in.ReadyBy) {
+			res.Outcomes = append(res.Outcomes, s.expired(region, in))
+			continue
+		}
+		keep = append(keep, in)
+	}
+	if len(keep) > 0 {
+		d = max(min(d, untilEarliest(keep, now)), time.Second)
+		for _, ch := range job.Chunk(keep, job.MaxInstances) {
+			res.Next = append(res.Next, s.retryMessage(region, ch, retries, code, d, now))
+		}
+	}
+	return res
+}
+
+func (s *Service) retryMessage(region string, instances []job.Instance, retries int, code string, delay time.Duration, now time.Time) Next {
+	deadline := instances[0].ReadyBy
+	for _, in := range instances {
+		if in.ReadyBy.After(deadline) {
+			deadline = in.ReadyBy
+		}
+	}
+	return Next{
+		Message: job.Message{
+			Version:       job.Version,
+			Kind:          job.KindInstallRetry,
+			Region:        region,
+			Retries:       retries,
+			Deadline:      deadline,
+			OriginEventID: instances[0].OriginEventID,
+			LastError:     code,
+			Instances:     instances,
+			SentAt:        now,
+		},
+		Delay: delay,
+	}
+}
+
+// untilEarliest is the time left until the earliest readiness deadline (at
+// least one second, so a retry still happens right at the deadline).
+func untilEarliest(instances []job.Instance, now time.Time) time.Duration {
+	d := time.Duration(1<<63 - 1)
+	for _, in := range instances {
+		d = min(d, in.ReadyBy.Sub(now))
+	}
+	return max(d, time.Second)
+}
+
+func isNotReadyCode(code string) bool {
+	return code == CodeInstanceNotRunning || code == CodeCloudAssistDown
+}
+
+func orUnknown(code string) string {
+	if code == "" {
+		return "unknown"
+	}
+	return code
+}
+
+func record(region string, in job.Instance, k outcome.Kind, code, reason, taskID string) outcome.Record {
+	return outcome.Record{
+		JobID:         in.JobID,
+		InstanceID:    in.ID,
+		Region:        region,
+		Outcome:       k,
+		Reason:        strings.TrimSpace(reason),
+		Code:          code,
+		TaskID:        taskID,
+		Attempts:      in.Attempts,
+		FirstSeen:     in.FirstSeen,
+		OriginEventID: in.OriginEventID,
+	}
+}
+
+// Record builds an outcome record for an instance; exported for the poll step.
+func Record(region string, in job.Instance, k outcome.Kind, code, reason, taskID, clientID string) outcome.Record {
+	r := record(region, in, k, code, reason, taskID)
+	r.ClientID = clientID
+	return r
+}
+
+func sortedKeys(m map[time.Duration][]job.Instance) []time.Duration {
+	keys := make([]time.Duration, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
+	return keys
+}

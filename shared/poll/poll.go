@@ -1,0 +1,266 @@
+// Package poll is the poller's step: for each job message it either asks HBR
+// how the install task is going (poll messages) or installs again (install-retry
+// messages), and decides, per instance, between a final outcome, another poll
+// after the interval, and a bounded reinstall.
+//
+// Install-retry instances from all the messages of one invocation, and the
+// instances to reinstall, are coalesced into shared InstallBackupClients calls
+// of at most 20 ids. Like package install, it sends and logs nothing and
+// returns no error: transient failures become delayed copies of the message.
+package poll
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbr"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/install"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/outcome"
+)
+
+// Client statuses DescribeTask reports per instance.
+const (
+	StatusActivated     = "ACTIVATED"
+	StatusInstallFailed = "INSTALL_FAILED"
+	StatusDeactivated   = "DEACTIVATED"
+	StatusUnknown       = "UNKNOWN"
+)
+
+// TaskReader reads install tasks (hbr.Client satisfies it).
+type TaskReader interface {
+	DescribeTask(ctx context.Context, taskID string) (hbr.Task, error)
+}
+
+// Service runs the poll step.
+type Service struct {
+	// Tasks returns the task reader for a region.
+	Tasks func(ctx context.Context, region string) (TaskReader, error)
+	// Install is the install step, used for install-retry messages and
+	// reinstalls.
+	Install *install.Service
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s *Service) policy() install.Policy { return s.Install.Policy }
+
+// Handle processes the messages of one invocation.
+func (s *Service) Handle(ctx context.Context, msgs []job.Message) install.Result {
+	var res install.Result
+	reinstall := map[string]*pending{}
+	add := func(region string, retries int, ins ...job.Instance) {
+		p := reinstall[region]
+		if p == nil {
+			p = &pending{seen: map[string]bool{}}
+			reinstall[region] = p
+		}
+		p.retries = max(p.retries, retries)
+		for _, in := range ins {
+			k := in.JobID + "/" + in.ID
+			if !p.seen[k] {
+				p.seen[k] = true
+				p.instances = append(p.instances, in)
+			}
+		}
+	}
+	seen := map[string]bool{}
+	for _, m := range msgs {
+		k := key(m)
+		if seen[k] {
+			continue // the same message twice in one batch
+		}
+		seen[k] = true
+		switch m.Kind {
+		case job.KindPoll:
+			r, again := s.poll(ctx, m)
+			res.Merge(r)
+			for _, in := range again {
+				add(m.Region, 0, in)
+			}
+		case job.KindInstallRetry:
+			add(m.Region, m.Retries, m.Instances...)
+		}
+	}
+	regions := make([]string, 0, len(reinstall))
+	for r := range reinstall {
+		regions = append(regions, r)
+	}
+	sort.Strings(regions)
+	for _, region := range regions {
+		p := reinstall[region]
+		res.Merge(s.Install.Install(ctx, region, p.instances, p.retries))
+	}
+	return res
+}
+
+type pending struct {
+	instances []job.Instance
+	retries   int
+	seen      map[string]bool
+}
+
+func key(m job.Message) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s|%s|%s|%d|%d|%d", m.Kind, m.Region, m.TaskID, m.PollCount, m.Retries, m.SentAt.UnixNano())
+	for _, in := range m.Instances {
+		b.WriteString("|" + in.JobID + "/" + in.ID)
+	}
+	return b.String()
+}
+
+// poll handles one poll message. It returns the instances to install again.
+func (s *Service) poll(ctx context.Context, m job.Message) (install.Result, []job.Instance) {
+	var res install.Result
+	now := s.now()
+	pol := s.policy()
+	if !now.Before(m.Deadline) {
+		for _, in := range m.Instances {
+			res.Outcomes = append(res.Outcomes, install.Record(m.Region, in, outcome.Timeout, "Deadline",
+				fmt.Sprintf("task %s did not finish before the job deadline", m.TaskID), m.TaskID, ""))
+		}
+		return res, nil
+	}
+	tasks, err := s.Tasks(ctx, m.Region)
+	var task hbr.Task
+	if err == nil {
+		task, err = tasks.DescribeTask(ctx, m.TaskID)
+	}
+	if err != nil {
+		code := fault.CodeOf(err)
+		if fault.Is(err, fault.Retryable) || fault.IsContext(err) {
+			next := m
+			next.Retries++
+			next.LastError = orDefault(code, "TransientError")
+			next.SentAt = now
+			delay := s.Install.Policy.Backoff(next.Retries)
+			if s.Install.Jitter != nil {
+				delay = s.Install.Jitter(delay)
+			}
+			res.Next = append(res.Next, install.Next{Message: next, Delay: clampToDeadline(delay, m.Deadline, now)})
+			return res, nil
+		}
+		// A permanent error (task unknown, access denied): the task cannot be
+		// followed; install again if attempts remain.
+		var again []job.Instance
+		for _, in := range m.Instances {
+			r, ok := s.retryOrFail(m, in, orDefault(code, "DescribeTaskFailed"), "DescribeTask failed: "+orDefault(code, "unknown error"))
+			if ok {
+				again = append(again, r.instance)
+			} else {
+				r.record.Detail = err.Error()
+				res.Outcomes = append(res.Outcomes, r.record)
+			}
+		}
+		return res, again
+	}
+
+	results := map[string]hbr.ClientResult{}
+	for _, r := range task.Results {
+		results[r.InstanceID] = r
+	}
+	state := strings.ToLower(task.Description)
+	var again, still []job.Instance
+	for _, in := range m.Instances {
+		r, listed := results[in.ID]
+		switch strings.ToUpper(r.ClientStatus) {
+		case StatusActivated:
+			res.Outcomes = append(res.Outcomes, install.Record(m.Region, in, outcome.Installed, "",
+				"backup client activated", m.TaskID, r.ClientID))
+			continue
+		case StatusInstallFailed, StatusDeactivated, StatusUnknown:
+			code := orDefault(r.ErrorCode, strings.ToUpper(r.ClientStatus))
+			d, ok := s.retryOrFail(m, in, code, fmt.Sprintf("client status %s (%s)", strings.ToUpper(r.ClientStatus), code))
+			if ok {
+				again = append(again, d.instance)
+			} else {
+				res.Outcomes = append(res.Outcomes, d.record)
+			}
+			continue
+		}
+		if !task.Done() {
+			still = append(still, in)
+			continue
+		}
+		switch {
+		case state == "expired":
+			res.Outcomes = append(res.Outcomes, install.Record(m.Region, in, outcome.Timeout, "TaskExpired",
+				fmt.Sprintf("install task %s expired", m.TaskID), m.TaskID, r.ClientID))
+		case state == "cancelled" || state == "canceled":
+			res.Outcomes = append(res.Outcomes, install.Record(m.Region, in, outcome.Cancelled, "TaskCancelled",
+				fmt.Sprintf("install task %s was cancelled", m.TaskID), m.TaskID, r.ClientID))
+		default:
+			// Finished (or failed, Progress -1) without a verdict for this
+			// instance.
+			code := "NoResult"
+			why := fmt.Sprintf("task %s ended (%s) without a result for the instance", m.TaskID, orDefault(state, "unknown state"))
+			if listed && r.ClientStatus != "" {
+				code = orDefault(r.ErrorCode, strings.ToUpper(r.ClientStatus))
+				why = fmt.Sprintf("task %s ended (%s) with client status %s", m.TaskID, orDefault(state, "unknown state"), strings.ToUpper(r.ClientStatus))
+			}
+			d, ok := s.retryOrFail(m, in, code, why)
+			if ok {
+				again = append(again, d.instance)
+			} else {
+				res.Outcomes = append(res.Outcomes, d.record)
+			}
+		}
+	}
+	if len(still) > 0 {
+		next := m
+		next.Instances = still
+		next.PollCount++
+		next.Retries = 0
+		next.LastError = ""
+		next.SentAt = now
+		res.Next = append(res.Next, install.Next{Message: next, Delay: clampToDeadline(pol.PollInterval, m.Deadline, now)})
+	}
+	return res, again
+}
+
+type decision struct {
+	instance job.Instance
+	record   outcome.Record
+}
+
+// retryOrFail installs again while attempts remain, else ends the instance as
+// FAILED with code. A reinstall gets a fresh readiness window.
+func (s *Service) retryOrFail(m job.Message, in job.Instance, code, why string) (decision, bool) {
+	if in.Attempts < s.policy().MaxAttempts {
+		in.LastCode = code
+		in.NotReady = 0
+		in.ReadyBy = s.now().Add(s.policy().ReadinessTimeout)
+		return decision{instance: in}, true
+	}
+	return decision{record: install.Record(m.Region, in, outcome.Failed, code,
+		fmt.Sprintf("install failed after %d attempt(s): %s", in.Attempts, why), m.TaskID, "")}, false
+}
+
+// clampToDeadline keeps a delay from carrying a message past its deadline
+// (a message delivered at or after the deadline ends its instances with
+// TIMEOUT without calling DescribeTask).
+func clampToDeadline(d time.Duration, deadline, now time.Time) time.Duration {
+	left := deadline.Sub(now)
+	if d > left {
+		d = left
+	}
+	return max(d, time.Second)
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}

@@ -1,0 +1,217 @@
+package poll
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbr"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/install"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/outcome"
+)
+
+var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+// fakeHBR is a hand-written fake of both HBR calls.
+type fakeHBR struct {
+	task      func(id string) (hbr.Task, error)
+	install   func(ids []string) (hbr.InstallResult, error)
+	described []string
+	installed [][]string
+}
+
+func (f *fakeHBR) DescribeTask(_ context.Context, id string) (hbr.Task, error) {
+	f.described = append(f.described, id)
+	return f.task(id)
+}
+
+func (f *fakeHBR) InstallBackupClients(_ context.Context, ids []string) (hbr.InstallResult, error) {
+	f.installed = append(f.installed, ids)
+	if f.install == nil {
+		r := hbr.InstallResult{TaskID: fmt.Sprintf("t-re%d", len(f.installed))}
+		for _, id := range ids {
+			r.Statuses = append(r.Statuses, hbr.InstanceStatus{InstanceID: id, Valid: true})
+		}
+		return r, nil
+	}
+	return f.install(ids)
+}
+
+func newService(f *fakeHBR, now time.Time) *Service {
+	clock := func() time.Time { return now }
+	return &Service{
+		Tasks: func(context.Context, string) (TaskReader, error) { return f, nil },
+		Install: &install.Service{
+			HBR: func(context.Context, string) (install.Installer, error) { return f, nil },
+			Policy: install.Policy{
+				FirstPollDelay: 60 * time.Second, PollInterval: 30 * time.Second,
+				TaskTimeout: 15 * time.Minute, DeadlineMargin: 2 * time.Minute,
+				ReadinessTimeout: 10 * time.Minute, ReadinessDelay: 30 * time.Second, ReadinessDelayStep: 10 * time.Second,
+				RetryBaseDelay: 5 * time.Second, RetryMaxDelay: 2 * time.Minute, MaxAttempts: 2,
+			},
+			Now: clock,
+		},
+		Now: clock,
+	}
+}
+
+func pollMsg(ids ...string) job.Message {
+	m := job.Message{Version: job.Version, Kind: job.KindPoll, Region: "cn-hangzhou", TaskID: "t-1",
+		TaskStartedAt: t0, Deadline: t0.Add(17 * time.Minute), SentAt: t0}
+	for _, id := range ids {
+		m.Instances = append(m.Instances, job.Instance{ID: id, JobID: job.JobID("acs.ecs", "ev", id),
+			FirstSeen: t0, ReadyBy: t0.Add(10 * time.Minute), Attempts: 1})
+	}
+	return m
+}
+
+func task(state string, results ...hbr.ClientResult) func(string) (hbr.Task, error) {
+	return func(id string) (hbr.Task, error) {
+		return hbr.Task{TaskID: id, Description: state, Results: results}, nil
+	}
+}
+
+func byID(rs []outcome.Record) map[string]outcome.Record {
+	m := map[string]outcome.Record{}
+	for _, r := range rs {
+		m[r.InstanceID] = r
+	}
+	return m
+}
+
+func TestPollDecisions(t *testing.T) {
+	tests := []struct {
+		name        string
+		task        func(string) (hbr.Task, error)
+		attempts    int
+		now         time.Time
+		wantOutcome outcome.Kind
+		wantCode    string
+		wantPoll    bool
+		wantInstall bool
+		wantCalls   int
+	}{
+		{name: "activated", task: task("completed", hbr.ClientResult{InstanceID: "i-a", ClientID: "c-1", ClientStatus: "ACTIVATED"}), wantOutcome: outcome.Installed, wantCalls: 1},
+		{name: "still running, empty result", task: task("created"), wantPoll: true, wantCalls: 1},
+		{name: "still installing", task: task("created", hbr.ClientResult{InstanceID: "i-a", ClientStatus: "INSTALLING"}), wantPoll: true, wantCalls: 1},
+		{name: "failed, attempts left", task: task("completed", hbr.ClientResult{InstanceID: "i-a", ClientStatus: "INSTALL_FAILED", ErrorCode: "ExecTimeout"}), wantInstall: true, wantCalls: 1},
+		{name: "failed, no attempts left", attempts: 2, task: task("completed", hbr.ClientResult{InstanceID: "i-a", ClientStatus: "INSTALL_FAILED", ErrorCode: "ExecTimeout"}), wantOutcome: outcome.Failed, wantCode: "ExecTimeout", wantCalls: 1},
+		{name: "deactivated", attempts: 2, task: task("completed", hbr.ClientResult{InstanceID: "i-a", ClientStatus: "DEACTIVATED"}), wantOutcome: outcome.Failed, wantCode: "DEACTIVATED", wantCalls: 1},
+		{name: "expired", task: task("expired"), wantOutcome: outcome.Timeout, wantCode: "TaskExpired", wantCalls: 1},
+		{name: "cancelled", task: task("cancelled"), wantOutcome: outcome.Cancelled, wantCode: "TaskCancelled", wantCalls: 1},
+		{name: "completed without a result", attempts: 2, task: task("completed"), wantOutcome: outcome.Failed, wantCode: "NoResult", wantCalls: 1},
+		{name: "progress -1 counts as done", attempts: 2, task: func(id string) (hbr.Task, error) {
+			return hbr.Task{TaskID: id, Description: "running", Progress: -1}, nil
+		}, wantOutcome: outcome.Failed, wantCode: "NoResult", wantCalls: 1},
+		{name: "past deadline: no call", now: t0.Add(17 * time.Minute), task: task("created"), wantOutcome: outcome.Timeout, wantCode: "Deadline"},
+		{name: "throttled: poll again", task: func(string) (hbr.Task, error) {
+			return hbr.Task{}, fault.Wrap("hbr.DescribeTask", fault.Retryable, "Throttling.User", fmt.Errorf("throttled"))
+		}, wantPoll: true, wantCalls: 1},
+		{name: "task unknown, no attempts left", attempts: 2, task: func(string) (hbr.Task, error) {
+			return hbr.Task{}, fault.Wrap("hbr.DescribeTask", fault.Permanent, "InvalidTaskId.NotFound", fmt.Errorf("no task"))
+		}, wantOutcome: outcome.Failed, wantCode: "InvalidTaskId.NotFound", wantCalls: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeHBR{task: tt.task}
+			now := tt.now
+			if now.IsZero() {
+				now = t0.Add(2 * time.Minute)
+			}
+			m := pollMsg("i-a")
+			if tt.attempts > 0 {
+				m.Instances[0].Attempts = tt.attempts
+			}
+			res := newService(f, now).Handle(context.Background(), []job.Message{m})
+			assert.Len(t, f.described, tt.wantCalls)
+			if tt.wantOutcome != "" {
+				require.Len(t, res.Outcomes, 1)
+				assert.Equal(t, tt.wantOutcome, res.Outcomes[0].Outcome)
+				assert.Equal(t, tt.wantCode, res.Outcomes[0].Code)
+				assert.Empty(t, res.Next)
+				return
+			}
+			assert.Empty(t, res.Outcomes)
+			require.Len(t, res.Next, 1)
+			n := res.Next[0]
+			if tt.wantPoll {
+				assert.Equal(t, job.KindPoll, n.Message.Kind)
+				assert.Equal(t, "t-1", n.Message.TaskID)
+				assert.LessOrEqual(t, n.Delay, 30*time.Second)
+			}
+			if tt.wantInstall {
+				require.Len(t, f.installed, 1)
+				assert.Equal(t, job.KindPoll, n.Message.Kind)
+				assert.Equal(t, "t-re1", n.Message.TaskID)
+				assert.Equal(t, 2, n.Message.Instances[0].Attempts)
+			}
+			_, err := job.Encode(n.Message)
+			assert.NoError(t, err)
+		})
+	}
+}
+
+func TestPollNeverSchedulesPastDeadline(t *testing.T) {
+	f := &fakeHBR{task: task("created")}
+	now := t0.Add(17*time.Minute - 10*time.Second)
+	res := newService(f, now).Handle(context.Background(), []job.Message{pollMsg("i-a")})
+	require.Len(t, res.Next, 1)
+	assert.Equal(t, 10*time.Second, res.Next[0].Delay)
+	assert.Equal(t, 1, res.Next[0].Message.PollCount)
+}
+
+func TestMixedTaskSplitsInstances(t *testing.T) {
+	f := &fakeHBR{task: task("created",
+		hbr.ClientResult{InstanceID: "i-a", ClientStatus: "ACTIVATED", ClientID: "c-a"},
+		hbr.ClientResult{InstanceID: "i-b", ClientStatus: "INSTALLING"},
+		hbr.ClientResult{InstanceID: "i-c", ClientStatus: "INSTALL_FAILED"},
+	)}
+	res := newService(f, t0.Add(time.Minute)).Handle(context.Background(), []job.Message{pollMsg("i-a", "i-b", "i-c")})
+	got := byID(res.Outcomes)
+	assert.Equal(t, outcome.Installed, got["i-a"].Outcome)
+	assert.Equal(t, "c-a", got["i-a"].ClientID)
+	require.Len(t, res.Next, 2)
+	kinds := map[string][]string{}
+	for _, n := range res.Next {
+		kinds[n.Message.TaskID] = n.Message.IDs()
+	}
+	assert.Equal(t, []string{"i-b"}, kinds["t-1"])
+	assert.Equal(t, []string{"i-c"}, kinds["t-re1"])
+}
+
+func TestInstallRetriesAreCoalesced(t *testing.T) {
+	f := &fakeHBR{}
+	var msgs []job.Message
+	for i := 0; i < 5; i++ {
+		m := pollMsg()
+		m.Kind = job.KindInstallRetry
+		m.TaskID = ""
+		for j := 0; j < 6; j++ {
+			id := fmt.Sprintf("i-%d%d", i, j)
+			m.Instances = append(m.Instances, job.Instance{ID: id, JobID: job.JobID("s", "e", id), FirstSeen: t0, ReadyBy: t0.Add(10 * time.Minute), NotReady: 1, LastCode: install.CodeCloudAssistDown})
+		}
+		msgs = append(msgs, m)
+	}
+	msgs = append(msgs, msgs[0]) // a duplicate delivery in the same batch
+	res := newService(f, t0.Add(time.Minute)).Handle(context.Background(), msgs)
+	require.Len(t, f.installed, 2, "30 instances from 5 messages → 2 calls of ≤ 20")
+	assert.Len(t, f.installed[0], 20)
+	assert.Len(t, f.installed[1], 10)
+	assert.Len(t, res.Next, 2)
+	assert.Empty(t, res.Outcomes)
+}
+
+func TestDuplicateDeliveriesDecideTheSame(t *testing.T) {
+	f := &fakeHBR{task: task("completed", hbr.ClientResult{InstanceID: "i-a", ClientStatus: "ACTIVATED", ClientID: "c-1"})}
+	s := newService(f, t0.Add(2*time.Minute))
+	a := s.Handle(context.Background(), []job.Message{pollMsg("i-a")})
+	b := s.Handle(context.Background(), []job.Message{pollMsg("i-a")})
+	require.Len(t, a.Outcomes, 1)
+	assert.Equal(t, a.Outcomes, b.Outcomes)
+}
