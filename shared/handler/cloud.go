@@ -9,7 +9,6 @@ package handler
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -122,8 +121,8 @@ func FullJitter(d time.Duration) time.Duration {
 // Misconfigured returns a handler that fails every invocation with err. A
 // function whose configuration does not load keeps running and says why on
 // each call, instead of exiting and being restarted in a loop.
-func Misconfigured(log *slog.Logger, err error) func(context.Context, json.RawMessage) (struct{}, error) {
-	return func(ctx context.Context, _ json.RawMessage) (struct{}, error) {
+func Misconfigured(log *slog.Logger, err error) func(context.Context, []byte) (struct{}, error) {
+	return func(ctx context.Context, _ []byte) (struct{}, error) {
 		log.ErrorContext(ctx, "configuration", slog.String("error", err.Error()))
 		return struct{}{}, err
 	}

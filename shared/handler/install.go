@@ -2,7 +2,6 @@ package handler
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -73,12 +72,13 @@ type InstallSummary struct {
 	Queued   int            `json:"queued"`
 }
 
-// Handle processes one invocation's payload: a CloudEvent, or an array of
-// them. It returns an Invalid error when nothing in the payload could be read
+// Handle processes one invocation's payload, taken raw so that even a payload
+// that is not JSON gets an error naming the problem: a CloudEvent, or an array
+// of them. It returns an Invalid error when nothing in the payload could be read
 // (so the bad event lands in the trigger's dead-letter destination after the
 // platform's bounded retries), and a Retryable one when follow-up messages
 // could not be queued.
-func (h *Install) Handle(ctx context.Context, payload json.RawMessage) (InstallSummary, error) {
+func (h *Install) Handle(ctx context.Context, payload []byte) (InstallSummary, error) {
 	log := h.Logger
 	batch, err := ecsevent.Parse(payload, h.Region)
 	if err != nil {

@@ -2,7 +2,6 @@ package handler
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
@@ -31,7 +30,7 @@ type PollerSummary struct {
 // Handle processes one batch. Malformed messages are logged with their reason
 // and dropped (retrying them cannot help); the error is non-nil only when
 // follow-up messages could not be queued, so the stream redelivers the batch.
-func (h *Poller) Handle(ctx context.Context, payload json.RawMessage) (PollerSummary, error) {
+func (h *Poller) Handle(ctx context.Context, payload []byte) (PollerSummary, error) {
 	log := h.Logger
 	batch, err := queueevent.Parse(payload)
 	if err != nil {

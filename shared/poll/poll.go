@@ -174,47 +174,45 @@ func (s *Service) poll(ctx context.Context, m job.Message) (install.Result, []jo
 	var again, still []job.Instance
 	for _, in := range m.Instances {
 		r, listed := results[in.ID]
-		switch strings.ToUpper(r.ClientStatus) {
-		case StatusActivated:
+		status := strings.ToUpper(r.ClientStatus)
+		if status == StatusActivated {
 			res.Outcomes = append(res.Outcomes, install.Record(m.Region, in, outcome.Installed, "",
 				"backup client activated", m.TaskID, r.ClientID))
 			continue
-		case StatusInstallFailed, StatusDeactivated, StatusUnknown:
-			code := orDefault(r.ErrorCode, strings.ToUpper(r.ClientStatus))
-			d, ok := s.retryOrFail(m, in, code, fmt.Sprintf("client status %s (%s)", strings.ToUpper(r.ClientStatus), code))
-			if ok {
-				again = append(again, d.instance)
-			} else {
-				res.Outcomes = append(res.Outcomes, d.record)
-			}
-			continue
 		}
-		if !task.Done() {
-			still = append(still, in)
-			continue
-		}
-		switch {
-		case state == "expired":
+		// An expired or cancelled task ends every instance it did not
+		// activate with that reason, whatever their interim status.
+		switch state {
+		case "expired":
 			res.Outcomes = append(res.Outcomes, install.Record(m.Region, in, outcome.Timeout, "TaskExpired",
 				fmt.Sprintf("install task %s expired", m.TaskID), m.TaskID, r.ClientID))
-		case state == "cancelled" || state == "canceled":
+			continue
+		case "cancelled", "canceled":
 			res.Outcomes = append(res.Outcomes, install.Record(m.Region, in, outcome.Cancelled, "TaskCancelled",
 				fmt.Sprintf("install task %s was cancelled", m.TaskID), m.TaskID, r.ClientID))
+			continue
+		}
+		var code, why string
+		switch {
+		case status == StatusInstallFailed || status == StatusDeactivated || status == StatusUnknown:
+			code = orDefault(r.ErrorCode, status)
+			why = fmt.Sprintf("client status %s (%s)", status, code)
+		case !task.Done():
+			still = append(still, in)
+			continue
+		case listed && status != "":
+			// Finished (or failed, Progress -1) with a status that is no verdict.
+			code = orDefault(r.ErrorCode, status)
+			why = fmt.Sprintf("task %s ended (%s) with client status %s", m.TaskID, orDefault(state, "unknown state"), status)
 		default:
-			// Finished (or failed, Progress -1) without a verdict for this
-			// instance.
-			code := "NoResult"
-			why := fmt.Sprintf("task %s ended (%s) without a result for the instance", m.TaskID, orDefault(state, "unknown state"))
-			if listed && r.ClientStatus != "" {
-				code = orDefault(r.ErrorCode, strings.ToUpper(r.ClientStatus))
-				why = fmt.Sprintf("task %s ended (%s) with client status %s", m.TaskID, orDefault(state, "unknown state"), strings.ToUpper(r.ClientStatus))
-			}
-			d, ok := s.retryOrFail(m, in, code, why)
-			if ok {
-				again = append(again, d.instance)
-			} else {
-				res.Outcomes = append(res.Outcomes, d.record)
-			}
+			code = "NoResult"
+			why = fmt.Sprintf("task %s ended (%s) without a result for the instance", m.TaskID, orDefault(state, "unknown state"))
+		}
+		d, ok := s.retryOrFail(m, in, code, why)
+		if ok {
+			again = append(again, d.instance)
+		} else {
+			res.Outcomes = append(res.Outcomes, d.record)
 		}
 	}
 	if len(still) > 0 {

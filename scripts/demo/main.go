@@ -1,0 +1,164 @@
+// Command demo runs the whole system on this machine — HBR and MNS emulators,
+// the compiled install and poller functions under a Function Compute runtime
+// emulator, EventBridge pushing events and queue messages — and shows what
+// happens to each instance. `make demo` runs it; `make demo ARGS='...'` passes
+// flags. Exit status 0 means every accepted instance reached an outcome.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbrsim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/mnssim"
+)
+
+type files []string
+
+func (f *files) String() string     { return strings.Join(*f, ",") }
+func (f *files) Set(v string) error { *f = append(*f, v); return nil }
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var events files
+	fs.Var(&events, "event", "event file to push (one CloudEvent or an array); repeatable (default: events/instance-running.json and events/runinstances-burst.json)")
+	jsonOut := fs.Bool("json", false, "print one JSON report on stdout instead of the timeline")
+	seed := fs.Int64("seed", 1, "seed for behaviour assignment and fault injection")
+	timeout := fs.Duration("timeout", 90*time.Second, "give up after this long; unfinished instances count as lost")
+	binDir := fs.String("bin", "", "directory with prebuilt <fn>/main binaries (default: build into a temp dir)")
+	var mix localcloud.Mix
+	fs.Float64Var(&mix.NotReady, "not-ready", 0.3, "share of instances whose Cloud Assistant is not running at first")
+	fs.DurationVar(&mix.ReadyAfter, "ready-after", 3*time.Second, "how long not-ready instances take to become ready")
+	fs.Float64Var(&mix.FailOnce, "fail-once", 0.1, "share of instances whose first install fails")
+	fs.Float64Var(&mix.Gone, "gone", 0, "share of instances that no longer exist")
+	fs.Float64Var(&mix.Expire, "expire", 0, "share of instances whose install task expires")
+	fs.Float64Var(&mix.Cancel, "cancel", 0, "share of instances whose install task is cancelled")
+	fs.DurationVar(&mix.TaskMin, "task-min", time.Second, "shortest install task")
+	fs.DurationVar(&mix.TaskMax, "task-max", 3*time.Second, "longest install task")
+	throttle := fs.Float64("throttle", 0, "share of HBR calls answered with 400 Throttling.User")
+	serverErr := fs.Float64("server-errors", 0, "share of HBR calls answered with 503 ServiceUnavailable")
+	mnsFail := fs.Float64("mns-fail", 0, "share of MNS sends that fail with a 500")
+	dup := fs.Float64("dup", 0, "share of events and messages delivered twice")
+	crash := fs.Float64("crash", 0, "share of poller invocations whose process is killed mid-batch")
+	timing := localcloud.DefaultTiming()
+	fs.DurationVar(&timing.FirstPoll, "first-poll", timing.FirstPoll, "FIRST_POLL_DELAY of the functions")
+	fs.DurationVar(&timing.Interval, "poll-interval", timing.Interval, "POLL_INTERVAL of the functions")
+	fs.DurationVar(&timing.ReadinessTimeout, "readiness-timeout", timing.ReadinessTimeout, "READINESS_TIMEOUT of the functions")
+	fs.DurationVar(&timing.TaskTimeout, "task-timeout", timing.TaskTimeout, "TASK_TIMEOUT of the functions")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: go run ./scripts/demo [flags]\n\nRuns the local cloud and pushes events through the real function binaries.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+
+	root, err := localcloud.ModuleRoot(".")
+	if err != nil {
+		fmt.Fprintln(stderr, "demo:", err)
+		return 2
+	}
+	if len(events) == 0 {
+		events = files{filepath.Join(root, "events/instance-running.json"), filepath.Join(root, "events/runinstances-burst.json")}
+	}
+	var payloads [][]byte
+	for _, f := range events {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			fmt.Fprintln(stderr, "demo:", err)
+			return 2
+		}
+		payloads = append(payloads, b)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+
+	bins := map[string]string{}
+	if *binDir != "" {
+		for _, fn := range localcloud.Functions {
+			bins[fn] = filepath.Join(*binDir, fn, "main")
+		}
+	} else {
+		tmp, err := os.MkdirTemp("", "hbr-demo-")
+		if err != nil {
+			fmt.Fprintln(stderr, "demo:", err)
+			return 2
+		}
+		defer os.RemoveAll(tmp)
+		if !*jsonOut {
+			fmt.Fprintln(stdout, "building the install and poller functions…")
+		}
+		if bins, err = localcloud.BuildFunctions(ctx, root, tmp); err != nil {
+			fmt.Fprintln(stderr, "demo:", err)
+			return 2
+		}
+	}
+
+	ids := localcloud.InstanceIDs(payloads, "cn-hangzhou")
+	opts := localcloud.Options{
+		Binaries:      bins,
+		Timing:        &timing,
+		Instances:     mix.Behaviors(ids, *seed),
+		Behavior:      hbrsim.Behavior{InstallDuration: mix.TaskMin},
+		HBRFaults:     hbrsim.Faults{ThrottleRate: *throttle, ServerErrorRate: *serverErr},
+		MNSFaults:     mnssim.Faults{SendFailRate: *mnsFail},
+		DuplicateRate: *dup,
+		CrashRate:     *crash,
+		Seed:          *seed,
+	}
+	if !*jsonOut {
+		opts.OnEntry = func(e localcloud.Entry) {
+			fmt.Fprintf(stdout, "%7.2fs  %-7s %s\n", e.At.Seconds(), e.Kind, e.Text)
+		}
+	}
+	cloud, err := localcloud.Start(ctx, opts)
+	if err != nil {
+		fmt.Fprintln(stderr, "demo:", err)
+		return 1
+	}
+	defer cloud.Close()
+	if err := cloud.Publish(ctx, payloads...); err != nil {
+		fmt.Fprintln(stderr, "demo:", err)
+		return 1
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	settled := cloud.Wait(waitCtx)
+	report := cloud.Report()
+	report.Settled = settled
+
+	if *jsonOut {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(report)
+	} else {
+		fmt.Fprintln(stdout)
+		report.PrintTable(stdout)
+	}
+	if report.Lost > 0 || !settled {
+		if !*jsonOut {
+			fmt.Fprintf(stdout, "\n%d instance(s) did not reach an outcome within %s\n", report.Lost, *timeout)
+		}
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,538 @@
+// Package localcloud runs the whole system on one machine: the HBR and MNS
+// emulators, the compiled install and poller binaries under the FC runtime
+// emulator, the EventBridge default bus pushing ECS events into install, and
+// the MNS event stream pushing queue messages into poller — each speaking the
+// real wire protocol. It reads the functions' JSON log lines to know which
+// instances were accepted and which outcome each reached, and turns that into
+// a [Report].
+//
+// It is used by the end-to-end tests, by `make demo` (scripts/demo) and by
+// the benchmarks. Functions run with their real clocks; only the delays in
+// [Timing] are shortened.
+package localcloud
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/cloudauth"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ebsim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fcsim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbrsim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/mnssim"
+)
+
+// Timing holds the functions' delays, shortened for a local run.
+type Timing struct {
+	FirstPoll, Interval                             time.Duration
+	ReadinessDelay, ReadinessStep, ReadinessTimeout time.Duration
+	TaskTimeout, Margin, RetryBase, RetryMax        time.Duration
+	MaxAttempts                                     int
+}
+
+// DefaultTiming is the demo's timing: seconds instead of minutes.
+func DefaultTiming() Timing {
+	return Timing{
+		FirstPoll: 2 * time.Second, Interval: time.Second,
+		ReadinessDelay: time.Second, ReadinessStep: time.Second, ReadinessTimeout: 20 * time.Second,
+		TaskTimeout: 15 * time.Second, Margin: 2 * time.Second,
+		RetryBase: time.Second, RetryMax: 4 * time.Second, MaxAttempts: 2,
+	}
+}
+
+// Options configure a local cloud. Zero values take the defaults noted.
+type Options struct {
+	// Binaries maps "install" and "poller" to compiled binaries.
+	Binaries map[string]string
+	// Region and AccountID default to cn-hangzhou and 1234567890123456.
+	Region, AccountID string
+	// Timing defaults to DefaultTiming().
+	Timing *Timing
+	// Behavior is every instance's HBR behaviour unless Instances names it.
+	Behavior  hbrsim.Behavior
+	Instances map[string]hbrsim.Behavior
+	// HBRFaults and MNSFaults inject throttling, 5xx and send failures.
+	HBRFaults hbrsim.Faults
+	MNSFaults mnssim.Faults
+	// BatchCount (default 10) and BatchWindow (default 200 ms) shape the
+	// event stream's batches.
+	BatchCount  int
+	BatchWindow time.Duration
+	// Retry is the platform's retry of failed pushes (default 3 retries,
+	// 200–400 ms apart).
+	Retry ebsim.RetryPolicy
+	// DuplicateRate makes the bus and the stream deliver that share of
+	// events and messages twice.
+	DuplicateRate float64
+	// CrashRate kills the poller's process during that share of its
+	// invocations.
+	CrashRate float64
+	// MaxInstances bounds each function's processes (default 2).
+	MaxInstances int
+	// FunctionTimeout is each function's timeout (default 30 s).
+	FunctionTimeout time.Duration
+	// Seed makes fault injection repeatable.
+	Seed int64
+	// Env is added to both functions' environment (overrides).
+	Env map[string]string
+	// OnEntry receives the timeline as it happens.
+	OnEntry func(Entry)
+}
+
+// Entry is one line of the timeline.
+type Entry struct {
+	At   time.Duration
+	Kind string // event, invoke, hbr, mns, outcome, error, dlq
+	Text string
+}
+
+// Queue names used locally.
+const (
+	QueueName = "hbr-autoinstall-jobs"
+	DLQName   = "hbr-autoinstall-dlq"
+)
+
+// Cloud is a running local cloud.
+type Cloud struct {
+	opts  Options
+	start time.Time
+	// HBR and MNS are the emulators, for scenario tweaks and counters.
+	HBR *hbrsim.Server
+	MNS *mnssim.Server
+	fns map[string]*fcsim.Function
+	bus *ebsim.Bus
+
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu       sync.Mutex
+	accepted map[key]acceptance
+	records  map[key][]Record
+	errors   []string
+	dlq      int
+	pushes   map[string]int
+	rng      *rand.Rand
+}
+
+type key struct{ job, instance string }
+
+type acceptance struct {
+	region, trigger string
+	at              time.Time
+}
+
+// Record is one outcome line as a function wrote it.
+type Record struct {
+	JobID      string  `json:"jobId"`
+	InstanceID string  `json:"instanceId"`
+	Region     string  `json:"region"`
+	Outcome    string  `json:"outcome"`
+	Reason     string  `json:"reason"`
+	Code       string  `json:"code"`
+	TaskID     string  `json:"taskId"`
+	ClientID   string  `json:"clientId"`
+	Attempts   int     `json:"attempts"`
+	Elapsed    float64 `json:"elapsedSeconds"`
+	At         time.Time
+}
+
+var creds = cloudauth.Credentials{AccessKeyID: "LTAI5tLocalCloudKey", AccessKeySecret: "local-cloud-secret", SecurityToken: "local-sts-token"}
+
+// Start brings up the emulators and both functions.
+func Start(ctx context.Context, opts Options) (*Cloud, error) {
+	if opts.Region == "" {
+		opts.Region = "cn-hangzhou"
+	}
+	if opts.AccountID == "" {
+		opts.AccountID = "1234567890123456"
+	}
+	if opts.Timing == nil {
+		t := DefaultTiming()
+		opts.Timing = &t
+	}
+	if opts.BatchCount == 0 {
+		opts.BatchCount = 10
+	}
+	if opts.BatchWindow == 0 {
+		opts.BatchWindow = 200 * time.Millisecond
+	}
+	if opts.Retry.Retries == 0 && opts.Retry.MinDelay == 0 {
+		opts.Retry = ebsim.RetryPolicy{Retries: 3, MinDelay: 200 * time.Millisecond, MaxDelay: 400 * time.Millisecond}
+	}
+	if opts.MaxInstances == 0 {
+		opts.MaxInstances = 2
+	}
+	if opts.FunctionTimeout == 0 {
+		opts.FunctionTimeout = 30 * time.Second
+	}
+	for _, fn := range Functions {
+		if opts.Binaries[fn] == "" {
+			return nil, fmt.Errorf("localcloud: no binary for function %q", fn)
+		}
+	}
+	c := &Cloud{
+		opts: opts, start: time.Now(), fns: map[string]*fcsim.Function{},
+		accepted: map[key]acceptance{}, records: map[key][]Record{}, pushes: map[string]int{},
+		rng:  rand.New(rand.NewPCG(uint64(opts.Seed), 0x10ca1)),
+		done: make(chan struct{}),
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			c.Close()
+		}
+	}()
+
+	c.HBR = hbrsim.New(hbrsim.Options{AccessKeyID: creds.AccessKeyID, AccessKeySecret: creds.AccessKeySecret, SecurityToken: creds.SecurityToken, Seed: opts.Seed})
+	c.HBR.SetDefault(opts.Behavior)
+	for id, b := range opts.Instances {
+		c.HBR.SetInstance(id, b)
+	}
+	c.HBR.SetFaults(opts.HBRFaults)
+	c.HBR.OnCall(c.onHBRCall)
+	hbrURL, err := c.HBR.Start()
+	if err != nil {
+		return nil, fmt.Errorf("start HBR emulator: %w", err)
+	}
+
+	c.MNS = mnssim.New(mnssim.Options{AccessKeyID: creds.AccessKeyID, AccessKeySecret: creds.AccessKeySecret, SecurityToken: creds.SecurityToken, Seed: opts.Seed})
+	c.MNS.CreateQueue(QueueName)
+	c.MNS.CreateQueue(DLQName)
+	c.MNS.SetFaults(opts.MNSFaults)
+	c.MNS.OnSend(c.onSend)
+	mnsURL, err := c.MNS.Start()
+	if err != nil {
+		return nil, fmt.Errorf("start MNS emulator: %w", err)
+	}
+
+	t := opts.Timing
+	env := map[string]string{
+		"QUEUE_NAME":           QueueName,
+		"MNS_ENDPOINT":         mnsURL,
+		"HBR_ENDPOINT":         hbrURL,
+		"API_TIMEOUT":          "5s",
+		"FIRST_POLL_DELAY":     secs(t.FirstPoll),
+		"POLL_INTERVAL":        secs(t.Interval),
+		"READINESS_DELAY":      secs(t.ReadinessDelay),
+		"READINESS_DELAY_STEP": secs(t.ReadinessStep),
+		"READINESS_TIMEOUT":    secs(t.ReadinessTimeout),
+		"TASK_TIMEOUT":         secs(t.TaskTimeout),
+		"DEADLINE_MARGIN":      secs(t.Margin),
+		"RETRY_BASE_DELAY":     secs(t.RetryBase),
+		"RETRY_MAX_DELAY":      secs(t.RetryMax),
+		"MAX_INSTALL_ATTEMPTS": strconv.Itoa(max(t.MaxAttempts, 1)),
+		"LOG_LEVEL":            "info",
+	}
+	for k, v := range opts.Env {
+		env[k] = v
+	}
+	for _, fn := range Functions {
+		f, err := fcsim.Start(ctx, fcsim.Config{
+			Name: "hbr-autoinstall-" + fn, Binary: opts.Binaries[fn], Env: env,
+			Timeout: opts.FunctionTimeout, Region: opts.Region, AccountID: opts.AccountID,
+			Credentials: creds, MaxInstances: opts.MaxInstances, Output: c.onOutput,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("start function %s: %w", fn, err)
+		}
+		c.fns[fn] = f
+	}
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	c.bus = &ebsim.Bus{
+		Target: c.fns["install"], Retry: opts.Retry, DLQ: c.deadLetter("bus"),
+		OnDelivery: c.onDelivery("install"), Seed: opts.Seed, DuplicateRate: opts.DuplicateRate,
+	}
+	var poller ebsim.Target = c.fns["poller"]
+	if opts.CrashRate > 0 {
+		poller = &crashing{fn: c.fns["poller"], rate: opts.CrashRate, rng: rand.New(rand.NewPCG(uint64(opts.Seed), 0xc4a5))}
+	}
+	stream := &ebsim.Stream{
+		Queue: c.MNS, QueueName: QueueName, Region: opts.Region, AccountID: opts.AccountID,
+		Target: poller, BatchCount: opts.BatchCount, BatchWindow: opts.BatchWindow, Base64Decode: true,
+		Retry: opts.Retry, DLQ: c.deadLetter("stream"), Visibility: 60 * time.Second,
+		OnDelivery: c.onDelivery("poller"), Seed: opts.Seed, DuplicateRate: opts.DuplicateRate,
+		Concurrency: opts.MaxInstances,
+	}
+	go func() {
+		defer close(c.done)
+		_ = stream.Run(runCtx)
+	}()
+	ok = true
+	return c, nil
+}
+
+func secs(d time.Duration) string {
+	return strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10)
+}
+
+// Publish puts events on the default bus. Each element is one CloudEvent, or
+// an array of them (each pushed separately, as the bus does).
+func (c *Cloud) Publish(ctx context.Context, payloads ...[]byte) error {
+	for _, p := range payloads {
+		events := [][]byte{p}
+		if t := bytes.TrimSpace(p); len(t) > 0 && t[0] == '[' {
+			var arr []json.RawMessage
+			if err := json.Unmarshal(t, &arr); err == nil {
+				events = events[:0]
+				for _, e := range arr {
+					events = append(events, e)
+				}
+			}
+		}
+		for _, e := range events {
+			c.entry("event", "bus ← "+describeEvent(e))
+			if err := c.bus.Publish(ctx, e); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Function returns a running function by name, for direct invocations.
+func (c *Cloud) Function(name string) *fcsim.Function { return c.fns[name] }
+
+// Wait returns once every accepted instance has an outcome and nothing is
+// left in flight (bus deliveries, queued or delayed messages), or when ctx
+// ends. It reports whether the system settled.
+func (c *Cloud) Wait(ctx context.Context) bool {
+	if err := c.bus.Wait(ctx); err != nil {
+		return false
+	}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if c.settled() {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+	}
+}
+
+func (c *Cloud) settled() bool {
+	visible, delayed, inflight := c.MNS.Depth(QueueName)
+	if visible+delayed+inflight > 0 {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.accepted {
+		if len(c.records[k]) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Close stops the stream, the functions and the emulators.
+func (c *Cloud) Close() {
+	if c.cancel != nil {
+		c.cancel()
+		<-c.done
+	}
+	for _, f := range c.fns {
+		_ = f.Close()
+	}
+	if c.MNS != nil {
+		_ = c.MNS.Close()
+	}
+	if c.HBR != nil {
+		_ = c.HBR.Close()
+	}
+}
+
+func (c *Cloud) elapsed() time.Duration { return time.Since(c.start) }
+
+func (c *Cloud) entry(kind, text string) {
+	if c.opts.OnEntry != nil {
+		c.opts.OnEntry(Entry{At: c.elapsed(), Kind: kind, Text: text})
+	}
+}
+
+func (c *Cloud) onHBRCall(call hbrsim.Call) {
+	text := "hbr." + call.Action
+	switch call.Action {
+	case "InstallBackupClients":
+		text += " " + call.Params["InstanceIds"]
+	case "DescribeTask":
+		text += " " + call.Params["TaskId"]
+	}
+	if call.Code != "" && call.Status >= 300 {
+		text += fmt.Sprintf(" → %d %s", call.Status, call.Code)
+	} else if call.TaskID != "" {
+		text += " → " + call.TaskID
+	}
+	c.entry("hbr", text)
+}
+
+func (c *Cloud) onSend(m mnssim.Message) {
+	if m.Queue != QueueName {
+		return
+	}
+	delay := m.VisibleAt.Sub(m.EnqueueTime).Round(time.Second)
+	c.entry("mns", fmt.Sprintf("mns.SendMessage %s (delay %s)", describeBody(m.Body), delay))
+}
+
+func (c *Cloud) onDelivery(fn string) func(ebsim.Delivery) {
+	return func(d ebsim.Delivery) {
+		c.mu.Lock()
+		c.pushes[fn]++
+		c.mu.Unlock()
+		status := "ok"
+		switch {
+		case d.Err != nil:
+			status = "push failed: " + d.Err.Error()
+		case d.Result.Err != nil:
+			status = "function error: " + clip(d.Result.Err.Type+": "+d.Result.Err.Message, 200)
+			c.addError(fmt.Sprintf("%s: %s", fn, clip(d.Result.Err.Message, 300)))
+		}
+		c.entry("invoke", fmt.Sprintf("%s invoked (attempt %d, %s): %s", fn, d.Attempt, d.Source, status))
+	}
+}
+
+func (c *Cloud) deadLetter(source string) ebsim.DeadLetter {
+	return func(_ context.Context, payload []byte, lastErr string) {
+		c.mu.Lock()
+		c.dlq++
+		c.mu.Unlock()
+		_, _ = c.MNS.Send(DLQName, string(payload), 0, 8)
+		c.entry("dlq", fmt.Sprintf("%s dead-lettered after retries: %s", source, clip(lastErr, 200)))
+	}
+}
+
+func (c *Cloud) addError(s string) {
+	c.mu.Lock()
+	c.errors = append(c.errors, s)
+	c.mu.Unlock()
+}
+
+// onOutput reads the functions' JSON log lines.
+func (c *Cloud) onOutput(function string, _ int, line []byte) {
+	if len(line) == 0 || line[0] != '{' {
+		return
+	}
+	var l struct {
+		Level      string `json:"level"`
+		Msg        string `json:"msg"`
+		Error      string `json:"error"`
+		JobID      string `json:"jobId"`
+		InstanceID string `json:"instanceId"`
+		Region     string `json:"region"`
+		Trigger    string `json:"trigger"`
+	}
+	if json.Unmarshal(line, &l) != nil {
+		return
+	}
+	switch {
+	case l.Msg == "accepted":
+		c.mu.Lock()
+		k := key{l.JobID, l.InstanceID}
+		if _, ok := c.accepted[k]; !ok {
+			c.accepted[k] = acceptance{region: l.Region, trigger: l.Trigger, at: time.Now()}
+		}
+		c.mu.Unlock()
+	case l.Msg == "outcome":
+		var r Record
+		if json.Unmarshal(line, &r) != nil {
+			return
+		}
+		r.At = time.Now()
+		c.mu.Lock()
+		k := key{r.JobID, r.InstanceID}
+		c.records[k] = append(c.records[k], r)
+		c.mu.Unlock()
+		c.entry("outcome", fmt.Sprintf("%s %s %s (%s)", r.InstanceID, r.Outcome, r.Code, r.Reason))
+	case l.Level == "ERROR":
+		c.addError(fmt.Sprintf("%s: %s: %s", function, l.Msg, clip(l.Error, 300)))
+		c.entry("error", fmt.Sprintf("%s: %s: %s", function, l.Msg, clip(l.Error, 200)))
+	}
+}
+
+// crashing kills the poller's processes during some invocations, the way an
+// out-of-memory kill or a crash in a goroutine would.
+type crashing struct {
+	fn   *fcsim.Function
+	rate float64
+	mu   sync.Mutex
+	rng  *rand.Rand
+}
+
+func (c *crashing) Invoke(ctx context.Context, payload []byte, opts fcsim.InvokeOptions) (fcsim.Result, error) {
+	c.mu.Lock()
+	crash := c.rng.Float64() < c.rate
+	delay := time.Duration(c.rng.IntN(5)) * time.Millisecond
+	c.mu.Unlock()
+	if crash {
+		go func() {
+			time.Sleep(delay)
+			for _, in := range c.fn.Instances() {
+				if in.PID > 0 {
+					_ = syscall.Kill(in.PID, syscall.SIGKILL)
+				}
+			}
+		}()
+	}
+	return c.fn.Invoke(ctx, payload, opts)
+}
+
+func describeEvent(e []byte) string {
+	var ev struct {
+		ID   string `json:"id"`
+		Type string `json:"type"`
+	}
+	if json.Unmarshal(e, &ev) != nil || ev.Type == "" {
+		return fmt.Sprintf("%d bytes (not a CloudEvent)", len(e))
+	}
+	return ev.Type + " " + clip(ev.ID, 40)
+}
+
+func describeBody(b64 string) string {
+	dec, err := decodeBase64(b64)
+	if err != nil {
+		return "(undecodable body)"
+	}
+	var m struct {
+		Kind      string            `json:"kind"`
+		TaskID    string            `json:"taskId"`
+		PollCount int               `json:"pollCount"`
+		Instances []json.RawMessage `json:"instances"`
+	}
+	if json.Unmarshal(dec, &m) != nil {
+		return "(not a job message)"
+	}
+	if m.Kind == "poll" {
+		return fmt.Sprintf("poll %s #%d [%d instances]", m.TaskID, m.PollCount+1, len(m.Instances))
+	}
+	return fmt.Sprintf("%s [%d instances]", m.Kind, len(m.Instances))
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+// sortedKeys returns the keys of a map in order.
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
