@@ -232,3 +232,17 @@ func TestLogsCarryRequestFieldsNotSecrets(t *testing.T) {
 	assert.Equal(t, "FAILED", rec["outcome"])
 	assert.Equal(t, "Forbidden.RAM", rec["code"])
 }
+
+func TestInstallCoalesceDelayDefersToThePoller(t *testing.T) {
+	calls := 0
+	c := &fakeCloud{install: func(ids []string) (hbr.InstallResult, error) { calls++; return validAll(ids) }}
+	d := deps(c, &recorder{})
+	d.Policy.CoalesceDelay = 3 * time.Second
+	_, err := NewInstall(d).Handle(context.Background(), event(t, "batch-array.json"))
+	require.NoError(t, err)
+	assert.Zero(t, calls, "no install call from the install function")
+	require.Len(t, c.sent, 1)
+	assert.Equal(t, job.KindInstallRetry, c.sent[0].Kind)
+	assert.Len(t, c.sent[0].Instances, 2)
+	assert.Equal(t, 3*time.Second, c.delays[0])
+}

@@ -127,10 +127,14 @@ func (h *Install) Handle(ctx context.Context, payload []byte) (InstallSummary, e
 	svc := h.installService(s)
 	var res install.Result
 	for _, region := range keys(ready) {
+		if d := h.Policy.CoalesceDelay; d > 0 {
+			res.Merge(svc.Defer(region, ready[region], d))
+			continue
+		}
 		res.Merge(svc.Install(ctx, region, ready[region], 0))
 	}
 	for _, region := range keys(later) {
-		res.Merge(svc.Defer(region, later[region]))
+		res.Merge(svc.Defer(region, later[region], h.Policy.ReadinessWait(1)))
 	}
 	sum.Outcomes = countOutcomes(res.Outcomes)
 	sent, err := deliver(ctx, log, h.Outcomes, s, res, h.Sleep)

@@ -47,6 +47,9 @@ type Policy struct {
 	RetryBaseDelay     time.Duration
 	RetryMaxDelay      time.Duration
 	MaxAttempts        int
+	// CoalesceDelay > 0 defers new instances by that long so installs from
+	// many events share calls.
+	CoalesceDelay time.Duration
 }
 
 // PolicyFrom takes the policy from the configuration.
@@ -62,6 +65,7 @@ func PolicyFrom(c config.Config) Policy {
 		RetryBaseDelay:     c.RetryBaseDelay,
 		RetryMaxDelay:      c.RetryMaxDelay,
 		MaxAttempts:        c.MaxInstallAttempts,
+		CoalesceDelay:      c.CoalesceDelay,
 	}
 }
 
@@ -121,13 +125,16 @@ func (s *Service) now() time.Time {
 	return time.Now()
 }
 
-// Defer schedules instances for a later install attempt without calling HBR:
-// the readiness-retry path for instances that cannot be running yet.
-func (s *Service) Defer(region string, instances []job.Instance) Result {
+// Defer schedules instances for an install attempt after delay without
+// calling HBR now: the readiness-retry path for instances that cannot be
+// running yet, and the coalescing path. The delay is capped by the earliest
+// readiness deadline.
+func (s *Service) Defer(region string, instances []job.Instance, delay time.Duration) Result {
 	var res Result
 	now := s.now()
 	for _, chunk := range job.Chunk(instances, job.MaxInstances) {
-		res.Next = append(res.Next, s.retryMessage(region, chunk, 0, "", min(s.Policy.ReadinessWait(1), untilEarliest(chunk, now)), now))
+		d := max(min(delay, untilEarliest(chunk, now)), time.Second)
+		res.Next = append(res.Next, s.retryMessage(region, chunk, 0, "", d, now))
 	}
 	return res
 }

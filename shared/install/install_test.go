@@ -242,7 +242,7 @@ func TestSameInstanceFromTwoJobsIsInstalledOnce(t *testing.T) {
 
 func TestDeferSchedulesReadinessRetry(t *testing.T) {
 	s, calls := newService(allValid, t0)
-	res := s.Defer("cn-hangzhou", instances(25))
+	res := s.Defer("cn-hangzhou", instances(25), s.Policy.ReadinessWait(1))
 	assert.Empty(t, *calls)
 	require.Len(t, res.Next, 2)
 	assert.Equal(t, 30*time.Second, res.Next[0].Delay)

@@ -272,3 +272,14 @@ func TestE2EBurstOf100(t *testing.T) {
 	assertAll(t, r, "INSTALLED", 100)
 	assert.Less(t, r.Calls["hbr.InstallBackupClients"], 60, "installs are coalesced into ≤ 20-id calls")
 }
+
+func TestE2ECoalescedInstalls(t *testing.T) {
+	t.Parallel()
+	r := run(t, Options{Env: map[string]string{"INSTALL_COALESCE_DELAY": "2s"}}, 60*time.Second, func(c *Cloud) {
+		for _, id := range ids("coal", 12) {
+			publish(t, c, runningEvent(id))
+		}
+	})
+	assertAll(t, r, "INSTALLED", 12)
+	assert.LessOrEqual(t, r.Calls["hbr.InstallBackupClients"], 3, "twelve events share a few install calls")
+}
