@@ -371,10 +371,11 @@ func (c *Cloud) onHBRCall(call hbrsim.Call) {
 	case "DescribeTask":
 		text += " " + call.Params["TaskId"]
 	}
-	if call.Code != "" && call.Status >= 300 {
+	switch {
+	case call.Code != "" && call.Status >= 300:
 		text += fmt.Sprintf(" → %d %s", call.Status, call.Code)
-	} else if call.TaskID != "" {
-		text += " → " + call.TaskID
+	case call.Action == "InstallBackupClients" && call.TaskID != "":
+		text += " → task " + call.TaskID
 	}
 	c.entry("hbr", text)
 }

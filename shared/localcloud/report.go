@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 )
 
 // InstanceOutcome is an instance's result in a report.
@@ -20,6 +21,7 @@ type InstanceOutcome struct {
 	Jobs int `json:"jobs"`
 	// Elapsed is the seconds from acceptance to outcome of the last job.
 	Elapsed float64 `json:"elapsedSeconds"`
+	at      time.Time
 }
 
 // Report is the end state of a run.
@@ -33,9 +35,11 @@ type Report struct {
 	Accepted int `json:"accepted"`
 	// Lost counts accepted pairs with no outcome record.
 	Lost int `json:"lost"`
-	// DuplicatedOutcomes counts pairs with two records that disagree
-	// (outcome, code or reason); Repeated counts identical repeats, which
-	// at-least-once delivery allows.
+	// DuplicatedOutcomes counts extra records for a pair that disagree with
+	// its first record on the decision (outcome or code); Repeated counts
+	// extra records that agree, which at-least-once delivery allows. The
+	// free-text reason, task id and attempt count may differ between two
+	// deliveries that reached the same decision.
 	DuplicatedOutcomes int `json:"duplicated_outcomes"`
 	Repeated           int `json:"repeated_outcomes"`
 	// ByOutcome counts instances per outcome.
@@ -89,16 +93,17 @@ func (c *Cloud) Report() Report {
 		}
 		first := recs[0]
 		for _, o := range recs[1:] {
-			if o.Outcome != first.Outcome || o.Code != first.Code || o.Reason != first.Reason {
+			if o.Outcome != first.Outcome || o.Code != first.Code {
 				r.DuplicatedOutcomes++
 			} else {
 				r.Repeated++
 			}
 		}
+		// An instance several jobs concerned shows its latest outcome.
 		prev, seen := r.Outcomes[k.instance]
-		if !seen || prev.Outcome == "LOST" || first.At.After(c.start) {
+		if !seen || prev.Outcome == "LOST" || first.At.After(prev.at) {
 			r.Outcomes[k.instance] = InstanceOutcome{Outcome: first.Outcome, Reason: first.Reason, Code: first.Code,
-				Attempts: first.Attempts, Elapsed: first.Elapsed}
+				Attempts: first.Attempts, Elapsed: first.Elapsed, at: first.At}
 		}
 	}
 	// Records for pairs never seen accepted (should not happen) are errors.

@@ -37,9 +37,10 @@ const (
 // Kinds lists every outcome kind, in the order reports print them.
 var Kinds = []Kind{Installed, Failed, NotReady, Gone, Timeout, Cancelled}
 
-// Record is one instance's outcome. Outcome, Reason and Code are decided from
-// the job's facts only (never from timing), so a duplicate delivery that
-// reaches the same decision writes the same values.
+// Record is one instance's outcome. Outcome and Code are the decision: a
+// duplicate delivery that reaches the same decision writes the same two
+// values. Reason, TaskID, Attempts and Detail describe how it was reached and
+// may differ between two deliveries (another task, one more readiness check).
 type Record struct {
 	JobID         string
 	InstanceID    string
