@@ -1,0 +1,92 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/rpcsim"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+var files = []string{"-policy-template", "../ram/policy.json", "-trust-policy", "../ram/trust-policy.json"}
+
+func TestDryRunPrintsThePolicy(t *testing.T) {
+	t.Parallel()
+	sts := rpcsim.New(rpcsim.Options{Product: "sts", Version: "2015-04-01", AccessKeyID: "ak", AccessKeySecret: "sk"})
+	sts.Handle("GetCallerIdentity", func(rpcsim.Request) (map[string]any, *rpcsim.APIError) {
+		return map[string]any{"AccountId": "5555"}, nil
+	})
+	url, err := sts.Start()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sts.Close() })
+
+	cases := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		account string
+	}{
+		{"account given, no credentials", []string{"-account", "4444"}, nil, "4444"},
+		{"account looked up", []string{"-sts-endpoint", url}, map[string]string{"ALIBABA_CLOUD_ACCESS_KEY_ID": "ak", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "sk"}, "5555"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var stdout, stderr bytes.Buffer
+			args := append(append([]string{"-dry-run", "-regions", "cn-hangzhou,cn-beijing", "-queue", "q", "-dlq", "d"}, files...), tc.args...)
+			require.NoError(t, run(context.Background(), args, env(tc.env), &stdout, &stderr))
+
+			var policy struct {
+				Statement []struct {
+					Action   any
+					Resource any
+				}
+			}
+			require.NoError(t, json.Unmarshal(stdout.Bytes(), &policy))
+			require.Len(t, policy.Statement, 2)
+			a := tc.account
+			assert.Equal(t, []any{
+				"acs:mns:cn-hangzhou:" + a + ":/queues/q/messages",
+				"acs:mns:cn-beijing:" + a + ":/queues/q/messages",
+				"acs:mns:cn-hangzhou:" + a + ":/queues/d/messages",
+				"acs:mns:cn-beijing:" + a + ":/queues/d/messages",
+			}, policy.Statement[1].Resource)
+			assert.Contains(t, stderr.String(), "dry run, nothing changed")
+			assert.Contains(t, stderr.String(), "queue d in cn-beijing (retention 604800s)")
+		})
+	}
+}
+
+func TestRunRejects(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no account and no credentials", []string{}, "-account not given"},
+		{"missing template", []string{"-account", "1", "-policy-template", "nope.json"}, "read policy template"},
+		{"bad region", []string{"-account", "1", "-regions", "Hangzhou"}, `region "Hangzhou"`},
+		{"stray argument", []string{"-account", "1", "extra"}, "unexpected arguments"},
+		{"no credentials for a real run", []string{"-account", "1"}, "no credentials"},
+		{"unknown flag", []string{"-acount", "1"}, "flag provided but not defined"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var stdout, stderr bytes.Buffer
+			args := append(append([]string{}, files...), tc.args...)
+			err := run(context.Background(), args, env(nil), &stdout, &stderr)
+			require.Error(t, err)
+			assert.Contains(t, err.Error()+stderr.String(), tc.want)
+		})
+	}
+}

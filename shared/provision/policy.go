@@ -1,0 +1,254 @@
+package provision
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
+)
+
+// Placeholders understood in the policy template (scripts/ram/policy.json).
+// A Resource entry that contains PlaceholderRegion is repeated once per
+// region, in place, so the policy covers every region deployed.
+const (
+	PlaceholderRegion  = "${REGION}"
+	PlaceholderAccount = "${ACCOUNT_ID}"
+	PlaceholderQueue   = "${QUEUE}"
+	PlaceholderDLQ     = "${DLQ}"
+)
+
+// MaxPolicyBytes is RAM's limit on a policy document.
+const MaxPolicyBytes = 6144
+
+var (
+	regionRe    = regexp.MustCompile(`^[a-z]{2}(-[a-z0-9]+)+$`)
+	accountRe   = regexp.MustCompile(`^[0-9]{1,32}$`)
+	queueRe     = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]{0,119}$`)
+	roleRe      = regexp.MustCompile(`^[A-Za-z0-9.-]{1,64}$`)
+	policyRe    = regexp.MustCompile(`^[A-Za-z0-9-]{1,128}$`)
+	leftoverRe  = regexp.MustCompile(`\$\{[^}]*\}`)
+	errNoRegion = errors.New("no regions")
+)
+
+// PolicyParams are the values rendered into the policy template.
+type PolicyParams struct {
+	AccountID string
+	Regions   []string
+	Queue     string
+	DLQ       string
+}
+
+// Validate reports every malformed value in p as one Invalid error.
+func (p PolicyParams) Validate() error {
+	var errs []error
+	if !accountRe.MatchString(p.AccountID) {
+		errs = append(errs, fmt.Errorf("account id %q is not a number", p.AccountID))
+	}
+	if len(p.Regions) == 0 {
+		errs = append(errs, errNoRegion)
+	}
+	seen := map[string]bool{}
+	for _, r := range p.Regions {
+		if !regionRe.MatchString(r) {
+			errs = append(errs, fmt.Errorf("region %q is not a region id", r))
+		}
+		if seen[r] {
+			errs = append(errs, fmt.Errorf("region %q is listed twice", r))
+		}
+		seen[r] = true
+	}
+	for _, q := range []struct{ what, name string }{{"queue", p.Queue}, {"dead-letter queue", p.DLQ}} {
+		if !queueRe.MatchString(q.name) {
+			errs = append(errs, fmt.Errorf("%s name %q: an MNS queue name is 1-120 letters, digits or '-', starting with a letter", q.what, q.name))
+		}
+	}
+	if p.Queue != "" && p.Queue == p.DLQ {
+		errs = append(errs, fmt.Errorf("the queue and the dead-letter queue are both %q", p.Queue))
+	}
+	if len(errs) > 0 {
+		return fault.Wrap("provision.PolicyParams", fault.Invalid, "", errors.Join(errs...))
+	}
+	return nil
+}
+
+// RenderPolicy renders a policy template: every Resource entry containing
+// ${REGION} is repeated once per region (in the order given), and ${REGION},
+// ${ACCOUNT_ID}, ${QUEUE} and ${DLQ} are replaced. The result is compact JSON
+// with sorted keys. It returns an Invalid error for bad parameters, a
+// template that is not a JSON policy, an unknown placeholder, or a result
+// larger than MaxPolicyBytes.
+func RenderPolicy(template []byte, p PolicyParams) ([]byte, error) {
+	const op = "provision.RenderPolicy"
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	doc, err := decodePolicy(template)
+	if err != nil {
+		return nil, fault.Wrap(op, fault.Invalid, "", fmt.Errorf("policy template: %w", err))
+	}
+	fixed := strings.NewReplacer(PlaceholderAccount, p.AccountID, PlaceholderQueue, p.Queue, PlaceholderDLQ, p.DLQ)
+	for _, st := range doc["Statement"].([]any) {
+		st := st.(map[string]any)
+		if res, ok := st["Resource"]; ok {
+			st["Resource"] = expandRegions(res, p.Regions)
+		}
+	}
+	out, err := json.Marshal(substitute(doc, fixed, p.Regions))
+	if err != nil {
+		return nil, fault.Wrap(op, fault.Invalid, "", fmt.Errorf("encode policy: %w", err))
+	}
+	if m := leftoverRe.Find(out); m != nil {
+		return nil, fault.Invalidf(op, "policy template uses unknown placeholder %s", m)
+	}
+	if len(out) > MaxPolicyBytes {
+		return nil, fault.Invalidf(op, "rendered policy is %d bytes, over RAM's limit of %d: deploy to fewer regions per role", len(out), MaxPolicyBytes)
+	}
+	return out, nil
+}
+
+// decodePolicy decodes a policy document and checks its outline: a Version
+// and a non-empty Statement list of objects.
+func decodePolicy(data []byte) (map[string]any, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var doc map[string]any
+	if err := dec.Decode(&doc); err != nil {
+		return nil, fmt.Errorf("not a JSON object: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("trailing data after the JSON object")
+	}
+	if _, ok := doc["Version"].(string); !ok {
+		return nil, errors.New(`missing "Version"`)
+	}
+	sts, ok := doc["Statement"].([]any)
+	if !ok || len(sts) == 0 {
+		return nil, errors.New(`missing "Statement" list`)
+	}
+	for i, st := range sts {
+		if _, ok := st.(map[string]any); !ok {
+			return nil, fmt.Errorf("statement %d is not an object", i)
+		}
+	}
+	return doc, nil
+}
+
+// expandRegions repeats every resource string that contains ${REGION} once
+// per region, keeping the order of the template.
+func expandRegions(res any, regions []string) any {
+	var in []any
+	switch v := res.(type) {
+	case string:
+		if !strings.Contains(v, PlaceholderRegion) {
+			return v
+		}
+		in = []any{v}
+	case []any:
+		in = v
+	default:
+		return res
+	}
+	out := make([]any, 0, len(in)*len(regions))
+	for _, r := range in {
+		s, ok := r.(string)
+		if !ok || !strings.Contains(s, PlaceholderRegion) {
+			out = append(out, r)
+			continue
+		}
+		for _, region := range regions {
+			out = append(out, strings.ReplaceAll(s, PlaceholderRegion, region))
+		}
+	}
+	if len(out) == 1 {
+		return out[0]
+	}
+	return out
+}
+
+// substitute replaces the fixed placeholders in every string of v. A
+// ${REGION} left outside Resource is replaced by the only region, or left in
+// place (and reported) when there are several.
+func substitute(v any, r *strings.Replacer, regions []string) any {
+	switch t := v.(type) {
+	case string:
+		s := r.Replace(t)
+		if len(regions) == 1 {
+			s = strings.ReplaceAll(s, PlaceholderRegion, regions[0])
+		}
+		return s
+	case []any:
+		for i := range t {
+			t[i] = substitute(t[i], r, regions)
+		}
+		return t
+	case map[string]any:
+		for k := range t {
+			t[k] = substitute(t[k], r, regions)
+		}
+		return t
+	default:
+		return v
+	}
+}
+
+// SameDocument reports whether two policy documents grant the same thing:
+// equal as JSON values once lists of strings are sorted and one-element lists
+// are compared as their element (RAM treats "Action": "x" and ["x"] alike).
+// It returns an error if either is not JSON.
+func SameDocument(a, b string) (bool, error) {
+	ca, err := canonical(a)
+	if err != nil {
+		return false, fmt.Errorf("first document: %w", err)
+	}
+	cb, err := canonical(b)
+	if err != nil {
+		return false, fmt.Errorf("second document: %w", err)
+	}
+	return reflect.DeepEqual(ca, cb), nil
+}
+
+func canonical(doc string) (any, error) {
+	dec := json.NewDecoder(strings.NewReader(doc))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	return normalize(v), nil
+}
+
+func normalize(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		for k := range t {
+			t[k] = normalize(t[k])
+		}
+		return t
+	case []any:
+		strs := make([]string, 0, len(t))
+		for i := range t {
+			t[i] = normalize(t[i])
+			if s, ok := t[i].(string); ok {
+				strs = append(strs, s)
+			}
+		}
+		if len(strs) == len(t) {
+			sort.Strings(strs)
+			for i, s := range strs {
+				t[i] = s
+			}
+		}
+		if len(t) == 1 {
+			return t[0]
+		}
+		return t
+	default:
+		return v
+	}
+}
