@@ -1,0 +1,113 @@
+# hbr-autoinstall: build, test and deploy the install and poller functions.
+# `make help` lists the targets; variables can be set on the command line,
+# e.g. `make deploy REGIONS=cn-beijing` or `make fuzz FUZZTIME=1m`.
+
+SHELL       := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS   += --no-print-directory
+
+GO       ?= go
+S        ?= s
+# Functions to build: each is ./functions/<fn>, built to dist/<fn>/main, which
+# s.yaml deploys with `code: ./dist/<fn>` and `handler: main`.
+FUNCTIONS ?= install poller
+DIST     ?= dist
+# Regions to provision and deploy. EventBridge rules and MNS queues are
+# regional, so the whole stack is deployed once per region.
+REGIONS  ?= cn-hangzhou cn-shanghai
+# Resource names; s.yaml reads the same environment variables with the same
+# defaults.
+QUEUE_NAME  ?= hbr-autoinstall-jobs
+DLQ_NAME    ?= hbr-autoinstall-dlq
+ROLE_NAME   ?= hbr-autoinstall-fc
+POLICY_NAME ?= hbr-autoinstall-fc-policy
+# fc3 stops deploying a function's triggers at the first unchanged eventbridge
+# trigger, so a changed trigger listed after it would be skipped silently.
+# Every eventbridge trigger that is not the first of its function is listed
+# here as <resource>:<trigger> and deployed once more on its own.
+EXTRA_TRIGGERS ?= install:ecs-runinstances
+# Extra arguments for demo, bench, chaos, provision and deploy.
+ARGS     ?=
+# Resource (s.yaml) that make invoke-<event> invokes; by default the poller
+# for events/poller-*.json and the install function for the others.
+FN       ?=
+FUZZTIME ?= 10s
+# Fuzz targets as <package under shared/>:<FuzzFunc>.
+FUZZ_TARGETS ?= ecsevent:FuzzParse job:FuzzDecode queueevent:FuzzParse
+
+BUILD_ENV := GOOS=linux GOARCH=amd64 CGO_ENABLED=0
+LDFLAGS   := -s -w -buildid=
+# Names passed to s.yaml (see its vars).
+S_ENV = QUEUE_NAME=$(QUEUE_NAME) DLQ_NAME=$(DLQ_NAME) ROLE_NAME=$(ROLE_NAME)
+
+.PHONY: help build test lint demo bench chaos fuzz provision deploy clean
+
+help: ## List the targets
+	@echo "Usage: make <target> [VAR=value ...]"
+	@echo
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_%-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo
+	@echo "Variables: FUNCTIONS='$(FUNCTIONS)' REGIONS='$(REGIONS)' FUZZTIME=$(FUZZTIME) ARGS='$(ARGS)'"
+
+build: $(addprefix build-,$(FUNCTIONS)) ## Build every function for FC (linux/amd64) into dist/<fn>/main
+
+build-%:
+	$(BUILD_ENV) $(GO) build -trimpath -ldflags='$(LDFLAGS)' -o $(DIST)/$*/main ./functions/$*
+
+test: ## gofmt check, go vet and every test with -race (end-to-end tests build the binaries themselves)
+	@unformatted="$$(gofmt -l .)"; \
+	if [ -n "$$unformatted" ]; then echo "gofmt would change these files:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+lint: ## gofmt check, go vet, and go.mod/go.sum tidiness (read-only)
+	@unformatted="$$(gofmt -l .)"; \
+	if [ -n "$$unformatted" ]; then echo "gofmt would change these files:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) mod tidy -diff
+
+demo: ## Run the whole system against the local cloud (go run ./scripts/demo $(ARGS))
+	$(GO) run ./scripts/demo $(ARGS)
+
+bench: ## Throughput benchmark against the local cloud (go run ./scripts/bench $(ARGS))
+	@test -d scripts/bench || { echo "make bench: scripts/bench does not exist yet" >&2; exit 1; }
+	$(GO) run ./scripts/bench $(ARGS)
+
+chaos: ## Fault-injection run against the local cloud (go run ./scripts/chaos $(ARGS))
+	@test -d scripts/chaos || { echo "make chaos: scripts/chaos does not exist yet" >&2; exit 1; }
+	$(GO) run ./scripts/chaos $(ARGS)
+
+fuzz: ## Short fuzz runs of the event, queue-event and job parsers (FUZZTIME=10s each)
+	@for t in $(FUZZ_TARGETS); do \
+		echo "== ./shared/$${t%%:*} $${t#*:}"; \
+		$(GO) test -run='^$$' -fuzz="^$${t#*:}\$$" -fuzztime=$(FUZZTIME) ./shared/$${t%%:*}; \
+	done
+
+provision: ## Create or update the RAM role, its policy and the MNS queues in REGIONS (ARGS=-dry-run to preview)
+	$(GO) run ./scripts/provision -regions '$(REGIONS)' -queue '$(QUEUE_NAME)' -dlq '$(DLQ_NAME)' \
+		-role '$(ROLE_NAME)' -policy-name '$(POLICY_NAME)' $(ARGS)
+
+deploy: ## s deploy -y once per region in REGIONS (needs Serverless Devs: npm i -g @serverless-devs/s)
+	@command -v $(S) >/dev/null || { echo "make deploy: '$(S)' not found; install Serverless Devs: npm i -g @serverless-devs/s" >&2; exit 1; }
+	for region in $(REGIONS); do \
+		REGION=$$region $(S_ENV) $(S) deploy -y $(ARGS); \
+		for t in $(EXTRA_TRIGGERS); do \
+			REGION=$$region $(S_ENV) $(S) $${t%%:*} deploy -y --trigger $${t#*:} $(ARGS); \
+		done; \
+	done
+
+# make invoke-<name> invokes a deployed function with events/<name>.json, in
+# the first region of REGIONS: the poller for poller-* events, otherwise the
+# install function (FN= overrides).
+invoke-%: ## Invoke a deployed function with events/<name>.json (poller-* → poller, others → install; FN= overrides)
+	@test -f events/$*.json || { echo "make invoke-$*: events/$*.json does not exist" >&2; exit 1; }
+	@command -v $(S) >/dev/null || { echo "make invoke-$*: '$(S)' not found; install Serverless Devs: npm i -g @serverless-devs/s" >&2; exit 1; }
+	REGION=$(firstword $(REGIONS)) $(S_ENV) $(S) $(or $(FN),$(if $(filter poller-%,$*),poller,install)) invoke --event-file events/$*.json
+
+clean: ## Remove build and coverage output
+	rm -rf $(DIST) coverage.out coverage.html
+
+# print-VAR prints a variable's value (used by the s.yaml consistency test).
+print-%:
+	@echo '$($*)'
