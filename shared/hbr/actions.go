@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/openapi"
 )
 
 const (
@@ -92,6 +93,9 @@ type BackupClient struct {
 	InstanceID string
 	// Status is ACTIVATED, INSTALLING, INSTALL_FAILED, UNKNOWN, ….
 	Status string
+	// CreatedTime is when the client record was created (unix seconds; 0
+	// when the service did not say).
+	CreatedTime int64
 }
 
 // InstallBackupClients starts installing backup clients on 1..20 ECS
@@ -104,31 +108,30 @@ func (c *Client) InstallBackupClients(ctx context.Context, instanceIDs []string)
 	if err != nil {
 		return InstallResult{}, err
 	}
-	req := c.newRequest("InstallBackupClients")
-	req.QueryParams["InstanceIds"] = ids
+	query := map[string]string{"InstanceIds": ids}
 	if c.cfg.CrossAccountType != "" {
-		req.QueryParams["CrossAccountType"] = c.cfg.CrossAccountType
+		query["CrossAccountType"] = c.cfg.CrossAccountType
 	}
 	if c.cfg.CrossAccountUserID != 0 {
-		req.QueryParams["CrossAccountUserId"] = strconv.FormatInt(c.cfg.CrossAccountUserID, 10)
+		query["CrossAccountUserId"] = strconv.FormatInt(c.cfg.CrossAccountUserID, 10)
 	}
 	if c.cfg.CrossAccountRoleName != "" {
-		req.QueryParams["CrossAccountRoleName"] = c.cfg.CrossAccountRoleName
+		query["CrossAccountRoleName"] = c.cfg.CrossAccountRoleName
 	}
-	body, requestID, err := c.do(ctx, op, req)
+	body, requestID, err := c.api.Call(ctx, openapi.Request{Action: "InstallBackupClients", Query: query})
 	if err != nil {
 		return InstallResult{}, err
 	}
 	var out struct {
-		TaskID           flexString `json:"TaskId"`
-		InstanceStatuses list[struct {
-			InstanceID    string   `json:"InstanceId"`
-			ValidInstance flexBool `json:"ValidInstance"`
-			ErrorCode     string   `json:"ErrorCode"`
+		TaskID           openapi.String `json:"TaskId"`
+		InstanceStatuses openapi.List[struct {
+			InstanceID    string       `json:"InstanceId"`
+			ValidInstance openapi.Bool `json:"ValidInstance"`
+			ErrorCode     string       `json:"ErrorCode"`
 		}] `json:"InstanceStatuses"`
 	}
-	if err := json.Unmarshal(body, &out); err != nil {
-		return InstallResult{}, decodeError(op, requestID, err)
+	if err := openapi.Decode(op, requestID, body, &out); err != nil {
+		return InstallResult{}, err
 	}
 	res := InstallResult{TaskID: string(out.TaskID), RequestID: requestID}
 	for _, s := range out.InstanceStatuses {
@@ -144,21 +147,19 @@ func (c *Client) DescribeTask(ctx context.Context, taskID string) (Task, error) 
 	if !idPattern.MatchString(taskID) {
 		return Task{}, fault.Invalidf(op, "task ID %q must match %s", taskID, idPattern)
 	}
-	req := c.newRequest("DescribeTask")
-	req.QueryParams["TaskId"] = taskID
-	body, requestID, err := c.do(ctx, op, req)
+	body, requestID, err := c.api.Call(ctx, openapi.Request{Action: "DescribeTask", Query: map[string]string{"TaskId": taskID}})
 	if err != nil {
 		return Task{}, err
 	}
 	var out struct {
-		Name          flexString      `json:"Name"`
-		Description   flexString      `json:"Description"`
-		Progress      flexInt         `json:"Progress"`
+		Name          openapi.String  `json:"Name"`
+		Description   openapi.String  `json:"Description"`
+		Progress      openapi.Int     `json:"Progress"`
 		Result        json.RawMessage `json:"Result"`
-		CompletedTime flexInt         `json:"CompletedTime"`
+		CompletedTime openapi.Int     `json:"CompletedTime"`
 	}
-	if err := json.Unmarshal(body, &out); err != nil {
-		return Task{}, decodeError(op, requestID, err)
+	if err := openapi.Decode(op, requestID, body, &out); err != nil {
+		return Task{}, err
 	}
 	t := Task{
 		TaskID:        taskID,
@@ -207,28 +208,32 @@ func (c *Client) DescribeBackupClients(ctx context.Context, instanceIDs []string
 	}
 	var all []BackupClient
 	for page := 1; page <= maxDescribePages; page++ {
-		req := c.newRequest("DescribeBackupClients")
-		req.QueryParams["ClientType"] = ecsClient
-		req.QueryParams["PageNumber"] = strconv.Itoa(page)
-		req.QueryParams["PageSize"] = strconv.Itoa(describePageSize)
-		req.FormParams["InstanceIds"] = ids
-		body, requestID, err := c.do(ctx, op, req)
+		body, requestID, err := c.api.Call(ctx, openapi.Request{
+			Action: "DescribeBackupClients",
+			Query: map[string]string{
+				"ClientType": ecsClient,
+				"PageNumber": strconv.Itoa(page),
+				"PageSize":   strconv.Itoa(describePageSize),
+			},
+			Form: map[string]string{"InstanceIds": ids},
+		})
 		if err != nil {
 			return nil, err
 		}
 		var out struct {
-			Clients list[struct {
-				ClientID   string `json:"ClientId"`
-				InstanceID string `json:"InstanceId"`
-				Status     string `json:"Status"`
+			Clients openapi.List[struct {
+				ClientID   string      `json:"ClientId"`
+				InstanceID string      `json:"InstanceId"`
+				Status     string      `json:"Status"`
+				Created    openapi.Int `json:"CreatedTime"`
 			}] `json:"Clients"`
-			TotalCount flexInt `json:"TotalCount"`
+			TotalCount openapi.Int `json:"TotalCount"`
 		}
-		if err := json.Unmarshal(body, &out); err != nil {
-			return nil, decodeError(op, requestID, err)
+		if err := openapi.Decode(op, requestID, body, &out); err != nil {
+			return nil, err
 		}
 		for _, cl := range out.Clients {
-			all = append(all, BackupClient{ClientID: cl.ClientID, InstanceID: cl.InstanceID, Status: cl.Status})
+			all = append(all, BackupClient{ClientID: cl.ClientID, InstanceID: cl.InstanceID, Status: cl.Status, CreatedTime: int64(cl.Created)})
 		}
 		total := int64(out.TotalCount)
 		if len(out.Clients) < describePageSize || (total > 0 && int64(len(all)) >= total) {
@@ -254,110 +259,4 @@ func idList(op string, ids []string, max int) (string, error) {
 		return "", fault.Wrap(op, fault.Invalid, "", fmt.Errorf("encode instance IDs: %w", err))
 	}
 	return string(data), nil
-}
-
-func decodeError(op, requestID string, err error) error {
-	return fault.Wrap(op, fault.Permanent, "",
-		fmt.Errorf("decode response (RequestId %s): %w", requestID, err))
-}
-
-// flexString decodes a JSON string, or keeps the literal text of any other
-// JSON value (a numeric Code, say); null is "".
-type flexString string
-
-func (f *flexString) UnmarshalJSON(b []byte) error {
-	var s string
-	switch {
-	case string(b) == "null":
-		*f = ""
-	case json.Unmarshal(b, &s) == nil:
-		*f = flexString(s)
-	default:
-		*f = flexString(bytes.TrimSpace(b))
-	}
-	return nil
-}
-
-// flexInt decodes a JSON number or a numeric string; null and "" are 0.
-type flexInt int64
-
-func (f *flexInt) UnmarshalJSON(b []byte) error {
-	text := string(bytes.TrimSpace(b))
-	if text == "null" {
-		*f = 0
-		return nil
-	}
-	var s string
-	if json.Unmarshal(b, &s) == nil {
-		text = strings.TrimSpace(s)
-		if text == "" {
-			*f = 0
-			return nil
-		}
-	}
-	if n, err := strconv.ParseInt(text, 10, 64); err == nil {
-		*f = flexInt(n)
-		return nil
-	}
-	x, err := strconv.ParseFloat(text, 64)
-	if err != nil {
-		return fmt.Errorf("%s is not a number", text)
-	}
-	*f = flexInt(int64(x))
-	return nil
-}
-
-// flexBool decodes a JSON boolean or the strings "true"/"false".
-type flexBool bool
-
-func (f *flexBool) UnmarshalJSON(b []byte) error {
-	var v any
-	if err := json.Unmarshal(b, &v); err != nil {
-		return err
-	}
-	switch v := v.(type) {
-	case bool:
-		*f = flexBool(v)
-	case string:
-		*f = flexBool(strings.EqualFold(v, "true"))
-	case nil:
-		*f = false
-	default:
-		return fmt.Errorf("%s is not a boolean", b)
-	}
-	return nil
-}
-
-// list decodes a JSON array, or the RPC habit of wrapping one in an object
-// ({"InstanceStatus": [...]}); null is empty.
-type list[T any] []T
-
-func (l *list[T]) UnmarshalJSON(b []byte) error {
-	b = bytes.TrimSpace(b)
-	if len(b) == 0 || string(b) == "null" {
-		*l = nil
-		return nil
-	}
-	if b[0] == '{' {
-		var wrapper map[string]json.RawMessage
-		if err := json.Unmarshal(b, &wrapper); err != nil {
-			return err
-		}
-		for _, inner := range wrapper {
-			if inner = bytes.TrimSpace(inner); len(inner) > 0 && inner[0] == '[' {
-				b = inner
-				break
-			}
-		}
-		if b[0] == '{' {
-			*l = nil
-			return nil
-		}
-	}
-	var items []T
-	if err := json.Unmarshal(b, &items); err != nil {
-		return err
-	}
-	*l = items
-	return nil
 }

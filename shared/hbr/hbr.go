@@ -4,7 +4,8 @@
 // resulting task (DescribeTask) and lists existing clients
 // (DescribeBackupClients). SDK types do not leak out of it.
 //
-// Errors are classified here, once. Every error returned is a *fault.Error
+// Errors are classified once, by the shared/openapi client this package is
+// built on, under this package's operation names. Every error returned is a *fault.Error
 // whose Op is "hbr.<Action>" (or "hbr.New") and whose Code is the service's
 // error code when there is one (read it with fault.CodeOf); service errors
 // wrap an [*APIError] carrying the HTTP status and RequestId:
@@ -26,29 +27,13 @@
 package hbr
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
-	"net"
 	"net/http"
-	"net/url"
 	"regexp"
-	"strconv"
-	"strings"
 	"time"
-
-	"github.com/aliyun/alibaba-cloud-sdk-go/sdk"
-	"github.com/aliyun/alibaba-cloud-sdk-go/sdk/auth"
-	"github.com/aliyun/alibaba-cloud-sdk-go/sdk/auth/credentials"
-	sdkerrors "github.com/aliyun/alibaba-cloud-sdk-go/sdk/errors"
-	"github.com/aliyun/alibaba-cloud-sdk-go/sdk/requests"
-	"github.com/aliyun/alibaba-cloud-sdk-go/sdk/responses"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/cloudauth"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/openapi"
 )
 
 const (
@@ -57,20 +42,13 @@ const (
 	// APIVersion is the HBR OpenAPI version spoken.
 	APIVersion = "2017-09-08"
 	// DefaultTimeout bounds one request when Config.Timeout is zero.
-	DefaultTimeout = 10 * time.Second
+	DefaultTimeout = openapi.DefaultTimeout
 	// Cross-account types accepted in Config.CrossAccountType.
 	SelfAccount  = "SELF_ACCOUNT"
 	CrossAccount = "CROSS_ACCOUNT"
 )
 
-// captureLimit bounds how much of a response body is kept for error reports.
-const captureLimit = 64 << 10
-
-var (
-	regionPattern   = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
-	hostnamePattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$`)
-	roleNamePattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
-)
+var roleNamePattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
 // Config configures a Client.
 type Config struct {
@@ -104,31 +82,14 @@ type Config struct {
 // because the underlying SDK client is not goroutine-safe. It is cheap to
 // build; build one per invocation with that invocation's credentials.
 type Client struct {
-	cfg     Config
-	scheme  string // "https", or "http" for a loopback endpoint
-	domain  string // host[:port]
-	sdk     *sdk.Client
-	base    http.RoundTripper
-	secrets []string // texts to redact from error messages
-	slot    chan struct{}
+	cfg Config
+	api *openapi.Client
 }
 
 // New validates cfg and cred and builds a Client. It sends nothing. Errors
 // are fault.Invalid.
 func New(cfg Config, cred cloudauth.Credentials) (*Client, error) {
 	const op = "hbr.New"
-	if !regionPattern.MatchString(cfg.Region) {
-		return nil, fault.Invalidf(op, "region %q must match %s", cfg.Region, regionPattern)
-	}
-	if !cred.Valid() {
-		return nil, fault.Invalidf(op, "credentials need an access key ID and secret")
-	}
-	switch {
-	case cfg.Timeout < 0:
-		return nil, fault.Invalidf(op, "timeout %v must not be negative", cfg.Timeout)
-	case cfg.Timeout == 0:
-		cfg.Timeout = DefaultTimeout
-	}
 	if t := cfg.CrossAccountType; t != "" && t != SelfAccount && t != CrossAccount {
 		return nil, fault.Invalidf(op, "cross-account type %q must be %s or %s", t, SelfAccount, CrossAccount)
 	}
@@ -138,378 +99,23 @@ func New(cfg Config, cred cloudauth.Credentials) (*Client, error) {
 	if n := cfg.CrossAccountRoleName; n != "" && !roleNamePattern.MatchString(n) {
 		return nil, fault.Invalidf(op, "cross-account role name %q must match %s", n, roleNamePattern)
 	}
-	scheme, domain, err := resolveEndpoint(cfg.Endpoint, cfg.Region)
+	api, err := openapi.New(openapi.Config{
+		Product:   Product,
+		Version:   APIVersion,
+		Region:    cfg.Region,
+		Endpoint:  cfg.Endpoint,
+		Timeout:   cfg.Timeout,
+		Transport: cfg.Transport,
+	}, cred)
 	if err != nil {
-		return nil, fault.Wrap(op, fault.Invalid, "", err)
+		return nil, err
 	}
-
-	var provider auth.Credential = credentials.NewStaticAKCredentialsProvider(cred.AccessKeyID, cred.AccessKeySecret)
-	if cred.SecurityToken != "" {
-		provider = credentials.NewStaticSTSCredentialsProvider(cred.AccessKeyID, cred.AccessKeySecret, cred.SecurityToken)
-	}
-	conf := sdk.NewConfig()
-	conf.AutoRetry = false
-	conf.Scheme = strings.ToUpper(scheme)
-	client, err := sdk.NewClientWithOptions(cfg.Region, conf, provider)
-	if err != nil {
-		return nil, fault.Wrap(op, fault.Invalid, "", fmt.Errorf("build SDK client: %w", err))
-	}
-
-	c := &Client{
-		cfg:    cfg,
-		scheme: scheme,
-		domain: domain,
-		sdk:    client,
-		base:   cfg.Transport,
-		slot:   make(chan struct{}, 1),
-	}
-	if c.base == nil {
-		c.base = http.DefaultTransport
-	}
-	for _, s := range []string{cred.AccessKeySecret, cred.SecurityToken} {
-		if s == "" {
-			continue
-		}
-		once := url.QueryEscape(s)
-		c.secrets = append(c.secrets, s, once, url.QueryEscape(once))
-	}
-	return c, nil
+	return &Client{cfg: cfg, api: api}, nil
 }
 
 // Endpoint returns the resolved scheme and host[:port] requests go to.
-func (c *Client) Endpoint() (scheme, host string) { return c.scheme, c.domain }
-
-// resolveEndpoint turns Config.Endpoint into a scheme and host[:port].
-func resolveEndpoint(endpoint, region string) (scheme, host string, err error) {
-	ep := strings.TrimSpace(endpoint)
-	if ep == "" {
-		return "https", "hbr." + region + ".aliyuncs.com", nil
-	}
-	ep = strings.ReplaceAll(ep, "{region}", region)
-	scheme, host = "https", ep
-	if strings.Contains(ep, "://") {
-		u, err := url.Parse(ep)
-		if err != nil {
-			return "", "", fmt.Errorf("endpoint %q is not a valid URL", endpoint)
-		}
-		scheme = strings.ToLower(u.Scheme)
-		if scheme != "https" && scheme != "http" {
-			return "", "", fmt.Errorf("endpoint %q: scheme must be https (or http for a loopback host)", endpoint)
-		}
-		if u.User != nil || u.Opaque != "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
-			return "", "", fmt.Errorf("endpoint %q must be scheme://host[:port] with no path, query or user info", endpoint)
-		}
-		host = u.Host
-	}
-	hostname, err := checkHost(host)
-	if err != nil {
-		return "", "", fmt.Errorf("endpoint %q: %w", endpoint, err)
-	}
-	if scheme == "http" && !isLoopback(hostname) {
-		return "", "", fmt.Errorf("endpoint %q: plain http is allowed only for loopback hosts; use https", endpoint)
-	}
-	return scheme, host, nil
-}
-
-// checkHost validates host[:port] and returns the host name.
-func checkHost(hostport string) (string, error) {
-	u, err := url.Parse("https://" + hostport)
-	if err != nil || u.Host != hostport || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return "", fmt.Errorf("%q is not a host[:port]", hostport)
-	}
-	name := u.Hostname()
-	if port := u.Port(); port != "" {
-		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			return "", fmt.Errorf("port %q is out of range", port)
-		}
-	}
-	if net.ParseIP(name) == nil && !hostnamePattern.MatchString(name) {
-		return "", fmt.Errorf("%q is not a valid host name", name)
-	}
-	return name, nil
-}
-
-func isLoopback(hostname string) bool {
-	if strings.EqualFold(hostname, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(hostname)
-	return ip != nil && ip.IsLoopback()
-}
+func (c *Client) Endpoint() (scheme, host string) { return c.api.Endpoint() }
 
 // APIError is an error reported by the service (or an unreadable response).
 // It is wrapped in a *fault.Error; reach it with errors.As.
-type APIError struct {
-	HTTPStatus int
-	Code       string
-	Message    string
-	RequestID  string
-}
-
-// Error implements error.
-func (e *APIError) Error() string {
-	msg := fmt.Sprintf("HTTP %d", e.HTTPStatus)
-	if e.Code != "" {
-		msg += " " + e.Code
-	}
-	if e.Message != "" {
-		msg += ": " + e.Message
-	}
-	if e.RequestID != "" {
-		msg += " (RequestId " + e.RequestID + ")"
-	}
-	return msg
-}
-
-// newRequest returns a fresh RPC request for action (the SDK rewrites Domain
-// and Scheme on the request it is given, so requests are never reused).
-func (c *Client) newRequest(action string) *requests.CommonRequest {
-	req := requests.NewCommonRequest()
-	req.Method = requests.POST
-	req.Scheme = c.scheme
-	req.Product = Product
-	req.Version = APIVersion
-	req.Domain = c.domain
-	req.ApiName = action
-	return req
-}
-
-// envelope is the part of every HBR response the adapter checks.
-type envelope struct {
-	RequestID string     `json:"RequestId"`
-	Success   *bool      `json:"Success"`
-	Code      flexString `json:"Code"`
-	Message   string     `json:"Message"`
-}
-
-// do sends req and returns the body of a successful response and its
-// RequestId. All errors are classified.
-func (c *Client) do(ctx context.Context, op string, req *requests.CommonRequest) ([]byte, string, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, "", contextError(op, err, "before the call", nil)
-	}
-	select {
-	case c.slot <- struct{}{}:
-	case <-ctx.Done():
-		return nil, "", contextError(op, ctx.Err(), "waiting for the client", nil)
-	}
-	defer func() { <-c.slot }()
-
-	timeout := c.cfg.Timeout
-	if deadline, ok := ctx.Deadline(); ok {
-		left := time.Until(deadline)
-		if left <= 0 {
-			return nil, "", contextError(op, context.DeadlineExceeded, "before the call", nil)
-		}
-		timeout = min(timeout, left)
-	}
-	req.SetReadTimeout(timeout)
-
-	x := &exchange{ctx: ctx, base: c.base}
-	c.sdk.SetTransport(x)
-	resp, err := c.process(req)
-	if err != nil {
-		return nil, "", c.classify(op, ctx, x, err)
-	}
-
-	body := resp.GetHttpContentBytes()
-	var env envelope
-	if jerr := json.Unmarshal(body, &env); jerr != nil {
-		return nil, "", fault.Wrap(op, fault.Permanent, "", &APIError{
-			HTTPStatus: resp.GetHttpStatus(),
-			Message:    "response is not a JSON object: " + c.snippet(string(body)),
-		})
-	}
-	if env.Success != nil && !*env.Success {
-		apiErr := &APIError{HTTPStatus: resp.GetHttpStatus(), Code: string(env.Code),
-			Message: c.redact(env.Message), RequestID: env.RequestID}
-		return nil, "", fault.Wrap(op, kindOf(apiErr.HTTPStatus, apiErr.Code), apiErr.Code,
-			fmt.Errorf("service reported Success=false: %w", apiErr))
-	}
-	return body, env.RequestID, nil
-}
-
-// sdkPanic carries a panic recovered from the SDK.
-type sdkPanic struct{ value any }
-
-func (p *sdkPanic) Error() string { return fmt.Sprint(p.value) }
-
-// process calls the SDK, turning its panics (it panics on a numeric Code in
-// an error body) into a *sdkPanic error.
-func (c *Client) process(req *requests.CommonRequest) (resp *responses.CommonResponse, err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			resp, err = nil, &sdkPanic{value: v}
-		}
-	}()
-	return c.sdk.ProcessCommonRequest(req)
-}
-
-func (c *Client) panicError(op string, x *exchange, v any) error {
-	apiErr := &APIError{HTTPStatus: x.status}
-	var body struct {
-		RequestID string     `json:"RequestId"`
-		Code      flexString `json:"Code"`
-		Message   flexString `json:"Message"`
-	}
-	if json.Unmarshal(x.body.Bytes(), &body) == nil {
-		apiErr.Code, apiErr.RequestID = string(body.Code), body.RequestID
-		apiErr.Message = c.redact(string(body.Message))
-	}
-	kind := fault.Permanent
-	if x.status >= 500 {
-		kind = fault.Retryable
-	}
-	return fault.Wrap(op, kind, apiErr.Code, fmt.Errorf(
-		"core SDK panicked handling the response (malformed error body, e.g. a non-string Code): %s: %w",
-		c.redact(fmt.Sprint(v)), apiErr))
-}
-
-// classify turns an SDK or transport error into a classified error.
-func (c *Client) classify(op string, ctx context.Context, x *exchange, err error) error {
-	var p *sdkPanic
-	if errors.As(err, &p) {
-		return c.panicError(op, x, p.value)
-	}
-	var urlErr *url.Error
-	if errors.As(err, &urlErr) {
-		// The URL carries the signed query (AccessKeyId, SecurityToken): drop it.
-		clean := &url.Error{Op: urlErr.Op, URL: c.scheme + "://" + c.domain + "/", Err: redactedError{urlErr.Err, c}}
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			return contextError(op, ctxErr, "during the call", clean)
-		}
-		return fault.Wrap(op, fault.Retryable, "", fmt.Errorf("transport: %w", clean))
-	}
-	var sdkErr sdkerrors.Error
-	if errors.As(err, &sdkErr) {
-		apiErr := &APIError{HTTPStatus: sdkErr.HttpStatus(), Code: sdkErr.ErrorCode(), Message: c.snippet(sdkErr.Message())}
-		var serverErr *sdkerrors.ServerError
-		if errors.As(err, &serverErr) {
-			apiErr.RequestID = serverErr.RequestId()
-		} else {
-			// A client-side SDK error: its HttpStatus is a constant 400.
-			apiErr.HTTPStatus = x.status
-			if origin := sdkErr.OriginError(); origin != nil {
-				apiErr.Message += ": " + c.snippet(origin.Error())
-			}
-		}
-		return fault.Wrap(op, kindOf(apiErr.HTTPStatus, apiErr.Code), apiErr.Code, apiErr)
-	}
-	var netErr net.Error
-	if errors.As(err, &netErr) {
-		return fault.Wrap(op, fault.Retryable, "", fmt.Errorf("transport: %s", c.redact(err.Error())))
-	}
-	return fault.Wrap(op, fault.Permanent, "", fmt.Errorf("SDK: %s", c.redact(err.Error())))
-}
-
-// kindOf classifies a service error by HTTP status and code.
-func kindOf(status int, code string) fault.Kind {
-	switch {
-	case status >= 500,
-		code == "Throttling", strings.HasPrefix(code, "Throttling."), code == "Rejected.Throttling",
-		code == "ServiceUnavailable", code == "InternalError", code == sdkerrors.TimeoutErrorCode:
-		return fault.Retryable
-	}
-	return fault.Permanent
-}
-
-// contextError reports ctx trouble: a passed deadline is Retryable (the work
-// itself may succeed later), a cancellation is Permanent (the caller gave up).
-func contextError(op string, ctxErr error, when string, cause error) error {
-	kind := fault.Permanent
-	if errors.Is(ctxErr, context.DeadlineExceeded) {
-		kind = fault.Retryable
-	}
-	if cause != nil {
-		return fault.Wrap(op, kind, "", fmt.Errorf("context done %s: %w (%w)", when, ctxErr, cause))
-	}
-	return fault.Wrap(op, kind, "", fmt.Errorf("context done %s: %w", when, ctxErr))
-}
-
-// redact removes the secret and token (raw and URL-escaped) from s and cuts
-// the gateway's echo of its string to sign.
-func (c *Client) redact(s string) string {
-	if i := strings.Index(s, "server string to sign is:"); i >= 0 {
-		s = strings.TrimSpace(s[:i])
-	}
-	for _, secret := range c.secrets {
-		s = strings.ReplaceAll(s, secret, "***")
-	}
-	return s
-}
-
-// snippet redacts s and shortens it to one line of at most 300 bytes (an
-// HTML error page becomes a readable hint).
-func (c *Client) snippet(s string) string {
-	s = strings.Join(strings.Fields(c.redact(s)), " ")
-	if len(s) > 300 {
-		s = s[:300] + "…"
-	}
-	return s
-}
-
-// redactedError keeps an error's identity (errors.Is/As, net.Error) while
-// redacting its text.
-type redactedError struct {
-	err error
-	c   *Client
-}
-
-func (r redactedError) Error() string { return r.c.redact(r.err.Error()) }
-func (r redactedError) Unwrap() error { return r.err }
-
-// Timeout and Temporary keep *url.Error's net.Error behaviour.
-func (r redactedError) Timeout() bool {
-	var t interface{ Timeout() bool }
-	return errors.As(r.err, &t) && t.Timeout()
-}
-
-func (r redactedError) Temporary() bool {
-	var t interface{ Temporary() bool }
-	return errors.As(r.err, &t) && t.Temporary()
-}
-
-// exchange is the per-call transport: it ties the request to the caller's
-// ctx (the SDK builds requests without one) and keeps the status and the
-// start of the body for reports when the SDK panics.
-type exchange struct {
-	ctx    context.Context
-	base   http.RoundTripper
-	status int
-	body   bytes.Buffer
-}
-
-// RoundTrip implements http.RoundTripper.
-func (x *exchange) RoundTrip(req *http.Request) (*http.Response, error) {
-	rctx, cancel := context.WithCancelCause(req.Context())
-	stop := context.AfterFunc(x.ctx, func() { cancel(context.Cause(x.ctx)) })
-	resp, err := x.base.RoundTrip(req.WithContext(rctx))
-	if err != nil {
-		stop()
-		cancel(nil)
-		return nil, err
-	}
-	x.status = resp.StatusCode
-	resp.Body = &captureBody{ReadCloser: resp.Body, x: x, release: func() { stop(); cancel(nil) }}
-	return resp, nil
-}
-
-type captureBody struct {
-	io.ReadCloser
-	x       *exchange
-	release func()
-}
-
-func (b *captureBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if room := captureLimit - b.x.body.Len(); room > 0 && n > 0 {
-		b.x.body.Write(p[:min(n, room)])
-	}
-	return n, err
-}
-
-func (b *captureBody) Close() error {
-	err := b.ReadCloser.Close()
-	b.release()
-	return err
-}
+type APIError = openapi.APIError

@@ -224,9 +224,9 @@ func TestInstallAndFollowTask(t *testing.T) {
 	clients, err := c.DescribeBackupClients(ctx, []string{"i-ok", "i-fail", "i-none"})
 	require.NoError(t, err)
 	assert.ElementsMatch(t, []hbr.BackupClient{
-		{ClientID: task.Results[0].ClientID, InstanceID: "i-ok", Status: "ACTIVATED"},
-		{ClientID: task.Results[1].ClientID, InstanceID: "i-fail", Status: "INSTALL_FAILED"},
-	}, clients)
+		{ClientID: task.Results[0].ClientID, InstanceID: "i-ok", Status: "ACTIVATED", CreatedTime: t0.Unix()},
+		{ClientID: task.Results[1].ClientID, InstanceID: "i-fail", Status: "INSTALL_FAILED", CreatedTime: t0.Unix()},
+	}, clients, "a client record is created when its first install starts")
 }
 
 func TestExpiredTaskIsDone(t *testing.T) {

@@ -59,6 +59,9 @@ func (s *Server) installBackupClients(req rpcsim.Request) (map[string]any, *rpcs
 			continue
 		}
 		in.installs++
+		if in.created.IsZero() {
+			in.created = now
+		}
 		if in.status != ClientActivated {
 			in.status = ClientInstalling
 		}
@@ -317,6 +320,7 @@ func (s *Server) describeBackupClients(req rpcsim.Request) (map[string]any, *rpc
 				"InstanceId":   id,
 				"ClientType":   "ECS_CLIENT",
 				"Status":       in.status,
+				"CreatedTime":  in.created.Unix(),
 				"OsType":       "linux",
 				"ArchType":     "amd64",
 				"BackupStatus": "UNPROTECTED",

@@ -158,7 +158,8 @@ type instance struct {
 	firstSeen time.Time
 	installs  int
 	clientID  string
-	status    string // client status; "" when no client exists
+	status    string    // client status; "" when no client exists
+	created   time.Time // when the client record was created
 }
 
 type taskItem struct {
@@ -226,6 +227,16 @@ func (s *Server) SetInstance(id string, b Behavior) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.per[id] = b
+}
+
+// SetClient gives an instance an existing backup client, as if it had been
+// installed before the run (created at the given time).
+func (s *Server) SetClient(instanceID, status string, created time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in := s.instance(instanceID, s.now())
+	in.status = status
+	in.created = created
 }
 
 // SetFaults replaces the fault-injection settings.
