@@ -4,15 +4,18 @@
 // service's), plus an in-process API (Receive, Delete, ChangeVisibility,
 // Depth) that the EventBridge event-stream emulator consumes without HTTP.
 //
+// Topics (topic.go) accept PublishMessage ("mns.PublishMessage" in Calls) and
+// keep what was published for inspection; they have no subscribers.
+//
 // Queues hold messages with priority (1 = most urgent), per-message delay,
 // visibility timeouts, single-use receipt handles and a retention period.
 // Everything is goroutine-safe; one Server can serve tests in-process and a
 // long-running demo over 127.0.0.1.
 //
 // The in-process methods return the sentinel errors ErrQueueNotExist,
-// ErrMessageNotExist, ErrReceiptHandle, ErrInvalidArgument and ErrClosed
-// (test with errors.Is), or the context's error. They do not use
-// shared/fault: the emulator plays the service, it does not classify.
+// ErrMessageNotExist, ErrReceiptHandle, ErrInvalidArgument, ErrClosed and
+// ErrTopicNotExist (test with errors.Is), or the context's error. They do not
+// use shared/fault: the emulator plays the service, it does not classify.
 package mnssim
 
 import (
@@ -113,6 +116,7 @@ type Server struct {
 
 	mu      sync.Mutex
 	queues  map[string]*queue
+	topics  *topics // topic.go
 	calls   map[string]int
 	sent    map[string]int
 	faults  Faults
@@ -134,6 +138,7 @@ func New(opts Options) *Server {
 	return &Server{
 		opts:    opts,
 		queues:  make(map[string]*queue),
+		topics:  newTopics(),
 		calls:   make(map[string]int),
 		sent:    make(map[string]int),
 		rng:     rand.New(rand.NewPCG(seed, seed^0x9E3779B97F4A7C15)),
@@ -337,7 +342,11 @@ func splitResource(r *http.Request) (resource, path string, query url.Values, er
 		}
 	}
 	path, rawQuery, _ := strings.Cut(raw, "?")
-	if i := strings.Index(path, "/queues"); i > 0 {
+	i := strings.Index(path, "/queues")
+	if t := topicResource(path); t > 0 && (i < 0 || t < i) {
+		i = t
+	}
+	if i > 0 {
 		raw = raw[i:]
 		path = path[i:]
 	}
@@ -374,6 +383,8 @@ func route(method, path string, query url.Values, body []byte) routed {
 		case http.MethodDelete:
 			return routed{"mns.DeleteQueue", q, (*Server).httpDeleteQueue}
 		}
+	case len(parts) == 3 && parts[0] == "topics" && parts[2] == "messages" && method == http.MethodPost:
+		return routed{"mns.PublishMessage", parts[1], (*Server).httpPublish}
 	case len(parts) == 3 && parts[0] == "queues" && parts[2] == "messages":
 		q := parts[1]
 		switch method {

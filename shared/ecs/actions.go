@@ -1,0 +1,284 @@
+package ecs
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/openapi"
+)
+
+const (
+	// MaxDescribeIDs is the most instance IDs one DescribeInstances call
+	// takes (documented limit); DescribeInstances chunks longer lists.
+	MaxDescribeIDs = 100
+	// MaxAssistantIDs is the most InstanceId.N one
+	// DescribeCloudAssistantStatus call takes (documented limit);
+	// CloudAssistantReady chunks longer lists.
+	MaxAssistantIDs = 50
+	// MaxListPages bounds ListInstances: MaxListPages pages of PageSize
+	// instances (10,000) is more than this project expects in one region.
+	MaxListPages = 100
+	// PageSize is the MaxResults asked of DescribeInstances (its maximum).
+	PageSize = 100
+	// MaxTagKeyLen and MaxTagValueLen are the documented limits of a tag,
+	// in characters.
+	MaxTagKeyLen   = 128
+	MaxTagValueLen = 128
+
+	// describePagesPerChunk bounds the pages of one chunk of IDs; a chunk
+	// of at most PageSize IDs needs one.
+	describePagesPerChunk = 5
+)
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+
+// DescribeInstances returns the instances among ids that exist in the
+// region, in the order of ids (duplicates dropped); unknown IDs are simply
+// absent. It sends ceil(n/100) calls or more (following NextToken), none for
+// an empty list. Errors: Invalid for a malformed ID (no call); Permanent if a
+// chunk's listing does not end within a few pages; otherwise see the package
+// comment.
+func (c *Client) DescribeInstances(ctx context.Context, ids []string) ([]Instance, error) {
+	const op = "ecs.DescribeInstances"
+	ids, err := checkIDs(op, ids)
+	if err != nil {
+		return nil, err
+	}
+	found := make(map[string]Instance, len(ids))
+	for chunk := range slices.Chunk(ids, MaxDescribeIDs) {
+		list, err := json.Marshal(chunk)
+		if err != nil {
+			return nil, fault.Wrap(op, fault.Invalid, "", fmt.Errorf("encode instance IDs: %w", err))
+		}
+		got, err := c.describe(ctx, op, map[string]string{"InstanceIds": string(list)}, describePagesPerChunk)
+		if err != nil {
+			return nil, err
+		}
+		for _, in := range got {
+			found[in.ID] = in
+		}
+	}
+	out := make([]Instance, 0, len(found))
+	for _, id := range ids {
+		if in, ok := found[id]; ok {
+			out = append(out, in)
+		}
+	}
+	return out, nil
+}
+
+// ListInstances returns every instance of the region with the given status
+// (one of the Status* constants; "" for all), following pages of PageSize.
+// It is meant for a reconcile sweep. Errors carry Op "ecs.DescribeInstances",
+// the action called: Invalid for an unknown status
+// (no call); Permanent if the listing does not end within MaxListPages
+// pages; otherwise see the package comment.
+func (c *Client) ListInstances(ctx context.Context, status string) ([]Instance, error) {
+	const op = "ecs.DescribeInstances"
+	query := map[string]string{}
+	switch status {
+	case "":
+	case StatusPending, StatusRunning, StatusStarting, StatusStopping, StatusStopped:
+		query["Status"] = status
+	default:
+		return nil, fault.Invalidf(op, "status %q must be one of %s, %s, %s, %s, %s or empty",
+			status, StatusPending, StatusRunning, StatusStarting, StatusStopping, StatusStopped)
+	}
+	return c.describe(ctx, op, query, MaxListPages)
+}
+
+// describe runs DescribeInstances with query, following NextToken for at
+// most maxPages pages.
+func (c *Client) describe(ctx context.Context, op string, query map[string]string, maxPages int) ([]Instance, error) {
+	var all []Instance
+	token := ""
+	for range maxPages {
+		q := map[string]string{"MaxResults": strconv.Itoa(PageSize)}
+		for k, v := range query {
+			q[k] = v
+		}
+		if token != "" {
+			q["NextToken"] = token
+		}
+		body, requestID, err := c.api.Call(ctx, openapi.Request{Action: "DescribeInstances", Query: q})
+		if err != nil {
+			return nil, err
+		}
+		var out struct {
+			Instances openapi.List[rawInstance] `json:"Instances"`
+			NextToken openapi.String            `json:"NextToken"`
+		}
+		if err := openapi.Decode(op, requestID, body, &out); err != nil {
+			return nil, err
+		}
+		for _, r := range out.Instances {
+			all = append(all, r.instance())
+		}
+		if token = string(out.NextToken); token == "" {
+			return all, nil
+		}
+	}
+	return nil, fault.Wrap(op, fault.Permanent, "",
+		fmt.Errorf("listing did not end within %d pages of %d instances", maxPages, PageSize))
+}
+
+type rawInstance struct {
+	InstanceID      string `json:"InstanceId"`
+	InstanceName    string `json:"InstanceName"`
+	Status          string `json:"Status"`
+	OSType          string `json:"OSType"`
+	ResourceGroupID string `json:"ResourceGroupId"`
+	VpcAttributes   struct {
+		VpcID string `json:"VpcId"`
+	} `json:"VpcAttributes"`
+	Tags openapi.List[struct {
+		TagKey   string `json:"TagKey"`
+		TagValue string `json:"TagValue"`
+		Key      string `json:"Key"`
+		Value    string `json:"Value"`
+	}] `json:"Tags"`
+}
+
+func (r rawInstance) instance() Instance {
+	in := Instance{
+		ID:              r.InstanceID,
+		Status:          r.Status,
+		OSType:          r.OSType,
+		VpcID:           r.VpcAttributes.VpcID,
+		ResourceGroupID: r.ResourceGroupID,
+		Name:            r.InstanceName,
+	}
+	for _, t := range r.Tags {
+		key, value := t.TagKey, t.TagValue
+		if key == "" {
+			key, value = t.Key, t.Value
+		}
+		if key == "" {
+			continue
+		}
+		if in.Tags == nil {
+			in.Tags = make(map[string]string, len(r.Tags))
+		}
+		in.Tags[key] = value
+	}
+	return in
+}
+
+// TagInstance adds (or overwrites) the tag key=value on one instance with
+// TagResources. Errors: Invalid for a malformed ID, an empty or over-long
+// key, a key starting with "aliyun" or "acs:", or a key or value that is not
+// UTF-8, over 128 characters or contains "http://" or "https://" (no call);
+// otherwise see the package comment (an unknown instance is Permanent, Code
+// "InvalidResourceId.NotFound" on the real service).
+func (c *Client) TagInstance(ctx context.Context, id, key, value string) error {
+	const op = "ecs.TagResources"
+	if !idPattern.MatchString(id) {
+		return fault.Invalidf(op, "instance ID %q must match %s", id, idPattern)
+	}
+	if err := CheckTag(key, value); err != nil {
+		return fault.Wrap(op, fault.Invalid, "", err)
+	}
+	_, _, err := c.api.Call(ctx, openapi.Request{Action: "TagResources", Query: map[string]string{
+		"ResourceType": "instance",
+		"ResourceId.1": id,
+		"Tag.1.Key":    key,
+		"Tag.1.Value":  value,
+	}})
+	return err
+}
+
+// CheckTag reports why key=value cannot be an ECS tag, or nil. The rules are
+// the documented ones: a key of 1..128 characters not starting with "aliyun"
+// or "acs:", a value of 0..128 characters, neither holding "http://" or
+// "https://", both valid UTF-8.
+func CheckTag(key, value string) error {
+	switch {
+	case key == "":
+		return fmt.Errorf("tag key is empty")
+	case !utf8.ValidString(key) || !utf8.ValidString(value):
+		return fmt.Errorf("tag %q=%q is not valid UTF-8", key, value)
+	case utf8.RuneCountInString(key) > MaxTagKeyLen:
+		return fmt.Errorf("tag key is %d characters, over %d", utf8.RuneCountInString(key), MaxTagKeyLen)
+	case utf8.RuneCountInString(value) > MaxTagValueLen:
+		return fmt.Errorf("tag value is %d characters, over %d", utf8.RuneCountInString(value), MaxTagValueLen)
+	case strings.HasPrefix(strings.ToLower(key), "aliyun"), strings.HasPrefix(strings.ToLower(key), "acs:"):
+		return fmt.Errorf("tag key %q must not start with aliyun or acs:", key)
+	case hasURL(key), hasURL(value):
+		return fmt.Errorf("tag %q=%q must not contain http:// or https://", key, value)
+	}
+	return nil
+}
+
+func hasURL(s string) bool {
+	s = strings.ToLower(s)
+	return strings.Contains(s, "http://") || strings.Contains(s, "https://")
+}
+
+// CloudAssistantReady asks DescribeCloudAssistantStatus whether Cloud
+// Assistant is running on each of ids (chunks of MaxAssistantIDs). The map
+// has an entry for every distinct ID: true only when the service reported
+// CloudAssistantStatus "true"; an instance the service did not report is
+// false. An empty list makes no call. Errors: Invalid for a malformed ID (no
+// call); otherwise see the package comment.
+func (c *Client) CloudAssistantReady(ctx context.Context, ids []string) (map[string]bool, error) {
+	const op = "ecs.DescribeCloudAssistantStatus"
+	ids, err := checkIDs(op, ids)
+	if err != nil {
+		return nil, err
+	}
+	ready := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		ready[id] = false
+	}
+	for chunk := range slices.Chunk(ids, MaxAssistantIDs) {
+		query := make(map[string]string, len(chunk))
+		for i, id := range chunk {
+			query["InstanceId."+strconv.Itoa(i+1)] = id
+		}
+		// With InstanceId.N the service answers every instance in one
+		// page (PageSize "does not take effect"), so no paging here.
+		body, requestID, err := c.api.Call(ctx, openapi.Request{Action: "DescribeCloudAssistantStatus", Query: query})
+		if err != nil {
+			return nil, err
+		}
+		var out struct {
+			Set openapi.List[struct {
+				InstanceID           string         `json:"InstanceId"`
+				CloudAssistantStatus openapi.String `json:"CloudAssistantStatus"`
+			}] `json:"InstanceCloudAssistantStatusSet"`
+		}
+		if err := openapi.Decode(op, requestID, body, &out); err != nil {
+			return nil, err
+		}
+		for _, s := range out.Set {
+			if _, asked := ready[s.InstanceID]; asked {
+				ready[s.InstanceID] = strings.EqualFold(string(s.CloudAssistantStatus), "true")
+			}
+		}
+	}
+	return ready, nil
+}
+
+// checkIDs validates instance IDs and returns them without duplicates, in
+// order.
+func checkIDs(op string, ids []string) ([]string, error) {
+	out := make([]string, 0, len(ids))
+	seen := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		if !idPattern.MatchString(id) {
+			return nil, fault.Invalidf(op, "instance ID %q must match %s", id, idPattern)
+		}
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}
