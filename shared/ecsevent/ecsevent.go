@@ -22,6 +22,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
@@ -75,6 +76,9 @@ type Candidate struct {
 	// Ready is false when the instance cannot be running yet (RunInstances):
 	// it goes straight to the readiness-retry path.
 	Ready bool
+	// EventTime is when the event happened, if its "time" could be read
+	// (formats vary; zero when not).
+	EventTime time.Time
 }
 
 // Ignored is a well-formed event the install function does not act on.
@@ -127,6 +131,10 @@ func Parse(payload []byte, defaultRegion string) (Batch, error) {
 		}
 		seenEvent[key] = true
 		cands, ign, rej := classify(ev, defaultRegion)
+		at := ParseTime(ev.Time)
+		for i := range cands {
+			cands[i].EventTime = at
+		}
 		if ign != "" {
 			b.Ignored = append(b.Ignored, Ignored{EventID: ev.ID, Type: ev.Type, Reason: ign})
 		}
@@ -338,6 +346,20 @@ func splitRef(ref string) (id, region string) {
 		return "", ""
 	}
 	return res[i+1:], parts[2]
+}
+
+// timeLayouts are the "time" formats seen in EventBridge events.
+var timeLayouts = []string{time.RFC3339Nano, "2006-01-02T15:04:05.000Z0700", "2006-01-02T15:04:05Z0700", "20060102T150405.000Z0700"}
+
+// ParseTime reads an event time leniently; it returns the zero time for
+// anything it does not recognise rather than failing the event.
+func ParseTime(s string) time.Time {
+	for _, l := range timeLayouts {
+		if t, err := time.Parse(l, strings.TrimSpace(s)); err == nil {
+			return t.UTC()
+		}
+	}
+	return time.Time{}
 }
 
 func first(vals ...string) string {

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -162,4 +163,22 @@ func FuzzParse(f *testing.F) {
 			assert.NotEmpty(t, c.Region)
 		}
 	})
+}
+
+func TestParseTimeIsLenient(t *testing.T) {
+	tests := map[string]bool{
+		"2026-11-27T13:04:41+08:00":  true,
+		"2026-11-27T05:04:41Z":       true,
+		"2026-11-27T05:04:41.093Z":   true,
+		"2026-11-27T13:04:42.179PRC": false,
+		"20261127T130441.058+0800":   true,
+		"yesterday-ish":              false,
+		"":                           false,
+	}
+	for in, ok := range tests {
+		assert.Equal(t, ok, !ParseTime(in).IsZero(), in)
+	}
+	b, err := Parse(readEvent(t, "instance-running.json"), "cn-hangzhou")
+	require.NoError(t, err)
+	assert.Equal(t, "2026-11-27T05:04:41Z", b.Candidates[0].EventTime.Format(time.RFC3339))
 }

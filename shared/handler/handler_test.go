@@ -41,6 +41,10 @@ func (f *fakeCloud) InstallBackupClients(_ context.Context, ids []string) (hbr.I
 	return f.install(ids)
 }
 
+func (f *fakeCloud) DescribeBackupClients(context.Context, []string) ([]hbr.BackupClient, error) {
+	return nil, nil
+}
+
 func (f *fakeCloud) DescribeTask(_ context.Context, id string) (hbr.Task, error) { return f.task(id) }
 
 func (f *fakeCloud) Send(_ context.Context, m taskqueue.Message) (string, error) {

@@ -110,6 +110,7 @@ func (h *Install) Handle(ctx context.Context, payload []byte) (InstallSummary, e
 			ID:            c.InstanceID,
 			JobID:         job.JobID(c.Source, c.EventID, c.InstanceID),
 			OriginEventID: job.TrimOrigin(c.EventID),
+			EventTime:     c.EventTime,
 			FirstSeen:     now,
 			ReadyBy:       now.Add(h.Policy.ReadinessTimeout),
 		}

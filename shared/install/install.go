@@ -30,10 +30,21 @@ const (
 	CodeInstanceNotExists  = "InstanceNotExists"
 )
 
-// Installer starts install tasks (hbr.Client satisfies it).
+// Installer starts install tasks and lists the clients already there
+// (hbr.Client satisfies it).
 type Installer interface {
 	InstallBackupClients(ctx context.Context, instanceIDs []string) (hbr.InstallResult, error)
+	DescribeBackupClients(ctx context.Context, instanceIDs []string) ([]hbr.BackupClient, error)
 }
+
+// Client statuses that decide the existing-client check.
+const (
+	clientActivated  = "ACTIVATED"
+	clientInstalling = "INSTALLING"
+	// CodeClientInstalling marks an instance whose client another task is
+	// installing: it is checked again later instead of installed twice.
+	CodeClientInstalling = "ClientInstalling"
+)
 
 // Policy holds the timing and retry rules.
 type Policy struct {
@@ -166,17 +177,100 @@ func (s *Service) Install(ctx context.Context, region string, instances []job.In
 		}
 		return res
 	}
-	for _, chunk := range groupByID(live) {
-		res.Merge(s.installChunk(ctx, cl, region, chunk, retries))
+	for _, c := range groupByID(live) {
+		c, done := s.existing(ctx, cl, region, c)
+		res.Merge(done)
+		if len(c.ids) > 0 {
+			res.Merge(s.installChunk(ctx, cl, region, c, retries))
+		}
 	}
 	return res
 }
 
+// existing asks HBR which instances of the chunk already have a client, for
+// the jobs that have not started an install yet. An ACTIVATED client ends
+// the job: ALREADY_INSTALLED when the client predates the event that
+// announced the instance, INSTALLED when it was created after it (by this
+// job's own install, delivered twice, or another job's), so that duplicate
+// deliveries reach the same decision. An INSTALLING client is checked again
+// after the readiness delay rather than installed twice. The check only
+// saves work: when it fails, the install goes ahead.
+func (s *Service) existing(ctx context.Context, cl Installer, region string, c chunk) (chunk, Result) {
+	var res Result
+	var ask []string
+	for _, id := range c.ids {
+		for _, in := range c.jobs[id] {
+			if in.Attempts == 0 {
+				ask = append(ask, id)
+				break
+			}
+		}
+	}
+	if len(ask) == 0 {
+		return c, res
+	}
+	clients, err := cl.DescribeBackupClients(ctx, ask)
+	if err != nil {
+		return c, res
+	}
+	byID := map[string]hbr.BackupClient{}
+	for _, bc := range clients {
+		if prev, ok := byID[bc.InstanceID]; !ok || prev.Status != clientActivated {
+			byID[bc.InstanceID] = bc
+		}
+	}
+	now := s.now()
+	rest := chunk{jobs: map[string][]job.Instance{}}
+	var installing []job.Instance
+	for _, id := range c.ids {
+		bc, found := byID[id]
+		var keep []job.Instance
+		for _, in := range c.jobs[id] {
+			switch {
+			case in.Attempts > 0 || !found:
+				keep = append(keep, in)
+			case bc.Status == clientActivated:
+				res.Outcomes = append(res.Outcomes, s.alreadyThere(region, in, bc))
+			case bc.Status == clientInstalling:
+				installing = append(installing, in)
+			default:
+				keep = append(keep, in)
+			}
+		}
+		if len(keep) > 0 {
+			rest.ids = append(rest.ids, id)
+			rest.jobs[id] = keep
+		}
+	}
+	if len(installing) > 0 {
+		res.Merge(s.wait(region, installing, CodeClientInstalling, now))
+	}
+	return rest, res
+}
+
+// alreadyThere is the outcome of a job that found an ACTIVATED client.
+func (s *Service) alreadyThere(region string, in job.Instance, bc hbr.BackupClient) outcome.Record {
+	since := in.EventTime
+	if since.IsZero() {
+		since = in.FirstSeen
+	}
+	created := time.Unix(bc.CreatedTime, 0)
+	if bc.CreatedTime > 0 && !created.Before(since) {
+		return Record(region, in, outcome.Installed, "", "backup client activated", "", bc.ClientID)
+	}
+	return Record(region, in, outcome.AlreadyInstalled, "",
+		"backup client was already active before the event", "", bc.ClientID)
+}
+
 // expired is the outcome of an instance whose readiness deadline passed.
 func (s *Service) expired(region string, in job.Instance) outcome.Record {
+	if in.LastCode == CodeClientInstalling {
+		return record(region, in, outcome.Timeout, in.LastCode,
+			"another install of the backup client was still running at the readiness deadline", "")
+	}
 	if isNotReadyCode(in.LastCode) || (in.LastCode == "" && in.NotReady > 0) {
 		return record(region, in, outcome.NotReady, in.LastCode,
-			fmt.Sprintf("instance not ready (%s) after %d checks; readiness deadline passed", orUnknown(in.LastCode), in.NotReady+1), "")
+			fmt.Sprintf("instance not ready (%s) by the readiness deadline", orUnknown(in.LastCode)), "")
 	}
 	return record(region, in, outcome.Failed, in.LastCode,
 		fmt.Sprintf("InstallBackupClients kept failing with transient errors (%s) until the deadline", orUnknown(in.LastCode)), "")
@@ -239,7 +333,7 @@ func (s *Service) installChunk(ctx context.Context, cl Installer, region string,
 			}
 			return res
 		case isNotReadyCode(code):
-			return s.notReady(region, c.all(), code, now)
+			return s.wait(region, c.all(), code, now)
 		case code == CodeInstanceNotExists:
 			for _, in := range c.all() {
 				res.Outcomes = append(res.Outcomes, record(region, in, outcome.Gone, code, "instance does not exist", ""))
@@ -290,7 +384,7 @@ func (s *Service) installChunk(ctx context.Context, cl Installer, region string,
 		}
 	}
 	if len(notReady) > 0 {
-		res.Merge(s.notReady(region, notReady, lastCode, now))
+		res.Merge(s.wait(region, notReady, lastCode, now))
 	}
 	if len(started) > 0 {
 		res.Next = append(res.Next, Next{
@@ -311,9 +405,11 @@ func (s *Service) installChunk(ctx context.Context, cl Installer, region string,
 	return res
 }
 
-// notReady schedules a readiness retry for each instance, or ends it as
-// NOT_READY once its readiness deadline has passed.
-func (s *Service) notReady(region string, instances []job.Instance, code string, now time.Time) Result {
+// wait schedules another look at each instance after the growing readiness
+// delay (not ready yet, or another install running), or ends it once its
+// readiness deadline has passed (NOT_READY, or TIMEOUT for an install that
+// never finished).
+func (s *Service) wait(region string, instances []job.Instance, code string, now time.Time) Result {
 	var res Result
 	byDelay := map[time.Duration][]job.Instance{}
 	for _, in := range instances {
@@ -321,8 +417,7 @@ func (s *Service) notReady(region string, instances []job.Instance, code string,
 		in.LastCode = code
 		left := in.ReadyBy.Sub(now)
 		if left <= 0 {
-			res.Outcomes = append(res.Outcomes, record(region, in, outcome.NotReady, code,
-				fmt.Sprintf("instance not ready (%s) after %d checks; readiness deadline passed", orUnknown(code), in.NotReady), ""))
+			res.Outcomes = append(res.Outcomes, s.expired(region, in))
 			continue
 		}
 		d := min(s.Policy.ReadinessWait(in.NotReady), left)

@@ -15,11 +15,28 @@ import (
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/outcome"
 )
 
-// installFunc is a hand-written fake Installer.
+// installFunc is a hand-written fake Installer that finds no existing client.
 type installFunc func(ids []string) (hbr.InstallResult, error)
 
 func (f installFunc) InstallBackupClients(_ context.Context, ids []string) (hbr.InstallResult, error) {
 	return f(ids)
+}
+
+func (f installFunc) DescribeBackupClients(context.Context, []string) ([]hbr.BackupClient, error) {
+	return nil, nil
+}
+
+// withClients is a fake Installer with existing clients.
+type withClients struct {
+	installFunc
+	clients []hbr.BackupClient
+	err     error
+	asked   [][]string
+}
+
+func (w *withClients) DescribeBackupClients(_ context.Context, ids []string) ([]hbr.BackupClient, error) {
+	w.asked = append(w.asked, ids)
+	return w.clients, w.err
 }
 
 var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
@@ -256,4 +273,72 @@ func TestBackoff(t *testing.T) {
 	assert.Equal(t, 2*time.Minute, p.Backoff(30))
 	assert.Equal(t, 30*time.Second, p.ReadinessWait(1))
 	assert.Equal(t, 50*time.Second, p.ReadinessWait(3))
+}
+
+func TestExistingClients(t *testing.T) {
+	ins := instances(4)
+	for i := range ins {
+		ins[i].EventTime = t0.Add(-time.Minute)
+	}
+	ins[3].Attempts = 1 // a reinstall is never short-cut
+	fake := &withClients{installFunc: allValid, clients: []hbr.BackupClient{
+		{InstanceID: "i-000", ClientID: "c-old", Status: "ACTIVATED", CreatedTime: t0.Add(-24 * time.Hour).Unix()},
+		{InstanceID: "i-001", ClientID: "c-new", Status: "ACTIVATED", CreatedTime: t0.Unix()},
+		{InstanceID: "i-002", ClientID: "c-busy", Status: "INSTALLING"},
+		{InstanceID: "i-003", ClientID: "c-x", Status: "ACTIVATED", CreatedTime: 1},
+	}}
+	var installed [][]string
+	s := &Service{
+		HBR: func(context.Context, string) (Installer, error) {
+			return &withClients{installFunc: func(ids []string) (hbr.InstallResult, error) {
+				installed = append(installed, ids)
+				return allValid(ids)
+			}, clients: fake.clients}, nil
+		},
+		Policy: testPolicy(), Now: func() time.Time { return t0 },
+	}
+	res := s.Install(context.Background(), "cn-hangzhou", ins, 0)
+	got := outcomesByID(res.Outcomes)
+	assert.Equal(t, outcome.AlreadyInstalled, got["i-000"].Outcome, "a client older than the event")
+	assert.Equal(t, "c-old", got["i-000"].ClientID)
+	assert.Equal(t, outcome.Installed, got["i-001"].Outcome, "a client created after the event: this job's own install, delivered twice")
+	require.Len(t, installed, 1)
+	assert.Equal(t, []string{"i-003"}, installed[0], "only the reinstall is installed")
+	var kinds []job.Kind
+	for _, n := range res.Next {
+		kinds = append(kinds, n.Message.Kind)
+		if n.Message.Kind == job.KindInstallRetry {
+			assert.Equal(t, []string{"i-002"}, n.Message.IDs())
+			assert.Equal(t, CodeClientInstalling, n.Message.Instances[0].LastCode)
+		}
+	}
+	assert.ElementsMatch(t, []job.Kind{job.KindPoll, job.KindInstallRetry}, kinds)
+}
+
+func TestExistingCheckFailureDoesNotBlockInstall(t *testing.T) {
+	var installed int
+	s := &Service{
+		HBR: func(context.Context, string) (Installer, error) {
+			return &withClients{installFunc: func(ids []string) (hbr.InstallResult, error) {
+				installed++
+				return allValid(ids)
+			}, err: apiErr(fault.Permanent, "Forbidden.RAM")}, nil
+		},
+		Policy: testPolicy(), Now: func() time.Time { return t0 },
+	}
+	res := s.Install(context.Background(), "cn-hangzhou", instances(2), 0)
+	assert.Equal(t, 1, installed)
+	assert.Empty(t, res.Outcomes)
+}
+
+func TestInstallingClientTimesOutAtTheDeadline(t *testing.T) {
+	in := instances(1)[0]
+	in.LastCode = CodeClientInstalling
+	in.NotReady = 3
+	s, calls := newService(allValid, t0.Add(11*time.Minute))
+	res := s.Install(context.Background(), "cn-hangzhou", []job.Instance{in}, 0)
+	assert.Empty(t, *calls)
+	require.Len(t, res.Outcomes, 1)
+	assert.Equal(t, outcome.Timeout, res.Outcomes[0].Outcome)
+	assert.Equal(t, CodeClientInstalling, res.Outcomes[0].Code)
 }

@@ -71,6 +71,10 @@ type Instance struct {
 	JobID string `json:"jobId"`
 	// OriginEventID is the id of the event that announced the instance.
 	OriginEventID string `json:"originEventId,omitempty"`
+	// EventTime is when the announcing event happened, when it could be
+	// read; it decides whether a client found at install time predates the
+	// job (ALREADY_INSTALLED) or was installed by it.
+	EventTime time.Time `json:"eventTime,omitzero"`
 	// FirstSeen is when the system first accepted the instance.
 	FirstSeen time.Time `json:"firstSeen"`
 	// ReadyBy is the readiness deadline: FirstSeen + READINESS_TIMEOUT.

@@ -283,3 +283,14 @@ func TestE2ECoalescedInstalls(t *testing.T) {
 	assertAll(t, r, "INSTALLED", 12)
 	assert.LessOrEqual(t, r.Calls["hbr.InstallBackupClients"], 3, "twelve events share a few install calls")
 }
+
+func TestE2EExistingClientsAreNotInstalledAgain(t *testing.T) {
+	t.Parallel()
+	r := run(t, Options{}, 60*time.Second, func(c *Cloud) {
+		c.HBR.SetClient("i-old00001", "ACTIVATED", time.Now().Add(-48*time.Hour))
+		publish(t, c, runningEvent("i-old00001"), runningEvent("i-new00001"))
+	})
+	assert.Equal(t, "ALREADY_INSTALLED", r.Outcomes["i-old00001"].Outcome)
+	assert.Equal(t, "INSTALLED", r.Outcomes["i-new00001"].Outcome)
+	assert.Equal(t, 1, r.Calls["hbr.InstallBackupClients"], "no install for the instance that has a client")
+}

@@ -19,6 +19,10 @@ type Kind string
 const (
 	// Installed: the HBR client is ACTIVATED on the instance.
 	Installed Kind = "INSTALLED"
+	// AlreadyInstalled: the instance had an ACTIVATED client before the
+	// event that announced it (a restart, or an instance installed by other
+	// means); no install was made.
+	AlreadyInstalled Kind = "ALREADY_INSTALLED"
 	// Failed: the install failed (after the allowed attempts) or HBR refused
 	// the instance; Code says why.
 	Failed Kind = "FAILED"
@@ -35,7 +39,7 @@ const (
 )
 
 // Kinds lists every outcome kind, in the order reports print them.
-var Kinds = []Kind{Installed, Failed, NotReady, Gone, Timeout, Cancelled}
+var Kinds = []Kind{Installed, AlreadyInstalled, Failed, NotReady, Gone, Timeout, Cancelled}
 
 // Record is one instance's outcome. Outcome and Code are the decision: a
 // duplicate delivery that reaches the same decision writes the same two
@@ -96,7 +100,7 @@ func (l Log) Record(ctx context.Context, r Record) {
 		now = l.Now
 	}
 	level := slog.LevelInfo
-	if r.Outcome != Installed {
+	if r.Outcome != Installed && r.Outcome != AlreadyInstalled {
 		level = slog.LevelWarn
 	}
 	elapsed := 0.0

@@ -31,6 +31,10 @@ func (f *fakeHBR) DescribeTask(_ context.Context, id string) (hbr.Task, error) {
 	return f.task(id)
 }
 
+func (f *fakeHBR) DescribeBackupClients(context.Context, []string) ([]hbr.BackupClient, error) {
+	return nil, nil
+}
+
 func (f *fakeHBR) InstallBackupClients(_ context.Context, ids []string) (hbr.InstallResult, error) {
 	f.installed = append(f.installed, ids)
 	if f.install == nil {
