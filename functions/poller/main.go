@@ -13,7 +13,6 @@ import (
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/config"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fclog"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/handler"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/install"
 )
 
 func main() {
@@ -24,12 +23,10 @@ func main() {
 		fc.Start(handler.Misconfigured(log, err))
 		return
 	}
-	h := handler.NewPoller(handler.Deps{
-		Region: cfg.Region,
-		Policy: install.PolicyFrom(cfg),
-		Cloud:  handler.SDKCloud{Config: cfg, Getenv: os.Getenv},
-		Logger: fclog.New(os.Stdout, cfg.LogLevel),
-		Jitter: handler.FullJitter,
-	})
+	d := handler.DepsFrom(cfg)
+	d.Cloud = handler.SDKCloud{Config: cfg, Getenv: os.Getenv}
+	d.Logger = fclog.New(os.Stdout, cfg.LogLevel)
+	d.Jitter = handler.FullJitter
+	h := handler.NewPoller(d)
 	fc.Start(h.Handle)
 }

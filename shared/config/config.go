@@ -17,7 +17,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecs"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/scope"
 )
 
 // Config is everything the install and poller functions read from their
@@ -72,6 +74,38 @@ type Config struct {
 	CrossAccountRoleName string
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
+	// Mode is ModeEnforce or ModeAudit (no install, no tag write; outcomes
+	// say what would have happened).
+	Mode string
+	// Scope are the include/exclude rules, evaluated at install time.
+	Scope scope.Rules
+	// ECSEndpoint is the ECS endpoint (same forms as HBREndpoint).
+	ECSEndpoint string
+	// OutcomeTagKey, when set, is the tag written on each instance with its
+	// outcome (enforce mode only).
+	OutcomeTagKey string
+	// OutcomeTopic, when set, is the MNS topic outcome records are published
+	// to; NotifyAll publishes every outcome instead of the problems only.
+	OutcomeTopic string
+	NotifyAll    bool
+	// ReconcileRate bounds how many instances a reconcile sweep hands to
+	// the poller per minute; ReconcileMax bounds the instances one sweep
+	// lists.
+	ReconcileRate, ReconcileMax int
+}
+
+// Modes.
+const (
+	ModeEnforce = "enforce"
+	ModeAudit   = "audit"
+)
+
+// Audit reports whether the functions only report what they would do.
+func (c Config) Audit() bool { return c.Mode == ModeAudit }
+
+// NeedsECS reports whether the configuration makes the functions call ECS.
+func (c Config) NeedsECS() bool {
+	return c.Audit() || !c.Scope.Empty() || c.OutcomeTagKey != ""
 }
 
 // Variable documents one environment variable.
@@ -109,6 +143,17 @@ func Variables() []Variable {
 		{Name: "CROSS_ACCOUNT_USER_ID", Doc: "Source account id for cross-account backup (required with CROSS_ACCOUNT)."},
 		{Name: "CROSS_ACCOUNT_ROLE_NAME", Doc: "RAM role in the source account for cross-account backup (required with CROSS_ACCOUNT)."},
 		{Name: "LOG_LEVEL", Default: "info", Doc: "debug, info, warn or error."},
+		{Name: "MODE", Default: "enforce", Doc: "enforce installs; audit runs everything (scope rules, existing-client check, readiness) but installs nothing and writes no tag: outcomes say WOULD_INSTALL instead."},
+		{Name: "INCLUDE_TAGS", Doc: "Comma-separated tag terms an instance must all match to be in scope: key=value, key (present), key!=value. Empty: every instance."},
+		{Name: "EXCLUDE_TAGS", Doc: "Comma-separated tag terms; an instance matching any of them is SKIPPED, naming the term."},
+		{Name: "RESOURCE_GROUPS", Doc: "Comma-separated resource group ids; when set, instances in other groups are SKIPPED."},
+		{Name: "VPCS", Doc: "Comma-separated VPC ids; when set, instances in other VPCs are SKIPPED."},
+		{Name: "ECS_ENDPOINT", Default: "ecs.{region}.aliyuncs.com", Doc: "ECS endpoint (scope rules, audit readiness, outcome tags, reconcile): a host, a host with {region}, or an https URL."},
+		{Name: "OUTCOME_TAG_KEY", Doc: "When set, each instance gets this tag with its outcome (installed, already-installed, failed:<code>, skipped:<rule>, not-ready, timeout, cancelled). Not in audit mode."},
+		{Name: "OUTCOME_TOPIC", Doc: "When set, outcome records are published to this MNS topic (same endpoint as the queue) for alerts."},
+		{Name: "NOTIFY", Default: "problems", Doc: "problems publishes every outcome except INSTALLED, ALREADY_INSTALLED and SKIPPED; all publishes every outcome."},
+		{Name: "RECONCILE_RATE", Default: "600", Doc: "Instances per minute a reconcile sweep hands to the poller (spread with message delays)."},
+		{Name: "RECONCILE_MAX_INSTANCES", Default: "10000", Doc: "Upper bound of instances one reconcile sweep lists."},
 	}
 }
 
@@ -241,6 +286,42 @@ func Load(getenv func(string) string) (Config, error) {
 	default:
 		errs = append(errs, fmt.Errorf("LOG_LEVEL=%q: want debug, info, warn or error", c.LogLevel))
 	}
+	c.Mode = strings.ToLower(get("MODE"))
+	if c.Mode != ModeEnforce && c.Mode != ModeAudit {
+		errs = append(errs, fmt.Errorf("MODE=%q: want enforce or audit", c.Mode))
+	}
+	rules, err := scope.Parse(get("INCLUDE_TAGS"), get("EXCLUDE_TAGS"), get("RESOURCE_GROUPS"), get("VPCS"))
+	if err != nil {
+		errs = append(errs, err)
+	}
+	c.Scope = rules
+	c.ECSEndpoint = get("ECS_ENDPOINT")
+	if strings.Contains(c.ECSEndpoint, "://") {
+		if err := checkURL(c.ECSEndpoint, true); err != nil {
+			errs = append(errs, fmt.Errorf("ECS_ENDPOINT: %w", err))
+		}
+	} else if !hostRe.MatchString(c.ECSEndpoint) {
+		errs = append(errs, fmt.Errorf("ECS_ENDPOINT=%q is neither a host name nor a URL", c.ECSEndpoint))
+	}
+	c.OutcomeTagKey = get("OUTCOME_TAG_KEY")
+	if c.OutcomeTagKey != "" {
+		if err := ecs.CheckTag(c.OutcomeTagKey, "installed"); err != nil {
+			errs = append(errs, fmt.Errorf("OUTCOME_TAG_KEY: %w", err))
+		}
+	}
+	c.OutcomeTopic = get("OUTCOME_TOPIC")
+	if c.OutcomeTopic != "" && !queueRe.MatchString(c.OutcomeTopic) {
+		errs = append(errs, fmt.Errorf("OUTCOME_TOPIC=%q: an MNS topic name is 1-120 letters, digits or '-', starting with a letter", c.OutcomeTopic))
+	}
+	switch n := strings.ToLower(get("NOTIFY")); n {
+	case "problems":
+	case "all":
+		c.NotifyAll = true
+	default:
+		errs = append(errs, fmt.Errorf("NOTIFY=%q: want problems or all", n))
+	}
+	c.ReconcileRate = num("RECONCILE_RATE", 1, 100000)
+	c.ReconcileMax = num("RECONCILE_MAX_INSTANCES", 1, 1000000)
 	if len(errs) > 0 {
 		return Config{}, fault.Wrap("config.Load", fault.Invalid, "", fmt.Errorf("invalid configuration: %w", errors.Join(errs...)))
 	}

@@ -31,6 +31,23 @@ func TestLoadDefaults(t *testing.T) {
 	assert.Equal(t, 2, c.MaxInstallAttempts)
 	assert.Equal(t, 8, c.MessagePriority)
 	assert.Equal(t, "info", c.LogLevel)
+	assert.False(t, c.Audit())
+	assert.False(t, c.NeedsECS(), "no ECS calls unless a feature needs them")
+	assert.True(t, c.Scope.Empty())
+}
+
+func TestLoadCoverageSettings(t *testing.T) {
+	m := base()
+	m["MODE"] = "audit"
+	m["EXCLUDE_TAGS"] = "backup=off"
+	m["OUTCOME_TAG_KEY"] = "hbr-autoinstall"
+	m["NOTIFY"] = "all"
+	c, err := Load(env(m))
+	require.NoError(t, err)
+	assert.True(t, c.Audit())
+	assert.True(t, c.NeedsECS())
+	assert.False(t, c.Scope.Empty())
+	assert.True(t, c.NotifyAll)
 }
 
 func TestLoadOverrides(t *testing.T) {
@@ -70,6 +87,12 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"cross account type", map[string]string{"CROSS_ACCOUNT_TYPE": "OTHER"}, "CROSS_ACCOUNT_TYPE"},
 		{"log level", map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
 		{"retry order", map[string]string{"RETRY_BASE_DELAY": "60s", "RETRY_MAX_DELAY": "10s"}, "RETRY_MAX_DELAY"},
+		{"mode", map[string]string{"MODE": "yolo"}, "MODE"},
+		{"bad scope rule", map[string]string{"EXCLUDE_TAGS": "=x"}, "EXCLUDE_TAGS"},
+		{"reserved tag key", map[string]string{"OUTCOME_TAG_KEY": "aliyun:backup"}, "OUTCOME_TAG_KEY"},
+		{"bad topic", map[string]string{"OUTCOME_TOPIC": "no spaces please"}, "OUTCOME_TOPIC"},
+		{"notify", map[string]string{"NOTIFY": "sometimes"}, "NOTIFY"},
+		{"plain http ecs", map[string]string{"ECS_ENDPOINT": "http://ecs.cn-hangzhou.aliyuncs.com"}, "ECS_ENDPOINT"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

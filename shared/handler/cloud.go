@@ -16,8 +16,10 @@ import (
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/cloudauth"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/config"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecs"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbr"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/install"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/notify"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/poll"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/taskqueue"
 )
@@ -33,10 +35,26 @@ type Sender interface {
 	Send(ctx context.Context, m taskqueue.Message) (string, error)
 }
 
+// ECS is what the handlers need of an ECS client (ecs.Client satisfies it).
+type ECS interface {
+	install.Inventory
+	ListInstances(ctx context.Context, status string) ([]ecs.Instance, error)
+	TagInstance(ctx context.Context, id, key, value string) error
+}
+
+// Publisher publishes to the outcome topic (notify.Publisher satisfies it).
+type Publisher interface {
+	Publish(ctx context.Context, body []byte, tag string) (string, error)
+}
+
 // Cloud builds the clients of one invocation.
 type Cloud interface {
 	HBR(ctx context.Context, region string) (HBR, error)
+	ECS(ctx context.Context, region string) (ECS, error)
 	Queue(ctx context.Context) (Sender, error)
+	// Topic returns the outcome topic's publisher, or nil when no topic is
+	// configured.
+	Topic(ctx context.Context) (Publisher, error)
 }
 
 // SDKCloud builds real SDK-backed clients from the invocation's credentials
@@ -62,6 +80,33 @@ func (c SDKCloud) HBR(ctx context.Context, region string) (HBR, error) {
 	}, cred)
 }
 
+// ECS implements Cloud.
+func (c SDKCloud) ECS(ctx context.Context, region string) (ECS, error) {
+	cred, err := cloudauth.FromContext(ctx, c.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	return ecs.New(ecs.Config{Region: region, Endpoint: c.Config.ECSEndpoint, Timeout: c.Config.APITimeout}, cred)
+}
+
+// Topic implements Cloud.
+func (c SDKCloud) Topic(ctx context.Context) (Publisher, error) {
+	if c.Config.OutcomeTopic == "" {
+		return nil, nil
+	}
+	cred, err := cloudauth.FromContext(ctx, c.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	return notify.New(notify.Config{
+		Endpoint:  c.Config.MNSEndpoint,
+		Topic:     c.Config.OutcomeTopic,
+		Timeout:   c.Config.APITimeout,
+		AccountID: c.Config.AccountID,
+		Region:    c.Config.Region,
+	}, cred)
+}
+
 // Queue implements Cloud.
 func (c SDKCloud) Queue(ctx context.Context) (Sender, error) {
 	cred, err := cloudauth.FromContext(ctx, c.Getenv)
@@ -78,14 +123,35 @@ func (c SDKCloud) Queue(ctx context.Context) (Sender, error) {
 	}, cred)
 }
 
-// session memoises one invocation's clients, one HBR client per region.
+// session memoises one invocation's clients, one per region and product.
 type session struct {
 	cloud Cloud
 	mu    sync.Mutex
 	hbr   map[string]HBR
+	ecs   map[string]ECS
 }
 
-func newSession(c Cloud) *session { return &session{cloud: c, hbr: map[string]HBR{}} }
+func newSession(c Cloud) *session {
+	return &session{cloud: c, hbr: map[string]HBR{}, ecs: map[string]ECS{}}
+}
+
+func (s *session) ecsClient(ctx context.Context, region string) (ECS, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cl, ok := s.ecs[region]; ok {
+		return cl, nil
+	}
+	cl, err := s.cloud.ECS(ctx, region)
+	if err != nil {
+		return nil, err
+	}
+	s.ecs[region] = cl
+	return cl, nil
+}
+
+func (s *session) inventory(ctx context.Context, region string) (install.Inventory, error) {
+	return s.ecsClient(ctx, region)
+}
 
 func (s *session) client(ctx context.Context, region string) (HBR, error) {
 	s.mu.Lock()

@@ -2,6 +2,7 @@ package handler
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"time"
@@ -17,14 +18,18 @@ import (
 // invocation fails and the platform redelivers it.
 const sendAttempts = 3
 
-// deliver writes the outcomes, then sends the follow-up messages. It returns
-// a Retryable error when a message could not be sent, so the trigger
+// deliver writes the outcomes (and, when configured, tags the instances and
+// publishes to the topic), then sends the follow-up messages. It returns a
+// Retryable error when a message could not be sent, so the trigger
 // redelivers the invocation's input; outcomes already written are facts and
 // a redelivery reaches the same ones.
-func deliver(ctx context.Context, log *slog.Logger, rec outcome.Recorder, cloud *session, res install.Result, pause func(time.Duration)) (sent int, err error) {
+func (d *Deps) deliver(ctx context.Context, cloud *session, res install.Result) (sent int, err error) {
+	log, rec, pause := d.Logger, d.Outcomes, d.Sleep
 	for _, r := range res.Outcomes {
 		rec.Record(ctx, r)
 	}
+	d.tag(ctx, cloud, res.Outcomes)
+	d.publish(ctx, cloud, res.Outcomes)
 	if len(res.Next) == 0 {
 		return 0, nil
 	}
@@ -80,4 +85,60 @@ func sendWithRetry(ctx context.Context, q Sender, m taskqueue.Message, pause fun
 		}
 	}
 	return "", err
+}
+
+// tag writes each outcome onto its instance (best effort: a failure is
+// logged and changes nothing else). Never in audit mode, never on an
+// instance that is gone.
+func (d *Deps) tag(ctx context.Context, cloud *session, rs []outcome.Record) {
+	if d.TagKey == "" || d.Audit {
+		return
+	}
+	for _, r := range rs {
+		if r.Outcome == outcome.Gone {
+			continue
+		}
+		cl, err := cloud.ecsClient(ctx, r.Region)
+		if err == nil {
+			err = cl.TagInstance(ctx, r.InstanceID, d.TagKey, r.TagValue())
+		}
+		if err != nil {
+			d.Logger.WarnContext(ctx, "outcome tag not written", slog.String("instanceId", r.InstanceID),
+				slog.String("error", err.Error()), slog.String("class", fault.KindOf(err).String()))
+		}
+	}
+}
+
+// publish sends outcome records to the topic (best effort, like tag).
+func (d *Deps) publish(ctx context.Context, cloud *session, rs []outcome.Record) {
+	var pub Publisher
+	for _, r := range rs {
+		if !d.NotifyAll && !r.Outcome.Problem() {
+			continue
+		}
+		if pub == nil {
+			p, err := cloud.cloud.Topic(ctx)
+			if err != nil {
+				d.Logger.WarnContext(ctx, "outcome not published", slog.String("error", err.Error()))
+				return
+			}
+			if p == nil {
+				return
+			}
+			pub = p
+		}
+		body, _ := json.Marshal(notice(r))
+		if _, err := pub.Publish(ctx, body, string(r.Outcome)); err != nil {
+			d.Logger.WarnContext(ctx, "outcome not published", slog.String("instanceId", r.InstanceID),
+				slog.String("error", err.Error()), slog.String("class", fault.KindOf(err).String()))
+		}
+	}
+}
+
+// notice is the published form of an outcome record.
+func notice(r outcome.Record) map[string]any {
+	return map[string]any{
+		"jobId": r.JobID, "instanceId": r.InstanceID, "region": r.Region, "outcome": r.Outcome,
+		"reason": r.Reason, "code": r.Code, "taskId": r.TaskID, "clientId": r.ClientID, "attempts": r.Attempts,
+	}
 }

@@ -15,11 +15,13 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecs"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbr"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/install"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/outcome"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/scope"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/taskqueue"
 )
 
@@ -32,10 +34,59 @@ type fakeCloud struct {
 	sent     []job.Message
 	delays   []time.Duration
 	attempts int
+	ecs      *fakeECS
+	topic    *fakeTopic
+}
+
+// fakeECS is a hand-written fake ECS client.
+type fakeECS struct {
+	instances map[string]ecs.Instance
+	ready     map[string]bool
+	tags      map[string]string
+}
+
+func (f *fakeECS) DescribeInstances(_ context.Context, ids []string) ([]ecs.Instance, error) {
+	var out []ecs.Instance
+	for _, id := range ids {
+		if in, ok := f.instances[id]; ok {
+			out = append(out, in)
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeECS) CloudAssistantReady(_ context.Context, ids []string) (map[string]bool, error) {
+	return f.ready, nil
+}
+
+func (f *fakeECS) ListInstances(context.Context, string) ([]ecs.Instance, error) { return nil, nil }
+
+func (f *fakeECS) TagInstance(_ context.Context, id, key, value string) error {
+	f.tags[id] = key + "=" + value
+	return nil
+}
+
+type fakeTopic struct{ bodies []string }
+
+func (f *fakeTopic) Publish(_ context.Context, body []byte, _ string) (string, error) {
+	f.bodies = append(f.bodies, string(body))
+	return "m", nil
 }
 
 func (f *fakeCloud) HBR(context.Context, string) (HBR, error) { return f, nil }
 func (f *fakeCloud) Queue(context.Context) (Sender, error)    { return f, nil }
+func (f *fakeCloud) Topic(context.Context) (Publisher, error) {
+	if f.topic == nil {
+		return nil, nil // an untyped nil: no topic configured
+	}
+	return f.topic, nil
+}
+func (f *fakeCloud) ECS(context.Context, string) (ECS, error) {
+	if f.ecs == nil {
+		return nil, fault.Invalidf("fake", "no ECS in this test")
+	}
+	return f.ecs, nil
+}
 
 func (f *fakeCloud) InstallBackupClients(_ context.Context, ids []string) (hbr.InstallResult, error) {
 	return f.install(ids)
@@ -249,4 +300,54 @@ func TestInstallCoalesceDelayDefersToThePoller(t *testing.T) {
 	assert.Equal(t, job.KindInstallRetry, c.sent[0].Kind)
 	assert.Len(t, c.sent[0].Instances, 2)
 	assert.Equal(t, 3*time.Second, c.delays[0])
+}
+
+func TestCoverageSettings(t *testing.T) {
+	running := func(id string, tags map[string]string) ecs.Instance {
+		return ecs.Instance{ID: id, Status: "Running", Tags: tags}
+	}
+	newCloud := func() *fakeCloud {
+		return &fakeCloud{install: validAll,
+			ecs: &fakeECS{tags: map[string]string{}, ready: map[string]bool{"i-bp1demo0000000000001": true, "i-bp1demo0000000000003": true},
+				instances: map[string]ecs.Instance{
+					"i-bp1demo0000000000001": running("i-bp1demo0000000000001", map[string]string{"env": "prod"}),
+					"i-bp1demo0000000000003": running("i-bp1demo0000000000003", map[string]string{"backup": "off"}),
+				}},
+			topic: &fakeTopic{}}
+	}
+	rules, err := scope.Parse("", "backup=off", "", "")
+	require.NoError(t, err)
+
+	t.Run("scope, tags and notifications", func(t *testing.T) {
+		c := newCloud()
+		rec := &recorder{}
+		d := deps(c, rec)
+		d.Scope, d.TagKey = rules, "hbr-autoinstall"
+		_, err := NewInstall(d).Handle(context.Background(), event(t, "batch-array.json"))
+		require.NoError(t, err)
+		require.Len(t, rec.records, 1)
+		assert.Equal(t, outcome.Skipped, rec.records[0].Outcome)
+		assert.Equal(t, "excluded by exclude tag backup=off", rec.records[0].Reason)
+		assert.Equal(t, "hbr-autoinstall=skipped:exclude tag backup=off", c.ecs.tags["i-bp1demo0000000000003"])
+		assert.Empty(t, c.topic.bodies, "SKIPPED is not a problem")
+		require.Len(t, c.sent, 1)
+		assert.Equal(t, []string{"i-bp1demo0000000000001"}, c.sent[0].IDs())
+	})
+	t.Run("audit mode installs and tags nothing", func(t *testing.T) {
+		c := newCloud()
+		calls := 0
+		c.install = func(ids []string) (hbr.InstallResult, error) { calls++; return validAll(ids) }
+		rec := &recorder{}
+		d := deps(c, rec)
+		d.Audit, d.TagKey, d.NotifyAll = true, "hbr-autoinstall", true
+		_, err := NewInstall(d).Handle(context.Background(), event(t, "batch-array.json"))
+		require.NoError(t, err)
+		assert.Zero(t, calls)
+		require.Len(t, rec.records, 2)
+		for _, r := range rec.records {
+			assert.Equal(t, outcome.WouldInstall, r.Outcome)
+		}
+		assert.Empty(t, c.ecs.tags)
+		assert.Len(t, c.topic.bodies, 2, "NOTIFY=all publishes every outcome")
+	})
 }

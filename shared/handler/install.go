@@ -8,11 +8,13 @@ import (
 	"sort"
 	"time"
 
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/config"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecsevent"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/install"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/outcome"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/scope"
 )
 
 // Deps are what both handlers are built from.
@@ -32,6 +34,26 @@ type Deps struct {
 	Sleep func(time.Duration)
 	// Jitter spreads back-off delays; nil means none.
 	Jitter func(time.Duration) time.Duration
+	// Scope and Audit are the coverage settings (see install.Service).
+	Scope scope.Rules
+	Audit bool
+	// TagKey, when set, is the tag written on each instance with its
+	// outcome (never in audit mode); NotifyAll publishes every outcome to
+	// the topic, not only the problems.
+	TagKey    string
+	NotifyAll bool
+}
+
+// DepsFrom fills the configuration part of Deps from cfg.
+func DepsFrom(cfg config.Config) Deps {
+	return Deps{
+		Region:    cfg.Region,
+		Policy:    install.PolicyFrom(cfg),
+		Scope:     cfg.Scope,
+		Audit:     cfg.Audit(),
+		TagKey:    cfg.OutcomeTagKey,
+		NotifyAll: cfg.NotifyAll,
+	}
 }
 
 func (d *Deps) defaults() {
@@ -50,7 +72,8 @@ func (d *Deps) defaults() {
 }
 
 func (d *Deps) installService(s *session) *install.Service {
-	return &install.Service{HBR: s.installer, Policy: d.Policy, Now: d.Now, Jitter: d.Jitter}
+	return &install.Service{HBR: s.installer, ECS: s.inventory, Scope: d.Scope, Audit: d.Audit,
+		Policy: d.Policy, Now: d.Now, Jitter: d.Jitter}
 }
 
 // Install handles EventBridge ECS events.
@@ -138,7 +161,7 @@ func (h *Install) Handle(ctx context.Context, payload []byte) (InstallSummary, e
 		res.Merge(svc.Defer(region, later[region], h.Policy.ReadinessWait(1)))
 	}
 	sum.Outcomes = countOutcomes(res.Outcomes)
-	sent, err := deliver(ctx, log, h.Outcomes, s, res, h.Sleep)
+	sent, err := h.deliver(ctx, s, res)
 	sum.Queued = sent
 	if err != nil {
 		return sum, err

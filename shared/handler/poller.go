@@ -62,7 +62,7 @@ func (h *Poller) Handle(ctx context.Context, payload []byte) (PollerSummary, err
 	svc := &poll.Service{Tasks: s.tasks, Install: h.installService(s), Now: h.Now}
 	res := svc.Handle(ctx, msgs)
 	sum.Outcomes = countOutcomes(res.Outcomes)
-	sent, err := deliver(ctx, log, h.Outcomes, s, res, h.Sleep)
+	sent, err := h.deliver(ctx, s, res)
 	sum.Queued = sent
 	if err != nil {
 		return sum, err

@@ -17,10 +17,12 @@ import (
 	"time"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/config"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecs"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbr"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/outcome"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/scope"
 )
 
 // HBR error codes this step acts on, per instance or as the call's error.
@@ -127,7 +129,26 @@ type Service struct {
 	Now func() time.Time
 	// Jitter spreads a back-off delay; nil means none.
 	Jitter func(time.Duration) time.Duration
+	// Scope are the include/exclude rules; when they are not empty, or in
+	// audit mode, ECS describes each instance before anything else.
+	Scope scope.Rules
+	// Audit makes the step install nothing: an instance in scope, without a
+	// client and ready ends as WOULD_INSTALL.
+	Audit bool
+	// ECS returns the inventory for a region; needed only with Scope or
+	// Audit.
+	ECS func(ctx context.Context, region string) (Inventory, error)
 }
+
+// Inventory describes instances (ecs.Client satisfies it).
+type Inventory interface {
+	DescribeInstances(ctx context.Context, ids []string) ([]ecs.Instance, error)
+	CloudAssistantReady(ctx context.Context, ids []string) (map[string]bool, error)
+}
+
+// CodeInstanceNotFound marks an instance ECS does not list (yet): it is
+// looked at again until the readiness deadline, then ends as GONE.
+const CodeInstanceNotFound = "InstanceNotFound"
 
 func (s *Service) now() time.Time {
 	if s.Now != nil {
@@ -178,13 +199,139 @@ func (s *Service) Install(ctx context.Context, region string, instances []job.In
 		return res
 	}
 	for _, c := range groupByID(live) {
-		c, done := s.existing(ctx, cl, region, c)
-		res.Merge(done)
-		if len(c.ids) > 0 {
-			res.Merge(s.installChunk(ctx, cl, region, c, retries))
-		}
+		res.Merge(s.process(ctx, cl, region, c, retries))
 	}
 	return res
+}
+
+// process runs one chunk through the checks, in order: scope (ECS), an
+// existing client (HBR), then the install, or in audit mode the readiness
+// check that decides WOULD_INSTALL. Each check takes its instances out of
+// the chunk.
+func (s *Service) process(ctx context.Context, cl Installer, region string, c chunk, retries int) Result {
+	var res Result
+	if !s.Scope.Empty() || s.Audit {
+		var done Result
+		c, done = s.inScope(ctx, region, c, retries)
+		res.Merge(done)
+	}
+	if len(c.ids) > 0 {
+		var done Result
+		c, done = s.existing(ctx, cl, region, c)
+		res.Merge(done)
+	}
+	if len(c.ids) == 0 {
+		return res
+	}
+	if s.Audit {
+		res.Merge(s.wouldInstall(ctx, region, c, retries))
+		return res
+	}
+	res.Merge(s.installChunk(ctx, cl, region, c, retries))
+	return res
+}
+
+// inScope describes the chunk's instances in ECS and applies the scope
+// rules at install time (tags are often added after an instance is
+// created). Out of scope: SKIPPED with the rule. Not listed: looked at again
+// (GONE at the deadline). In audit mode a stopped instance waits too, since
+// no install call will say it is not running.
+func (s *Service) inScope(ctx context.Context, region string, c chunk, retries int) (chunk, Result) {
+	var res Result
+	now := s.now()
+	inv, err := s.inventory(ctx, region)
+	var found []ecs.Instance
+	if err == nil {
+		found, err = inv.DescribeInstances(ctx, c.ids)
+	}
+	if err != nil {
+		if fault.Is(err, fault.Retryable) || fault.IsContext(err) {
+			return chunk{}, s.transient(region, c.all(), retries+1, fault.CodeOf(err), now)
+		}
+		for _, in := range c.all() {
+			r := record(region, in, outcome.Failed, orUnknown(fault.CodeOf(err)), "cannot evaluate the scope rules: ECS DescribeInstances failed", "")
+			r.Detail = err.Error()
+			res.Outcomes = append(res.Outcomes, r)
+		}
+		return chunk{}, res
+	}
+	byID := map[string]ecs.Instance{}
+	for _, e := range found {
+		byID[e.ID] = e
+	}
+	rest := chunk{jobs: map[string][]job.Instance{}}
+	var missing, stopped []job.Instance
+	for _, id := range c.ids {
+		e, ok := byID[id]
+		switch {
+		case !ok:
+			missing = append(missing, c.jobs[id]...)
+			continue
+		case s.Audit && !strings.EqualFold(e.Status, ecs.StatusRunning):
+			stopped = append(stopped, c.jobs[id]...)
+			continue
+		}
+		if in, rule := s.Scope.Decide(e); !in {
+			for _, j := range c.jobs[id] {
+				res.Outcomes = append(res.Outcomes, record(region, j, outcome.Skipped, "OutOfScope", "excluded by "+rule, ""))
+			}
+			continue
+		}
+		rest.ids = append(rest.ids, id)
+		rest.jobs[id] = c.jobs[id]
+	}
+	if len(missing) > 0 {
+		res.Merge(s.wait(region, missing, CodeInstanceNotFound, now))
+	}
+	if len(stopped) > 0 {
+		res.Merge(s.wait(region, stopped, CodeInstanceNotRunning, now))
+	}
+	return rest, res
+}
+
+// wouldInstall is the audit mode's install: an instance whose Cloud
+// Assistant is up would have been installed.
+func (s *Service) wouldInstall(ctx context.Context, region string, c chunk, retries int) Result {
+	var res Result
+	now := s.now()
+	inv, err := s.inventory(ctx, region)
+	var ready map[string]bool
+	if err == nil {
+		ready, err = inv.CloudAssistantReady(ctx, c.ids)
+	}
+	if err != nil {
+		if fault.Is(err, fault.Retryable) || fault.IsContext(err) {
+			return s.transient(region, c.all(), retries+1, fault.CodeOf(err), now)
+		}
+		for _, in := range c.all() {
+			r := record(region, in, outcome.Failed, orUnknown(fault.CodeOf(err)), "cannot check Cloud Assistant: ECS DescribeCloudAssistantStatus failed", "")
+			r.Detail = err.Error()
+			res.Outcomes = append(res.Outcomes, r)
+		}
+		return res
+	}
+	var waiting []job.Instance
+	for _, id := range c.ids {
+		for _, in := range c.jobs[id] {
+			if !ready[id] {
+				waiting = append(waiting, in)
+				continue
+			}
+			res.Outcomes = append(res.Outcomes, record(region, in, outcome.WouldInstall, "",
+				"audit mode: in scope, no backup client, Cloud Assistant ready", ""))
+		}
+	}
+	if len(waiting) > 0 {
+		res.Merge(s.wait(region, waiting, CodeCloudAssistDown, now))
+	}
+	return res
+}
+
+func (s *Service) inventory(ctx context.Context, region string) (Inventory, error) {
+	if s.ECS == nil {
+		return nil, fault.Invalidf("install.inventory", "scope rules or audit mode need an ECS client, and none is configured")
+	}
+	return s.ECS(ctx, region)
 }
 
 // existing asks HBR which instances of the chunk already have a client, for
@@ -264,6 +411,9 @@ func (s *Service) alreadyThere(region string, in job.Instance, bc hbr.BackupClie
 
 // expired is the outcome of an instance whose readiness deadline passed.
 func (s *Service) expired(region string, in job.Instance) outcome.Record {
+	if in.LastCode == CodeInstanceNotFound {
+		return record(region, in, outcome.Gone, in.LastCode, "ECS does not list the instance", "")
+	}
 	if in.LastCode == CodeClientInstalling {
 		return record(region, in, outcome.Timeout, in.LastCode,
 			"another install of the backup client was still running at the readiness deadline", "")

@@ -119,6 +119,7 @@ type Cloud struct {
 	errors   []string
 	dlq      int
 	pushes   map[string]int
+	rejected map[string]int
 	rng      *rand.Rand
 }
 
@@ -180,7 +181,7 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 	}
 	c := &Cloud{
 		opts: opts, start: time.Now(), fns: map[string]*fcsim.Function{},
-		accepted: map[key]acceptance{}, records: map[key][]Record{}, pushes: map[string]int{},
+		accepted: map[key]acceptance{}, records: map[key][]Record{}, pushes: map[string]int{}, rejected: map[string]int{},
 		rng:  rand.New(rand.NewPCG(uint64(opts.Seed), 0x10ca1)),
 		done: make(chan struct{}),
 	}
@@ -374,6 +375,9 @@ func (c *Cloud) onHBRCall(call hbrsim.Call) {
 	switch {
 	case call.Code != "" && call.Status >= 300:
 		text += fmt.Sprintf(" → %d %s", call.Status, call.Code)
+		c.mu.Lock()
+		c.rejected["hbr."+call.Code]++
+		c.mu.Unlock()
 	case call.Action == "InstallBackupClients" && call.TaskID != "":
 		text += " → task " + call.TaskID
 	}

@@ -30,7 +30,10 @@ type Report struct {
 	Calls       map[string]int             `json:"calls"`
 	Invocations map[string]int             `json:"invocations"`
 	Pushes      map[string]int             `json:"pushes"`
-	Errors      []string                   `json:"errors"`
+	// Rejected counts emulator answers with an error code, keyed
+	// "hbr.<Code>" (throttling, 5xx, not-ready codes, …).
+	Rejected map[string]int `json:"rejected"`
+	Errors   []string       `json:"errors"`
 	// Accepted counts accepted (job, instance) pairs.
 	Accepted int `json:"accepted"`
 	// Lost counts accepted pairs with no outcome record.
@@ -56,6 +59,7 @@ func (c *Cloud) Report() Report {
 		Calls:       map[string]int{},
 		Invocations: map[string]int{},
 		Pushes:      map[string]int{},
+		Rejected:    map[string]int{},
 		Errors:      []string{},
 		ByOutcome:   map[string]int{},
 		Seconds:     c.elapsed().Seconds(),
@@ -76,6 +80,9 @@ func (c *Cloud) Report() Report {
 	defer c.mu.Unlock()
 	for k, v := range c.pushes {
 		r.Pushes[k] = v
+	}
+	for k, v := range c.rejected {
+		r.Rejected[k] = v
 	}
 	r.Errors = append(r.Errors, c.errors...)
 	r.DeadLettered = c.dlq

@@ -10,6 +10,7 @@ package outcome
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"time"
 )
 
@@ -36,10 +37,41 @@ const (
 	Timeout Kind = "TIMEOUT"
 	// Cancelled: the install task was cancelled.
 	Cancelled Kind = "CANCELLED"
+	// Skipped: the instance is out of scope (a tag, resource group or VPC
+	// rule); Reason names the rule.
+	Skipped Kind = "SKIPPED"
+	// WouldInstall: audit mode; the instance is in scope, has no client and
+	// is ready, so enforce mode would install it.
+	WouldInstall Kind = "WOULD_INSTALL"
 )
 
+// Problem reports whether an outcome needs someone's attention: everything
+// but INSTALLED, ALREADY_INSTALLED and SKIPPED.
+func (k Kind) Problem() bool {
+	return k != Installed && k != AlreadyInstalled && k != Skipped
+}
+
+// TagValue is the value written on the instance for its outcome:
+// installed, already-installed, failed:<code>, skipped:<rule>, not-ready,
+// gone, timeout, cancelled, would-install. It fits ECS's tag rules (at most
+// 128 characters, no URL).
+func (r Record) TagValue() string {
+	v := strings.ToLower(strings.ReplaceAll(string(r.Outcome), "_", "-"))
+	switch r.Outcome {
+	case Failed:
+		v += ":" + r.Code
+	case Skipped:
+		v += ":" + strings.TrimPrefix(r.Reason, "excluded by ")
+	}
+	v = strings.NewReplacer("http://", "", "https://", "").Replace(v)
+	if n := 128; len([]rune(v)) > n {
+		v = string([]rune(v)[:n])
+	}
+	return v
+}
+
 // Kinds lists every outcome kind, in the order reports print them.
-var Kinds = []Kind{Installed, AlreadyInstalled, Failed, NotReady, Gone, Timeout, Cancelled}
+var Kinds = []Kind{Installed, AlreadyInstalled, Failed, NotReady, Gone, Timeout, Cancelled, Skipped, WouldInstall}
 
 // Record is one instance's outcome. Outcome and Code are the decision: a
 // duplicate delivery that reaches the same decision writes the same two
@@ -100,7 +132,7 @@ func (l Log) Record(ctx context.Context, r Record) {
 		now = l.Now
 	}
 	level := slog.LevelInfo
-	if r.Outcome != Installed && r.Outcome != AlreadyInstalled {
+	if r.Outcome.Problem() && r.Outcome != WouldInstall {
 		level = slog.LevelWarn
 	}
 	elapsed := 0.0
