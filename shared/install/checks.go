@@ -1,0 +1,191 @@
+package install
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecs"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbr"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/outcome"
+)
+
+// inScope describes the chunk's instances in ECS and applies the scope
+// rules at install time (tags are often added after an instance is
+// created). Out of scope: SKIPPED with the rule. Not listed: looked at again
+// (GONE at the deadline). In audit mode a stopped instance waits too, since
+// no install call will say it is not running.
+func (s *Service) inScope(ctx context.Context, region string, c chunk, retries int) (chunk, Result) {
+	var res Result
+	now := s.now()
+	inv, err := s.inventory(ctx, region)
+	var found []ecs.Instance
+	if err == nil {
+		found, err = inv.DescribeInstances(ctx, c.ids)
+	}
+	if err != nil {
+		if fault.Is(err, fault.Retryable) || fault.IsContext(err) {
+			return chunk{}, s.transient(region, c.all(), retries+1, fault.CodeOf(err), now)
+		}
+		for _, in := range c.all() {
+			r := record(region, in, outcome.Failed, orUnknown(fault.CodeOf(err)), "cannot evaluate the scope rules: ECS DescribeInstances failed", "")
+			r.Detail = err.Error()
+			res.Outcomes = append(res.Outcomes, r)
+		}
+		return chunk{}, res
+	}
+	byID := map[string]ecs.Instance{}
+	for _, e := range found {
+		byID[e.ID] = e
+	}
+	rest := chunk{jobs: map[string][]job.Instance{}}
+	var missing, stopped []job.Instance
+	for _, id := range c.ids {
+		e, ok := byID[id]
+		switch {
+		case !ok:
+			missing = append(missing, c.jobs[id]...)
+			continue
+		case s.Audit && !strings.EqualFold(e.Status, ecs.StatusRunning):
+			stopped = append(stopped, c.jobs[id]...)
+			continue
+		}
+		if in, rule := s.Scope.Decide(e); !in {
+			for _, j := range c.jobs[id] {
+				res.Outcomes = append(res.Outcomes, record(region, j, outcome.Skipped, "OutOfScope", "excluded by "+rule, ""))
+			}
+			continue
+		}
+		rest.ids = append(rest.ids, id)
+		rest.jobs[id] = c.jobs[id]
+	}
+	if len(missing) > 0 {
+		res.Merge(s.wait(region, missing, CodeInstanceNotFound, now))
+	}
+	if len(stopped) > 0 {
+		res.Merge(s.wait(region, stopped, CodeInstanceNotRunning, now))
+	}
+	return rest, res
+}
+
+// wouldInstall is the audit mode's install: an instance whose Cloud
+// Assistant is up would have been installed.
+func (s *Service) wouldInstall(ctx context.Context, region string, c chunk, retries int) Result {
+	var res Result
+	now := s.now()
+	inv, err := s.inventory(ctx, region)
+	var ready map[string]bool
+	if err == nil {
+		ready, err = inv.CloudAssistantReady(ctx, c.ids)
+	}
+	if err != nil {
+		if fault.Is(err, fault.Retryable) || fault.IsContext(err) {
+			return s.transient(region, c.all(), retries+1, fault.CodeOf(err), now)
+		}
+		for _, in := range c.all() {
+			r := record(region, in, outcome.Failed, orUnknown(fault.CodeOf(err)), "cannot check Cloud Assistant: ECS DescribeCloudAssistantStatus failed", "")
+			r.Detail = err.Error()
+			res.Outcomes = append(res.Outcomes, r)
+		}
+		return res
+	}
+	var waiting []job.Instance
+	for _, id := range c.ids {
+		for _, in := range c.jobs[id] {
+			if !ready[id] {
+				waiting = append(waiting, in)
+				continue
+			}
+			res.Outcomes = append(res.Outcomes, record(region, in, outcome.WouldInstall, "",
+				"audit mode: in scope, no backup client, Cloud Assistant ready", ""))
+		}
+	}
+	if len(waiting) > 0 {
+		res.Merge(s.wait(region, waiting, CodeCloudAssistDown, now))
+	}
+	return res
+}
+
+func (s *Service) inventory(ctx context.Context, region string) (Inventory, error) {
+	if s.ECS == nil {
+		return nil, fault.Invalidf("install.inventory", "scope rules or audit mode need an ECS client, and none is configured")
+	}
+	return s.ECS(ctx, region)
+}
+
+// existing asks HBR which instances of the chunk already have a client, for
+// the jobs that have not started an install yet. An ACTIVATED client ends
+// the job: ALREADY_INSTALLED when the client predates the event that
+// announced the instance, INSTALLED when it was created after it (by this
+// job's own install, delivered twice, or another job's), so that duplicate
+// deliveries reach the same decision. An INSTALLING client is checked again
+// after the readiness delay rather than installed twice. The check only
+// saves work: when it fails, the install goes ahead.
+func (s *Service) existing(ctx context.Context, cl Installer, region string, c chunk) (chunk, Result) {
+	var res Result
+	var ask []string
+	for _, id := range c.ids {
+		for _, in := range c.jobs[id] {
+			if in.Attempts == 0 {
+				ask = append(ask, id)
+				break
+			}
+		}
+	}
+	if len(ask) == 0 {
+		return c, res
+	}
+	clients, err := cl.DescribeBackupClients(ctx, ask)
+	if err != nil {
+		return c, res
+	}
+	byID := map[string]hbr.BackupClient{}
+	for _, bc := range clients {
+		if prev, ok := byID[bc.InstanceID]; !ok || prev.Status != clientActivated {
+			byID[bc.InstanceID] = bc
+		}
+	}
+	now := s.now()
+	rest := chunk{jobs: map[string][]job.Instance{}}
+	var installing []job.Instance
+	for _, id := range c.ids {
+		bc, found := byID[id]
+		var keep []job.Instance
+		for _, in := range c.jobs[id] {
+			switch {
+			case in.Attempts > 0 || !found:
+				keep = append(keep, in)
+			case bc.Status == clientActivated:
+				res.Outcomes = append(res.Outcomes, s.alreadyThere(region, in, bc))
+			case bc.Status == clientInstalling:
+				installing = append(installing, in)
+			default:
+				keep = append(keep, in)
+			}
+		}
+		if len(keep) > 0 {
+			rest.ids = append(rest.ids, id)
+			rest.jobs[id] = keep
+		}
+	}
+	if len(installing) > 0 {
+		res.Merge(s.wait(region, installing, CodeClientInstalling, now))
+	}
+	return rest, res
+}
+
+// alreadyThere is the outcome of a job that found an ACTIVATED client.
+func (s *Service) alreadyThere(region string, in job.Instance, bc hbr.BackupClient) outcome.Record {
+	since := in.EventTime
+	if since.IsZero() {
+		since = in.FirstSeen
+	}
+	created := time.Unix(bc.CreatedTime, 0)
+	if bc.CreatedTime > 0 && !created.Before(since) {
+		return Record(region, in, outcome.Installed, "", "backup client activated", "", bc.ClientID)
+	}
+	return Record(region, in, outcome.AlreadyInstalled, "",
+		"backup client was already active before the event", "", bc.ClientID)
+}
