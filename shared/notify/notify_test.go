@@ -1,12 +1,11 @@
 package notify_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
-	"net"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -26,45 +25,43 @@ const (
 	testSecret = "notify-secret"
 	testToken  = "STS.notify-token"
 	testTopic  = "hbr-outcomes"
+	opPublish  = "mns.PublishMessage"
 )
 
 var testCred = cloudauth.Credentials{AccessKeyID: testAK, AccessKeySecret: testSecret, SecurityToken: testToken}
 
-// startSim starts an authenticating emulator with the test topic.
-func startSim(t *testing.T) (*mnssim.Server, string) {
+// publisherTo starts an authenticating emulator holding the test topic and
+// returns it with a Publisher to it, for topic (default the test topic) and
+// cred (default testCred).
+func publisherTo(t *testing.T, topic string, cred cloudauth.Credentials) (*mnssim.Server, *notify.Publisher) {
 	t.Helper()
-	s := mnssim.New(mnssim.Options{AccessKeyID: testAK, AccessKeySecret: testSecret, SecurityToken: testToken})
-	base, err := s.Start()
+	sim := mnssim.New(mnssim.Options{AccessKeyID: testAK, AccessKeySecret: testSecret, SecurityToken: testToken})
+	base, err := sim.Start()
 	require.NoError(t, err)
-	t.Cleanup(func() { assert.NoError(t, s.Close()) })
-	s.CreateTopic(testTopic)
-	return s, base
-}
-
-func newPublisher(t *testing.T, cfg notify.Config, cred cloudauth.Credentials) *notify.Publisher {
-	t.Helper()
-	if cfg.Topic == "" {
-		cfg.Topic = testTopic
+	t.Cleanup(func() { assert.NoError(t, sim.Close()) })
+	sim.CreateTopic(testTopic)
+	if cred == (cloudauth.Credentials{}) {
+		cred = testCred
 	}
-	p, err := notify.New(cfg, cred)
+	p, err := notify.New(notify.Config{Endpoint: base, Topic: cmp.Or(topic, testTopic)}, cred)
 	require.NoError(t, err)
-	return p
+	return sim, p
 }
 
-func assertFault(t *testing.T, err error, op string, kind fault.Kind, code string) {
-	t.Helper()
+// classOf returns what a caller may act on in err: the Op of its outermost
+// *fault.Error, its kind and its code (the zero value for an unclassified
+// error).
+func classOf(err error) fault.Error {
 	var fe *fault.Error
-	require.ErrorAs(t, err, &fe)
-	assert.Equal(t, op, fe.Op, "op")
-	assert.Equal(t, kind, fault.KindOf(err), "kind of %v", err)
-	assert.Equal(t, code, fault.CodeOf(err), "code of %v", err)
-	assert.NotContains(t, err.Error(), testSecret)
-	assert.NotContains(t, err.Error(), testToken)
+	if !errors.As(err, &fe) {
+		return fault.Error{}
+	}
+	return fault.Error{Op: fe.Op, Kind: fault.KindOf(err), Code: fault.CodeOf(err)}
 }
 
 func TestPublishStoresBase64BodyAndTag(t *testing.T) {
 	t.Parallel()
-	sim, base := startSim(t)
+	sim, p := publisherTo(t, "", cloudauth.Credentials{})
 	var mu sync.Mutex
 	var hooked []string
 	sim.OnPublish(func(m mnssim.TopicMessage) {
@@ -72,7 +69,6 @@ func TestPublishStoresBase64BodyAndTag(t *testing.T) {
 		defer mu.Unlock()
 		hooked = append(hooked, m.ID)
 	})
-	p := newPublisher(t, notify.Config{Endpoint: base}, testCred)
 	body := []byte(`{"instanceId":"i-a","outcome":"installed"}` + "\n\x00<&>")
 
 	id, err := p.Publish(context.Background(), body, "installed")
@@ -91,6 +87,8 @@ func TestPublishStoresBase64BodyAndTag(t *testing.T) {
 	mu.Unlock()
 }
 
+// TestConfig checks the topic's own rules, and that every field reaches
+// shared/mnsconn, whose tests cover the endpoint rules in full.
 func TestConfig(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -100,17 +98,13 @@ func TestConfig(t *testing.T) {
 		wantErr bool
 	}{
 		{name: "public endpoint", cfg: notify.Config{Endpoint: "https://123.mns.cn-hangzhou.aliyuncs.com", Topic: "t"}},
-		{name: "internal endpoint", cfg: notify.Config{Endpoint: "https://123.mns.cn-hangzhou-internal.aliyuncs.com/", Topic: "t"}},
 		{name: "loopback", cfg: notify.Config{Endpoint: "http://127.0.0.1:1", Topic: "t", AccountID: "42", Region: "cn-beijing"}},
-		{name: "localhost", cfg: notify.Config{Endpoint: "http://localhost:1", Topic: "t"}},
 		{name: "256-character topic", cfg: notify.Config{Endpoint: "http://127.0.0.1:1", Topic: "t" + strings.Repeat("x", 255)}},
 
 		{name: "empty endpoint", cfg: notify.Config{Topic: "t"}, wantErr: true},
 		{name: "http to public", cfg: notify.Config{Endpoint: "http://123.mns.cn-hangzhou.aliyuncs.com", Topic: "t"}, wantErr: true},
-		{name: "three dots", cfg: notify.Config{Endpoint: "https://mns.cn-hangzhou.aliyuncs.com", Topic: "t"}, wantErr: true},
-		{name: "https loopback", cfg: notify.Config{Endpoint: "https://127.0.0.1:1", Topic: "t"}, wantErr: true},
-		{name: "path", cfg: notify.Config{Endpoint: "https://123.mns.cn-hangzhou.aliyuncs.com/topics", Topic: "t"}, wantErr: true},
 		{name: "bad account", cfg: notify.Config{Endpoint: "http://127.0.0.1:1", Topic: "t", AccountID: "a.b"}, wantErr: true},
+		{name: "bad region", cfg: notify.Config{Endpoint: "http://127.0.0.1:1", Topic: "t", Region: "cn.x"}, wantErr: true},
 		{name: "no topic", cfg: notify.Config{Endpoint: "http://127.0.0.1:1"}, wantErr: true},
 		{name: "topic with slash", cfg: notify.Config{Endpoint: "http://127.0.0.1:1", Topic: "a/b"}, wantErr: true},
 		{name: "topic starting with digit", cfg: notify.Config{Endpoint: "http://127.0.0.1:1", Topic: "9t"}, wantErr: true},
@@ -126,7 +120,7 @@ func TestConfig(t *testing.T) {
 			}
 			p, err := notify.New(tt.cfg, cred)
 			if tt.wantErr {
-				assertFault(t, err, "notify.New", fault.Invalid, "")
+				assert.Equal(t, fault.Error{Op: "notify.New", Kind: fault.Invalid}, classOf(err))
 				assert.Nil(t, p)
 				return
 			}
@@ -138,8 +132,7 @@ func TestConfig(t *testing.T) {
 
 func TestInvalidInputSendsNothing(t *testing.T) {
 	t.Parallel()
-	sim, base := startSim(t)
-	p := newPublisher(t, notify.Config{Endpoint: base}, testCred)
+	sim, p := publisherTo(t, "", cloudauth.Credentials{})
 	tests := []struct {
 		name string
 		body []byte
@@ -154,7 +147,7 @@ func TestInvalidInputSendsNothing(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := p.Publish(context.Background(), tt.body, tt.tag)
-			assertFault(t, err, "mns.PublishMessage", fault.Invalid, "")
+			assert.Equal(t, fault.Error{Op: opPublish, Kind: fault.Invalid}, classOf(err))
 		})
 	}
 	_, err := p.Publish(context.Background(), make([]byte, 49152), strings.Repeat("標", 16))
@@ -162,99 +155,47 @@ func TestInvalidInputSendsNothing(t *testing.T) {
 	assert.Equal(t, 1, sim.Calls()["mns.PublishMessage"])
 }
 
+// TestServiceErrors checks that Publish reaches the emulator through
+// shared/mnsconn with its own op; mnsconn's tests cover classification in
+// full.
 func TestServiceErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name     string
-		topic    string
-		cred     cloudauth.Credentials
-		faults   mnssim.Faults
-		wantKind fault.Kind
-		wantCode string
+		name   string
+		topic  string
+		cred   cloudauth.Credentials
+		faults mnssim.Faults
+		cancel bool // publish with a cancelled context
+		want   fault.Error
 	}{
-		{name: "topic missing", topic: "nope", wantKind: fault.Permanent, wantCode: "TopicNotExist"},
-		{name: "500", faults: mnssim.Faults{SendFailNext: 1}, wantKind: fault.Retryable, wantCode: "InternalError"},
-		{name: "503", faults: mnssim.Faults{SendFailNext: 1, Status: 503}, wantKind: fault.Retryable, wantCode: "ServiceUnavailable"},
-		{name: "wrong secret", cred: cloudauth.Credentials{AccessKeyID: testAK, AccessKeySecret: "nope", SecurityToken: testToken},
-			wantKind: fault.Permanent, wantCode: "SignatureDoesNotMatch"},
+		{name: "topic missing", topic: "nope", want: fault.Error{Op: opPublish, Kind: fault.Permanent, Code: "TopicNotExist"}},
+		{name: "503", faults: mnssim.Faults{SendFailNext: 1, Status: 503},
+			want: fault.Error{Op: opPublish, Kind: fault.Retryable, Code: "ServiceUnavailable"}},
 		{name: "wrong token", cred: cloudauth.Credentials{AccessKeyID: testAK, AccessKeySecret: testSecret, SecurityToken: "other"},
-			wantKind: fault.Permanent, wantCode: "AccessDenied"},
+			want: fault.Error{Op: opPublish, Kind: fault.Permanent, Code: "AccessDenied"}},
+		{name: "context already cancelled", cancel: true, want: fault.Error{Op: opPublish, Kind: fault.Permanent}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			sim, base := startSim(t)
+			sim, p := publisherTo(t, tt.topic, tt.cred)
 			sim.SetTopicFaults(tt.faults)
-			cred := tt.cred
-			if cred == (cloudauth.Credentials{}) {
-				cred = testCred
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if tt.cancel {
+				cancel()
 			}
-			p := newPublisher(t, notify.Config{Endpoint: base, Topic: tt.topic}, cred)
-			_, err := p.Publish(context.Background(), []byte("x"), "")
-			assertFault(t, err, "mns.PublishMessage", tt.wantKind, tt.wantCode)
+			_, err := p.Publish(ctx, []byte("x"), "")
+			assert.Equal(t, tt.want, classOf(err), "%v", err)
+			assert.Equal(t, tt.cancel, fault.IsContext(err))
 			assert.Empty(t, sim.Published(testTopic))
 		})
 	}
 }
 
-func TestUnreachableAndUnparsable(t *testing.T) {
-	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	_, err = newPublisher(t, notify.Config{Endpoint: "http://" + addr}, testCred).Publish(context.Background(), []byte("x"), "")
-	assertFault(t, err, "mns.PublishMessage", fault.Retryable, "")
-
-	html := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html")
-		w.WriteHeader(http.StatusBadGateway)
-		fmt.Fprint(w, "<html><body>502 Bad Gateway</body></html>")
-	}))
-	t.Cleanup(html.Close)
-	_, err = newPublisher(t, notify.Config{Endpoint: html.URL}, testCred).Publish(context.Background(), []byte("x"), "")
-	assertFault(t, err, "mns.PublishMessage", fault.Retryable, "")
-}
-
-func TestContext(t *testing.T) {
-	t.Parallel()
-	sim, base := startSim(t)
-	p := newPublisher(t, notify.Config{Endpoint: base}, testCred)
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	_, err := p.Publish(ctx, []byte("x"), "")
-	assertFault(t, err, "mns.PublishMessage", fault.Permanent, "")
-	assert.True(t, fault.IsContext(err))
-	assert.Empty(t, sim.Calls(), "no request sent")
-
-	arrived := make(chan struct{}, 1)
-	release := make(chan struct{})
-	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		arrived <- struct{}{}
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	}))
-	t.Cleanup(func() {
-		close(release)
-		hang.Close()
-	})
-	ctx, cancel = context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		<-arrived
-		cancel()
-	}()
-	_, err = newPublisher(t, notify.Config{Endpoint: hang.URL}, testCred).Publish(ctx, []byte("x"), "")
-	assertFault(t, err, "mns.PublishMessage", fault.Permanent, "")
-	assert.ErrorIs(t, err, context.Canceled)
-}
-
 func TestConcurrentPublishes(t *testing.T) {
 	t.Parallel()
-	sim, base := startSim(t)
-	p := newPublisher(t, notify.Config{Endpoint: base}, testCred)
+	sim, p := publisherTo(t, "", cloudauth.Credentials{})
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	for i := range 8 {

@@ -4,9 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
-	"net"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -32,12 +31,9 @@ const (
 var testCred = cloudauth.Credentials{AccessKeyID: testAK, AccessKeySecret: testSecret}
 
 // startSim starts an authenticating emulator with the test queue.
-func startSim(t *testing.T, opts mnssim.Options) (*mnssim.Server, string) {
+func startSim(t *testing.T) (*mnssim.Server, string) {
 	t.Helper()
-	if opts.AccessKeyID == "" {
-		opts.AccessKeyID, opts.AccessKeySecret = testAK, testSecret
-	}
-	s := mnssim.New(opts)
+	s := mnssim.New(mnssim.Options{AccessKeyID: testAK, AccessKeySecret: testSecret})
 	base, err := s.Start()
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, s.Close()) })
@@ -55,14 +51,14 @@ func newSender(t *testing.T, cfg taskqueue.Config, cred cloudauth.Credentials) *
 	return s
 }
 
-// assertFault checks an error's classification.
+// assertFault checks an error's classification: the Op of its outermost
+// *fault.Error, its kind and its code.
 func assertFault(t *testing.T, err error, op string, kind fault.Kind, code string) {
 	t.Helper()
 	var fe *fault.Error
 	require.ErrorAs(t, err, &fe)
-	assert.Equal(t, op, fe.Op, "op")
-	assert.Equal(t, kind, fault.KindOf(err), "kind of %v", err)
-	assert.Equal(t, code, fault.CodeOf(err), "code of %v", err)
+	got := fault.Error{Op: fe.Op, Kind: fault.KindOf(err), Code: fault.CodeOf(err)}
+	assert.Equal(t, fault.Error{Op: op, Kind: kind, Code: code}, got, "%v", err)
 }
 
 func TestSendStoresBase64BodyDelayAndPriority(t *testing.T) {
@@ -83,7 +79,7 @@ func TestSendStoresBase64BodyDelayAndPriority(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			sim, base := startSim(t, mnssim.Options{})
+			sim, base := startSim(t)
 			s := newSender(t, taskqueue.Config{Endpoint: base, Priority: tt.priority}, testCred)
 			body := []byte(`{"taskId":"t-1","attempt":1}` + "\n\x00binary")
 
@@ -114,7 +110,7 @@ func TestSendBatchSplitsAndKeepsOrder(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			sim, base := startSim(t, mnssim.Options{})
+			sim, base := startSim(t)
 			s := newSender(t, taskqueue.Config{Endpoint: base, Priority: 4}, testCred)
 			msgs := make([]taskqueue.Message, tt.count)
 			for i := range msgs {
@@ -142,7 +138,7 @@ func TestSendBatchSplitsAndKeepsOrder(t *testing.T) {
 
 func TestSendBatchStopsAtAFailedRequest(t *testing.T) {
 	t.Parallel()
-	sim, base := startSim(t, mnssim.Options{})
+	sim, base := startSim(t)
 	// Once the first request's messages are stored, fail the next request.
 	var once sync.Once
 	sim.OnSend(func(mnssim.Message) { once.Do(func() { sim.SetFaults(mnssim.Faults{SendFailNext: 1}) }) })
@@ -186,9 +182,9 @@ func TestSendBatchPartialFailure(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			base := canned(t, http.StatusInternalServerError,
-				`<?xml version="1.0" encoding="UTF-8"?><Messages xmlns="http://mns.aliyuncs.com/doc/v1/">`+tt.entries+`</Messages>`)
-			s := newSender(t, taskqueue.Config{Endpoint: base}, testCred)
+			srv := httptest.NewServer(batchReply(tt.entries))
+			t.Cleanup(srv.Close)
+			s := newSender(t, taskqueue.Config{Endpoint: srv.URL}, testCred)
 
 			ids, err := s.SendBatch(context.Background(), []taskqueue.Message{{Body: []byte("a")}, {Body: []byte("b")}})
 			assertFault(t, err, "mns.BatchSendMessage", tt.wantKind, tt.wantCode)
@@ -201,117 +197,55 @@ func TestSendBatchPartialFailure(t *testing.T) {
 	}
 }
 
-func TestSignature(t *testing.T) {
+// TestSendErrors checks that Send reaches the emulator through shared/mnsconn
+// with its own op; mnsconn's tests cover classification in full.
+func TestSendErrors(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name     string
-		simToken string
-		cred     cloudauth.Credentials
-		wantKind fault.Kind
-		wantCode string
-	}{
-		{name: "access key", cred: testCred},
-		{name: "STS token", simToken: "sts-token", cred: cloudauth.Credentials{AccessKeyID: testAK, AccessKeySecret: testSecret, SecurityToken: "sts-token"}},
-		{name: "wrong secret", cred: cloudauth.Credentials{AccessKeyID: testAK, AccessKeySecret: "wrong"},
-			wantKind: fault.Permanent, wantCode: "SignatureDoesNotMatch"},
-		{name: "unknown key", cred: cloudauth.Credentials{AccessKeyID: "LTAI-other", AccessKeySecret: testSecret},
-			wantKind: fault.Permanent, wantCode: "InvalidAccessKeyId"},
-		{name: "token required but missing", simToken: "sts-token", cred: testCred,
-			wantKind: fault.Permanent, wantCode: "AccessDenied"},
-		{name: "wrong token", simToken: "sts-token", cred: cloudauth.Credentials{AccessKeyID: testAK, AccessKeySecret: testSecret, SecurityToken: "old"},
-			wantKind: fault.Permanent, wantCode: "AccessDenied"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			sim, base := startSim(t, mnssim.Options{SecurityToken: tt.simToken})
-			s := newSender(t, taskqueue.Config{Endpoint: base}, tt.cred)
-			_, err := s.Send(context.Background(), taskqueue.Message{Body: []byte("x")})
-			if tt.wantCode == "" {
-				require.NoError(t, err)
-				assert.Equal(t, 1, sim.Sent(testQueue))
-				return
-			}
-			assertFault(t, err, "mns.SendMessage", tt.wantKind, tt.wantCode)
-			assert.Zero(t, sim.Sent(testQueue))
-		})
-	}
-}
-
-func TestSendErrorsAgainstEmulator(t *testing.T) {
-	t.Parallel()
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
 	tests := []struct {
 		name     string
 		queue    string
 		faults   mnssim.Faults
+		ctx      context.Context
 		wantKind fault.Kind
 		wantCode string
 	}{
 		{name: "missing queue", queue: "no-such-queue", wantKind: fault.Permanent, wantCode: "QueueNotExist"},
 		{name: "500", faults: mnssim.Faults{SendFailNext: 1}, wantKind: fault.Retryable, wantCode: "InternalError"},
-		{name: "503", faults: mnssim.Faults{SendFailNext: 1, Status: 503}, wantKind: fault.Retryable, wantCode: "ServiceUnavailable"},
+		{name: "context already cancelled", ctx: cancelled, wantKind: fault.Permanent},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			sim, base := startSim(t, mnssim.Options{})
+			sim, base := startSim(t)
 			sim.SetFaults(tt.faults)
 			s := newSender(t, taskqueue.Config{Endpoint: base, Queue: tt.queue}, testCred)
-			_, err := s.Send(context.Background(), taskqueue.Message{Body: []byte("x")})
+			ctx := tt.ctx
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			_, err := s.Send(ctx, taskqueue.Message{Body: []byte("x")})
 			assertFault(t, err, "mns.SendMessage", tt.wantKind, tt.wantCode)
+			assert.Equal(t, tt.ctx != nil, fault.IsContext(err))
 			assert.Zero(t, sim.Sent(testQueue))
 		})
 	}
 }
 
-// canned serves one fixed reply to every request and returns its URL.
-func canned(t *testing.T, status int, body string) string {
-	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("x-mns-request-id", "REQ")
-		w.WriteHeader(status)
-		_, _ = w.Write([]byte(body))
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL
-}
+// batchReply is a BatchSendMessage reply that rejects some entries: the
+// <Message> elements it holds.
+type batchReply string
 
-func mnsError(code string) string {
-	return `<?xml version="1.0" encoding="UTF-8"?><Error xmlns="http://mns.aliyuncs.com/doc/v1/"><Code>` + code +
-		`</Code><Message>m</Message><RequestId>R</RequestId><HostId>h</HostId></Error>`
-}
-
-func TestSendErrorsFromCannedReplies(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name     string
-		status   int
-		body     string
-		wantKind fault.Kind
-		wantCode string
-	}{
-		{"throttled", 400, mnsError("QpsLimitExceeded"), fault.Retryable, "QpsLimitExceeded"},
-		{"HTML from a proxy", 502, "<html><body>Bad Gateway</body></html>", fault.Retryable, ""},
-		{"unknown 5xx code", 503, mnsError("ServiceUnavailable"), fault.Retryable, "ServiceUnavailable"},
-		{"malformed XML", 400, mnsError("MalformedXML"), fault.Permanent, "MalformedXML"},
-		{"invalid argument", 400, mnsError("InvalidArgument"), fault.Permanent, "InvalidArgument"},
-		{"access denied", 403, mnsError("AccessDenied"), fault.Permanent, "AccessDenied"},
-		{"unknown 4xx code", 400, mnsError("SomethingNew"), fault.Permanent, "SomethingNew"},
-		{"garbage success body", 201, "not xml", fault.Retryable, ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			s := newSender(t, taskqueue.Config{Endpoint: canned(t, tt.status, tt.body)}, testCred)
-			_, err := s.Send(context.Background(), taskqueue.Message{Body: []byte("x")})
-			assertFault(t, err, "mns.SendMessage", tt.wantKind, tt.wantCode)
-		})
-	}
+// ServeHTTP answers every request with the reply.
+func (r batchReply) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	w.WriteHeader(http.StatusInternalServerError)
+	_, _ = io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Messages xmlns="http://mns.aliyuncs.com/doc/v1/">`+string(r)+`</Messages>`)
 }
 
 func TestOversizeBodyIsInvalidAndNotSent(t *testing.T) {
 	t.Parallel()
-	sim, base := startSim(t, mnssim.Options{})
+	sim, base := startSim(t)
 	s := newSender(t, taskqueue.Config{Endpoint: base}, testCred)
 	ctx := context.Background()
 
@@ -329,75 +263,8 @@ func TestOversizeBodyIsInvalidAndNotSent(t *testing.T) {
 	assert.Equal(t, map[string]int{"mns.SendMessage": 1}, sim.Calls())
 }
 
-func TestConnectionRefusedIsRetryable(t *testing.T) {
-	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-
-	s := newSender(t, taskqueue.Config{Endpoint: "http://" + addr}, testCred)
-	_, err = s.Send(context.Background(), taskqueue.Message{Body: []byte("x")})
-	assertFault(t, err, "mns.SendMessage", fault.Retryable, "")
-}
-
-// hanging serves requests that block until the test ends, and signals each
-// arrival.
-func hanging(t *testing.T) (base string, arrived <-chan struct{}) {
-	t.Helper()
-	release := make(chan struct{})
-	got := make(chan struct{}, 16)
-	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
-		got <- struct{}{}
-		<-release
-	}))
-	t.Cleanup(func() {
-		close(release)
-		srv.Close()
-	})
-	return srv.URL, got
-}
-
-func TestContext(t *testing.T) {
-	t.Parallel()
-
-	t.Run("already cancelled: nothing sent", func(t *testing.T) {
-		t.Parallel()
-		sim, base := startSim(t, mnssim.Options{})
-		s := newSender(t, taskqueue.Config{Endpoint: base}, testCred)
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		_, err := s.Send(ctx, taskqueue.Message{Body: []byte("x")})
-		assertFault(t, err, "mns.SendMessage", fault.Permanent, "")
-		assert.ErrorIs(t, err, context.Canceled)
-		assert.Empty(t, sim.Calls())
-	})
-
-	t.Run("cancelled while waiting returns promptly", func(t *testing.T) {
-		t.Parallel()
-		base, arrived := hanging(t)
-		s := newSender(t, taskqueue.Config{Endpoint: base, Timeout: time.Minute}, testCred)
-		ctx, cancel := context.WithCancel(context.Background())
-		go func() {
-			<-arrived
-			cancel()
-		}()
-		_, err := s.Send(ctx, taskqueue.Message{Body: []byte("x")})
-		assertFault(t, err, "mns.SendMessage", fault.Permanent, "")
-		assert.ErrorIs(t, err, context.Canceled)
-		assert.True(t, fault.IsContext(err))
-	})
-
-	t.Run("SDK timeout is retryable", func(t *testing.T) {
-		t.Parallel()
-		base, _ := hanging(t)
-		s := newSender(t, taskqueue.Config{Endpoint: base, Timeout: time.Second}, testCred)
-		_, err := s.Send(context.Background(), taskqueue.Message{Body: []byte("x")})
-		assertFault(t, err, "mns.SendMessage", fault.Retryable, "")
-		assert.False(t, fault.IsContext(err))
-	})
-}
-
+// TestConfigValidation checks the queue's own rules, and that every field
+// reaches shared/mnsconn, whose tests cover the endpoint rules in full.
 func TestConfigValidation(t *testing.T) {
 	t.Parallel()
 	ok := taskqueue.Config{Endpoint: "https://1234567890.mns.cn-hangzhou.aliyuncs.com", Queue: testQueue}
@@ -413,25 +280,12 @@ func TestConfigValidation(t *testing.T) {
 		wantErr bool
 	}{
 		{"public endpoint", ok, testCred, false},
-		{"internal endpoint", with(func(c *taskqueue.Config) { c.Endpoint = "https://1234567890.mns.cn-hangzhou-internal.aliyuncs.com" }), testCred, false},
-		{"trailing slash", with(func(c *taskqueue.Config) { c.Endpoint += "/" }), testCred, false},
 		{"loopback IP", with(func(c *taskqueue.Config) { c.Endpoint = "http://127.0.0.1:8080" }), testCred, false},
-		{"localhost", with(func(c *taskqueue.Config) { c.Endpoint = "http://localhost:8080" }), testCred, false},
-		{"IPv6 loopback", with(func(c *taskqueue.Config) { c.Endpoint = "http://[::1]:8080" }), testCred, false},
 		{"STS token", ok, cloudauth.Credentials{AccessKeyID: "a", AccessKeySecret: "b", SecurityToken: "c"}, false},
 		{"priority 16", with(func(c *taskqueue.Config) { c.Priority = 16 }), testCred, false},
 		{"120-char queue", with(func(c *taskqueue.Config) { c.Queue = "q" + strings.Repeat("-", 119) }), testCred, false},
 
-		{"empty endpoint", with(func(c *taskqueue.Config) { c.Endpoint = "" }), testCred, true},
 		{"http to a real host", with(func(c *taskqueue.Config) { c.Endpoint = "http://1234567890.mns.cn-hangzhou.aliyuncs.com" }), testCred, true},
-		{"http to a LAN address", with(func(c *taskqueue.Config) { c.Endpoint = "http://10.0.0.5:8080" }), testCred, true},
-		{"https to loopback", with(func(c *taskqueue.Config) { c.Endpoint = "https://127.0.0.1:8080" }), testCred, true},
-		{"three dots", with(func(c *taskqueue.Config) { c.Endpoint = "https://mns.cn-hangzhou.aliyuncs.com" }), testCred, true},
-		{"five dots", with(func(c *taskqueue.Config) { c.Endpoint = "https://1234567890.mns.cn.hangzhou.aliyuncs.com" }), testCred, true},
-		{"no dots", with(func(c *taskqueue.Config) { c.Endpoint = "https://mns" }), testCred, true},
-		{"path", with(func(c *taskqueue.Config) { c.Endpoint = "https://1.mns.cn-hangzhou.aliyuncs.com/x" }), testCred, true},
-		{"ftp", with(func(c *taskqueue.Config) { c.Endpoint = "ftp://1.mns.cn-hangzhou.aliyuncs.com" }), testCred, true},
-		{"garbage", with(func(c *taskqueue.Config) { c.Endpoint = "://" }), testCred, true},
 		{"empty queue", with(func(c *taskqueue.Config) { c.Queue = "" }), testCred, true},
 		{"queue starts with digit", with(func(c *taskqueue.Config) { c.Queue = "1jobs" }), testCred, true},
 		{"queue with underscore", with(func(c *taskqueue.Config) { c.Queue = "hbr_jobs" }), testCred, true},
@@ -440,8 +294,8 @@ func TestConfigValidation(t *testing.T) {
 		{"priority -1", with(func(c *taskqueue.Config) { c.Priority = -1 }), testCred, true},
 		{"negative timeout", with(func(c *taskqueue.Config) { c.Timeout = -time.Second }), testCred, true},
 		{"dotted account on loopback", with(func(c *taskqueue.Config) { c.Endpoint = "http://127.0.0.1:1"; c.AccountID = "1.2" }), testCred, true},
+		{"dotted region on loopback", with(func(c *taskqueue.Config) { c.Endpoint = "http://127.0.0.1:1"; c.Region = "cn.x" }), testCred, true},
 		{"no access key", ok, cloudauth.Credentials{AccessKeySecret: "b"}, true},
-		{"no secret", ok, cloudauth.Credentials{AccessKeyID: "a"}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -453,14 +307,14 @@ func TestConfigValidation(t *testing.T) {
 				return
 			}
 			assert.Nil(t, s)
-			assert.True(t, fault.Is(err, fault.Invalid), "want Invalid, got %v", err)
+			assertFault(t, err, "taskqueue.New", fault.Invalid, "")
 		})
 	}
 }
 
 func TestEnsureQueue(t *testing.T) {
 	t.Parallel()
-	sim, base := startSim(t, mnssim.Options{})
+	sim, base := startSim(t)
 	cfg := taskqueue.Config{Endpoint: base, Queue: "fresh-queue"}
 	ctx := context.Background()
 	attrs := taskqueue.QueueAttributes{VisibilityTimeout: 60, MessageRetentionPeriod: 86400}
@@ -496,7 +350,7 @@ func TestEnsureQueue(t *testing.T) {
 
 func TestConcurrentSendsThroughOneSender(t *testing.T) {
 	t.Parallel()
-	sim, base := startSim(t, mnssim.Options{})
+	sim, base := startSim(t)
 	s := newSender(t, taskqueue.Config{Endpoint: base}, testCred)
 	const goroutines, perGoroutine = 16, 6
 
@@ -539,47 +393,4 @@ func TestConcurrentSendsThroughOneSender(t *testing.T) {
 	want := goroutines * (perGoroutine + perGoroutine/3)
 	assert.Len(t, ids, want)
 	assert.Equal(t, want, sim.Sent(testQueue))
-}
-
-func TestErrorsWrapTheSDKError(t *testing.T) {
-	t.Parallel()
-	s := newSender(t, taskqueue.Config{Endpoint: canned(t, 404, mnsError("QueueNotExist"))}, testCred)
-	_, err := s.Send(context.Background(), taskqueue.Message{Body: []byte("x")})
-	require.Error(t, err)
-	assert.NotNil(t, errors.Unwrap(err), "the SDK error stays in the chain")
-}
-
-func TestLoopbackKeepsAnMNSShapedHost(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name              string
-		account, region   string
-		wantHost          string
-		endpointLocalhost bool
-	}{
-		{name: "defaults", wantHost: "1234567890.mns.cn-hangzhou.aliyuncs.com"},
-		{name: "configured", account: "5678", region: "eu-central-1", wantHost: "5678.mns.eu-central-1.aliyuncs.com"},
-		{name: "localhost", endpointLocalhost: true, wantHost: "1234567890.mns.cn-hangzhou.aliyuncs.com"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			hosts := make(chan string, 1)
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				hosts <- r.Host
-				w.WriteHeader(http.StatusCreated)
-				_, _ = w.Write([]byte(`<Message><MessageId>ID</MessageId><MessageBodyMD5>X</MessageBodyMD5></Message>`))
-			}))
-			t.Cleanup(srv.Close)
-			endpoint := srv.URL
-			if tt.endpointLocalhost {
-				endpoint = strings.Replace(endpoint, "127.0.0.1", "localhost", 1)
-			}
-			s := newSender(t, taskqueue.Config{Endpoint: endpoint, AccountID: tt.account, Region: tt.region}, testCred)
-			id, err := s.Send(context.Background(), taskqueue.Message{Body: []byte("x")})
-			require.NoError(t, err)
-			assert.Equal(t, "ID", id)
-			assert.Equal(t, tt.wantHost, <-hosts)
-		})
-	}
 }

@@ -1,4 +1,4 @@
-package taskqueue
+package mnsconn
 
 import (
 	"encoding/xml"
@@ -33,7 +33,8 @@ func (p *probe) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *
 	)
 	if p.loopback != nil {
 		// The request keeps its MNS-shaped Host header; only the dialled
-		// address changes. Never retried here: SendMessage is not idempotent.
+		// address changes. Never retried here: sending and publishing are
+		// not idempotent.
 		err = p.loopback.DoTimeout(req, resp, p.timeout)
 	} else {
 		// Each call has its own SDK client, so a kept-alive connection
@@ -58,13 +59,13 @@ func (p *probe) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *
 
 // classify turns an SDK error into a *fault.Error, using the SDK's error
 // templates and the HTTP status the probe saw.
-func (s *Sender) classify(op string, err error, p *probe) error {
+func classify(op, subject string, err error, p *probe) error {
 	if err == nil {
 		return nil
 	}
 	var panicked *sdkPanic
 	if errors.As(err, &panicked) {
-		return fault.Wrap(op, fault.Permanent, "", fmt.Errorf("queue %s: %w", s.cfg.Queue, err))
+		return fault.Wrap(op, fault.Permanent, "", fmt.Errorf("%s: %w", subject, err))
 	}
 	kind := fault.Permanent
 	if retryable(err) || p.status >= http.StatusInternalServerError {
@@ -74,7 +75,7 @@ func (s *Sender) classify(op string, err error, p *probe) error {
 	if ali_mns.ERR_SEND_REQUEST_FAILED.IsEqual(err) {
 		code = "" // no answer: nothing the service said
 	}
-	return fault.Wrap(op, kind, code, fmt.Errorf("queue %s: %w", s.cfg.Queue, err))
+	return fault.Wrap(op, kind, code, fmt.Errorf("%s: %w", subject, err))
 }
 
 // retryable reports the SDK errors a later attempt may cure: transport
