@@ -10,8 +10,9 @@ import (
 )
 
 // Functions are the function names this project builds, each from
-// ./functions/<name>.
-var Functions = []string{"install", "poller"}
+// ./functions/<name>: install (EventBridge ECS events), poller (the job
+// queue's event stream) and reconcile (timer trigger and manual invokes).
+var Functions = []string{"install", "poller", "reconcile"}
 
 // BuildFunctions compiles every function of the module rooted at moduleDir
 // into outDir/<name>/main, the way `make build` does for a deployment but for

@@ -1,10 +1,12 @@
-// Package localcloud runs the whole system on one machine: the HBR and MNS
-// emulators, the compiled install and poller binaries under the FC runtime
-// emulator, the EventBridge default bus pushing ECS events into install, and
-// the MNS event stream pushing queue messages into poller — each speaking the
-// real wire protocol. It reads the functions' JSON log lines to know which
-// instances were accepted and which outcome each reached, and turns that into
-// a [Report].
+// Package localcloud runs the whole system on one machine: the HBR, ECS and
+// MNS emulators (with the job queue, the dead-letter queue and the outcome
+// topic), the compiled install, poller and reconcile binaries under the FC
+// runtime emulator, the EventBridge default bus pushing ECS events into
+// install, and the MNS event stream pushing queue messages into poller — each
+// speaking the real wire protocol. The reconcile function has no trigger
+// here: it is invoked directly (Cloud.Function("reconcile").Invoke). It reads
+// the functions' JSON log lines to know which instances were accepted and
+// which outcome each reached, and turns that into a [Report].
 //
 // It is used by the end-to-end tests, by `make demo` (scripts/demo) and by
 // the benchmarks. Functions run with their real clocks; only the delays in
@@ -25,6 +27,7 @@ import (
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/cloudauth"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ebsim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecssim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fcsim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbrsim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/mnssim"
@@ -50,7 +53,7 @@ func DefaultTiming() Timing {
 
 // Options configure a local cloud. Zero values take the defaults noted.
 type Options struct {
-	// Binaries maps "install" and "poller" to compiled binaries.
+	// Binaries maps each of Functions to its compiled binary.
 	Binaries map[string]string
 	// Region and AccountID default to cn-hangzhou and 1234567890123456.
 	Region, AccountID string
@@ -81,7 +84,8 @@ type Options struct {
 	FunctionTimeout time.Duration
 	// Seed makes fault injection repeatable.
 	Seed int64
-	// Env is added to both functions' environment (overrides).
+	// Env is added to every function's environment (overrides), e.g.
+	// MODE, EXCLUDE_TAGS, OUTCOME_TAG_KEY or OUTCOME_TOPIC (TopicName).
 	Env map[string]string
 	// OnEntry receives the timeline as it happens.
 	OnEntry func(Entry)
@@ -90,22 +94,29 @@ type Options struct {
 // Entry is one line of the timeline.
 type Entry struct {
 	At   time.Duration
-	Kind string // event, invoke, hbr, mns, outcome, error, dlq
+	Kind string // event, invoke, hbr, ecs, mns, outcome, error, dlq
 	Text string
 }
 
-// Queue names used locally.
+// Queue and topic names used locally. The topic exists from the start;
+// the functions publish to it only when Options.Env sets OUTCOME_TOPIC to
+// TopicName.
 const (
 	QueueName = "hbr-autoinstall-jobs"
 	DLQName   = "hbr-autoinstall-dlq"
+	TopicName = "hbr-autoinstall-outcomes"
 )
 
 // Cloud is a running local cloud.
 type Cloud struct {
 	opts  Options
 	start time.Time
-	// HBR and MNS are the emulators, for scenario tweaks and counters.
+	// HBR, ECS and MNS are the emulators, for scenario tweaks and
+	// counters. ECS starts empty: instances named by events are not
+	// created in it; a scenario that needs ECS (scope rules, audit mode,
+	// outcome tags, a reconcile sweep) adds them with ECS.SetInstances.
 	HBR *hbrsim.Server
+	ECS *ecssim.Server
 	MNS *mnssim.Server
 	fns map[string]*fcsim.Function
 	bus *ebsim.Bus
@@ -147,7 +158,7 @@ type Record struct {
 
 var creds = cloudauth.Credentials{AccessKeyID: "LTAI5tLocalCloudKey", AccessKeySecret: "local-cloud-secret", SecurityToken: "local-sts-token"}
 
-// Start brings up the emulators and both functions.
+// Start brings up the emulators and every function of Functions.
 func Start(ctx context.Context, opts Options) (*Cloud, error) {
 	if opts.Region == "" {
 		opts.Region = "cn-hangzhou"
@@ -204,9 +215,18 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 		return nil, fmt.Errorf("start HBR emulator: %w", err)
 	}
 
+	c.ECS = ecssim.New(ecssim.Options{AccessKeyID: creds.AccessKeyID, AccessKeySecret: creds.AccessKeySecret, SecurityToken: creds.SecurityToken,
+		Region: opts.Region, Seed: opts.Seed})
+	c.ECS.OnCall(c.onECSCall)
+	ecsURL, err := c.ECS.Start()
+	if err != nil {
+		return nil, fmt.Errorf("start ECS emulator: %w", err)
+	}
+
 	c.MNS = mnssim.New(mnssim.Options{AccessKeyID: creds.AccessKeyID, AccessKeySecret: creds.AccessKeySecret, SecurityToken: creds.SecurityToken, Seed: opts.Seed})
 	c.MNS.CreateQueue(QueueName)
 	c.MNS.CreateQueue(DLQName)
+	c.MNS.CreateTopic(TopicName)
 	c.MNS.SetFaults(opts.MNSFaults)
 	c.MNS.OnSend(c.onSend)
 	mnsURL, err := c.MNS.Start()
@@ -219,6 +239,7 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 		"QUEUE_NAME":           QueueName,
 		"MNS_ENDPOINT":         mnsURL,
 		"HBR_ENDPOINT":         hbrURL,
+		"ECS_ENDPOINT":         ecsURL,
 		"API_TIMEOUT":          "5s",
 		"FIRST_POLL_DELAY":     secs(t.FirstPoll),
 		"POLL_INTERVAL":        secs(t.Interval),
@@ -351,6 +372,9 @@ func (c *Cloud) Close() {
 	if c.MNS != nil {
 		_ = c.MNS.Close()
 	}
+	if c.ECS != nil {
+		_ = c.ECS.Close()
+	}
 	if c.HBR != nil {
 		_ = c.HBR.Close()
 	}
@@ -382,6 +406,25 @@ func (c *Cloud) onHBRCall(call hbrsim.Call) {
 		text += " → task " + call.TaskID
 	}
 	c.entry("hbr", text)
+}
+
+func (c *Cloud) onECSCall(call ecssim.Call) {
+	text := "ecs." + call.Action
+	switch call.Action {
+	case "TagResources":
+		text += fmt.Sprintf(" %s %s=%s", call.Params["ResourceId.1"], call.Params["Tag.1.Key"], call.Params["Tag.1.Value"])
+	case "DescribeInstances":
+		if st := call.Params["Status"]; st != "" {
+			text += " Status=" + st
+		}
+	}
+	if call.Code != "" && call.Status >= 300 {
+		text += fmt.Sprintf(" → %d %s", call.Status, call.Code)
+		c.mu.Lock()
+		c.rejected["ecs."+call.Code]++
+		c.mu.Unlock()
+	}
+	c.entry("ecs", text)
 }
 
 func (c *Cloud) onSend(m mnssim.Message) {

@@ -1,0 +1,337 @@
+// Package reconcile is the sweep behind the reconcile function: it lists the
+// running ECS instances of a region, asks HBR which of them already have a
+// backup client, applies the same scope rules as the install step, and turns
+// the instances still missing a client into install-retry job messages for
+// the poller, spread over time at a bounded rate. It also counts what it saw
+// into a coverage [Report]: covered, installing, excluded (per rule) and
+// missing. The same sweep is the backfill for instances that existed before
+// the deployment, and a dry run only reports.
+//
+// Like package install, the Service makes read-only cloud calls but sends
+// and logs nothing: it returns the messages in an install.Result and the
+// caller (package handler) delivers them. Sweep returns the listing errors
+// as the adapters classified them (shared/fault: Retryable for throttling,
+// 5xx and network trouble, Permanent or Invalid otherwise), and an Invalid
+// error for a malformed region or sweep id; nothing is enqueued then.
+package reconcile
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"time"
+
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecs"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbr"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/install"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/scope"
+)
+
+// Lister lists a region's instances by status (ecs.Client satisfies it).
+type Lister interface {
+	ListInstances(ctx context.Context, status string) ([]ecs.Instance, error)
+}
+
+// ClientLister lists the backup clients of up to MaxClientIDs instances
+// (hbr.Client satisfies it).
+type ClientLister interface {
+	DescribeBackupClients(ctx context.Context, instanceIDs []string) ([]hbr.BackupClient, error)
+}
+
+const (
+	// MaxClientIDs is the most instance ids one DescribeBackupClients call
+	// is given; Sweep chunks longer lists.
+	MaxClientIDs = hbr.MaxDescribeIDs
+	// MaxDelay is the longest delay MNS accepts on a message (7 days); the
+	// spread of a very large sweep is capped there.
+	MaxDelay = 7 * 24 * time.Hour
+	// EventSource is the source the job ids of a sweep are derived from
+	// (job.JobID), and OriginPrefix prefixes their origin event id.
+	EventSource  = "reconcile"
+	OriginPrefix = "reconcile:"
+	// MaxSweepIDLen bounds a sweep id.
+	MaxSweepIDLen = 64
+)
+
+// Client statuses the sweep acts on.
+const (
+	statusActivated  = "ACTIVATED"
+	statusInstalling = "INSTALLING"
+)
+
+// ruleInvalidID is the Excluded key of listed instances whose id the job
+// schema does not accept (job.ValidInstanceID), so they cannot be enqueued.
+const ruleInvalidID = "instance id not accepted by the job schema"
+
+var (
+	sweepIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,63}$`)
+	regionPattern  = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
+)
+
+// ValidSweepID reports whether id may name a sweep: 1..64 letters, digits
+// and "_.:+-", starting with a letter or digit (an RFC 3339 time or an FC
+// request id fits).
+func ValidSweepID(id string) bool { return sweepIDPattern.MatchString(id) }
+
+// Service runs a sweep. The zero value is not usable: ECS and HBR are
+// required.
+type Service struct {
+	// ECS returns the instance lister for a region.
+	ECS func(ctx context.Context, region string) (Lister, error)
+	// HBR returns the client lister for a region.
+	HBR func(ctx context.Context, region string) (ClientLister, error)
+	// Scope are the include/exclude rules (the install step applies the
+	// same ones again when the job is run).
+	Scope scope.Rules
+	// Policy supplies ReadinessTimeout, the readiness window each enqueued
+	// instance gets from the moment its message is delivered.
+	Policy install.Policy
+	// Rate is how many instances per minute the sweep hands to the poller:
+	// message k (of at most job.MaxInstances instances) is delayed by
+	// k·MaxInstances·60s/Rate. Rate ≤ 0 means no spreading.
+	Rate int
+	// Max bounds the instances one sweep looks at (the first Max running
+	// instances by id); Max ≤ 0 means no bound.
+	Max int
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Report is a sweep's coverage report. Total = Covered + Installing +
+// Excluded + Missing (each instance is counted once, in that order of
+// precedence).
+type Report struct {
+	Region  string `json:"region"`
+	SweepID string `json:"sweepId"`
+	DryRun  bool   `json:"dryRun"`
+	// Listed is how many running instances ECS listed; Total is how many
+	// the sweep looked at (fewer when Truncated by Service.Max).
+	Listed int `json:"listed"`
+	Total  int `json:"total"`
+	// Covered have an ACTIVATED backup client.
+	Covered int `json:"covered"`
+	// Installing have a client being installed (by another job, or outside
+	// this system); they are not enqueued.
+	Installing int `json:"installing"`
+	// Missing have no usable client and are in scope; Failed counts those
+	// of them whose client is in another state (INSTALL_FAILED,
+	// DEACTIVATED, UNKNOWN, …): an earlier install did not work.
+	Missing int `json:"missing"`
+	Failed  int `json:"failed"`
+	// Enqueued is how many missing instances were put in job messages (0 in
+	// a dry run); Messages is how many messages.
+	Enqueued int `json:"enqueued"`
+	Messages int `json:"messages"`
+	// Excluded counts the instances the scope rules leave out, per rule
+	// (e.g. "exclude tag backup=off").
+	Excluded map[string]int `json:"excluded"`
+	// ClientStatus counts the clients found, per status (the client chosen
+	// for each instance: ACTIVATED over INSTALLING over the rest).
+	ClientStatus map[string]int `json:"clientStatus"`
+	// Truncated says that more running instances were listed than Max.
+	Truncated bool `json:"truncated"`
+	// SpreadSeconds is the delay of the last message: how long the poller
+	// takes to receive every enqueued instance.
+	SpreadSeconds float64 `json:"spreadSeconds"`
+}
+
+// ExcludedTotal sums Excluded.
+func (r Report) ExcludedTotal() int {
+	n := 0
+	for _, v := range r.Excluded {
+		n += v
+	}
+	return n
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// Sweep looks at the running instances of region and, unless dryRun, builds
+// install-retry messages for the missing ones. sweepID names the sweep: each
+// instance's job id is job.JobID(EventSource, sweepID, id), so a sweep
+// redelivered with the same id produces the same job ids. at is when the
+// sweep was triggered; it is the job's event time, which decides whether a
+// client found later predates the job (ALREADY_INSTALLED) or was installed
+// by it (INSTALLED).
+//
+// Errors: Invalid for a malformed region or sweep id (no call); otherwise
+// the listing errors as the adapters classified them. On error the report
+// holds what was counted so far and nothing is enqueued.
+func (s *Service) Sweep(ctx context.Context, region, sweepID string, at time.Time, dryRun bool) (Report, install.Result, error) {
+	const op = "reconcile.Sweep"
+	rep := Report{Region: region, SweepID: sweepID, DryRun: dryRun, Excluded: map[string]int{}, ClientStatus: map[string]int{}}
+	switch {
+	case !regionPattern.MatchString(region):
+		return rep, install.Result{}, fault.Invalidf(op, "region %q is not a region id", region)
+	case !ValidSweepID(sweepID):
+		return rep, install.Result{}, fault.Invalidf(op, "sweep id %q: want 1..%d letters, digits or _.:+- starting with a letter or digit", sweepID, MaxSweepIDLen)
+	}
+
+	instances, err := s.list(ctx, region)
+	if err != nil {
+		return rep, install.Result{}, err
+	}
+	rep.Listed = len(instances)
+	if s.Max > 0 && len(instances) > s.Max {
+		instances = instances[:s.Max]
+		rep.Truncated = true
+	}
+	rep.Total = len(instances)
+
+	clients, err := s.clients(ctx, region, instances)
+	if err != nil {
+		return rep, install.Result{}, err
+	}
+	var missing []string
+	for _, in := range instances {
+		bc, found := clients[in.ID]
+		if found {
+			rep.ClientStatus[bc.Status]++
+		}
+		switch {
+		case found && bc.Status == statusActivated:
+			rep.Covered++
+			continue
+		case found && bc.Status == statusInstalling:
+			rep.Installing++
+			continue
+		}
+		if ok, rule := s.Scope.Decide(in); !ok {
+			rep.Excluded[rule]++
+			continue
+		}
+		if !job.ValidInstanceID(in.ID) {
+			rep.Excluded[ruleInvalidID]++
+			continue
+		}
+		rep.Missing++
+		if found {
+			rep.Failed++
+		}
+		missing = append(missing, in.ID)
+	}
+	if dryRun || len(missing) == 0 {
+		return rep, install.Result{}, nil
+	}
+	res := s.enqueue(region, sweepID, at, missing)
+	for _, n := range res.Next {
+		rep.Enqueued += len(n.Message.Instances)
+		rep.SpreadSeconds = max(rep.SpreadSeconds, n.Delay.Seconds())
+	}
+	rep.Messages = len(res.Next)
+	return rep, res, nil
+}
+
+// list returns the region's running instances, without duplicates, sorted
+// by id.
+func (s *Service) list(ctx context.Context, region string) ([]ecs.Instance, error) {
+	if s.ECS == nil {
+		return nil, fault.Invalidf("reconcile.list", "no ECS client configured")
+	}
+	cl, err := s.ECS(ctx, region)
+	if err != nil {
+		return nil, fmt.Errorf("build the ECS client: %w", err)
+	}
+	all, err := cl.ListInstances(ctx, ecs.StatusRunning)
+	if err != nil {
+		return nil, fmt.Errorf("list the running instances of %s: %w", region, err)
+	}
+	byID := make(map[string]ecs.Instance, len(all))
+	for _, in := range all {
+		if in.ID != "" {
+			byID[in.ID] = in
+		}
+	}
+	out := make([]ecs.Instance, 0, len(byID))
+	for _, id := range slices.Sorted(maps.Keys(byID)) {
+		out = append(out, byID[id])
+	}
+	return out, nil
+}
+
+// clients asks HBR for the clients of instances, MaxClientIDs ids a call,
+// and keeps one per instance: ACTIVATED over INSTALLING over the rest.
+func (s *Service) clients(ctx context.Context, region string, instances []ecs.Instance) (map[string]hbr.BackupClient, error) {
+	out := map[string]hbr.BackupClient{}
+	if len(instances) == 0 {
+		return out, nil
+	}
+	if s.HBR == nil {
+		return nil, fault.Invalidf("reconcile.clients", "no HBR client configured")
+	}
+	cl, err := s.HBR(ctx, region)
+	if err != nil {
+		return nil, fmt.Errorf("build the HBR client: %w", err)
+	}
+	ids := make([]string, len(instances))
+	for i, in := range instances {
+		ids[i] = in.ID
+	}
+	for chunk := range slices.Chunk(ids, MaxClientIDs) {
+		got, err := cl.DescribeBackupClients(ctx, chunk)
+		if err != nil {
+			return nil, fmt.Errorf("describe the backup clients of %d instances: %w", len(chunk), err)
+		}
+		for _, bc := range got {
+			if prev, ok := out[bc.InstanceID]; !ok || rank(bc.Status) < rank(prev.Status) {
+				out[bc.InstanceID] = bc
+			}
+		}
+	}
+	return out, nil
+}
+
+func rank(status string) int {
+	switch status {
+	case statusActivated:
+		return 0
+	case statusInstalling:
+		return 1
+	}
+	return 2
+}
+
+// enqueue builds one install-retry message per job.MaxInstances missing
+// instances; message k is delayed by Delay(k). Each instance's readiness
+// deadline counts from its message's delivery, so a long spread does not
+// eat into its readiness window.
+func (s *Service) enqueue(region, sweepID string, at time.Time, ids []string) install.Result {
+	now := s.now()
+	installer := &install.Service{Policy: s.Policy, Now: func() time.Time { return now }}
+	var res install.Result
+	for k, chunk := range slices.Collect(slices.Chunk(ids, job.MaxInstances)) {
+		delay := s.Delay(k)
+		instances := make([]job.Instance, len(chunk))
+		for i, id := range chunk {
+			instances[i] = job.Instance{
+				ID:            id,
+				JobID:         job.JobID(EventSource, sweepID, id),
+				OriginEventID: OriginPrefix + sweepID,
+				EventTime:     at,
+				FirstSeen:     now,
+				ReadyBy:       now.Add(delay + s.Policy.ReadinessTimeout),
+			}
+		}
+		res.Merge(installer.Defer(region, instances, delay))
+	}
+	return res
+}
+
+// Delay is the delay of the k-th message (k from 0) of a sweep:
+// k·job.MaxInstances·60s/Rate, at least one second and at most MaxDelay.
+func (s *Service) Delay(k int) time.Duration {
+	d := time.Second
+	if s.Rate > 0 && k > 0 {
+		d = time.Duration(k) * job.MaxInstances * time.Minute / time.Duration(s.Rate)
+	}
+	return min(max(d, time.Second), MaxDelay)
+}

@@ -1,0 +1,331 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecs"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbr"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/install"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/scope"
+)
+
+// listerFunc fakes Lister.
+type listerFunc func(status string) ([]ecs.Instance, error)
+
+func (f listerFunc) ListInstances(_ context.Context, status string) ([]ecs.Instance, error) {
+	return f(status)
+}
+
+// clientsFake fakes ClientLister over a fixed set of clients and records the
+// id lists it was asked about.
+type clientsFake struct {
+	mu      sync.Mutex
+	clients []hbr.BackupClient
+	err     error
+	asked   [][]string
+}
+
+func (f *clientsFake) DescribeBackupClients(_ context.Context, ids []string) ([]hbr.BackupClient, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.asked = append(f.asked, append([]string(nil), ids...))
+	if f.err != nil {
+		return nil, f.err
+	}
+	var out []hbr.BackupClient
+	for _, c := range f.clients {
+		for _, id := range ids {
+			if c.InstanceID == id {
+				out = append(out, c)
+			}
+		}
+	}
+	return out, nil
+}
+
+var (
+	t0     = time.Date(2026, 11, 27, 3, 0, 5, 0, time.UTC)
+	sweepT = time.Date(2026, 11, 27, 3, 0, 0, 0, time.UTC)
+	policy = install.Policy{ReadinessTimeout: 10 * time.Minute}
+)
+
+func running(id string, tags map[string]string) ecs.Instance {
+	return ecs.Instance{ID: id, Status: ecs.StatusRunning, Tags: tags}
+}
+
+func service(t *testing.T, instances []ecs.Instance, cl *clientsFake, rules scope.Rules) *Service {
+	t.Helper()
+	return &Service{
+		ECS: func(context.Context, string) (Lister, error) {
+			return listerFunc(func(status string) ([]ecs.Instance, error) {
+				assert.Equal(t, ecs.StatusRunning, status, "only running instances are swept")
+				return instances, nil
+			}), nil
+		},
+		HBR:    func(context.Context, string) (ClientLister, error) { return cl, nil },
+		Scope:  rules,
+		Policy: policy,
+		Rate:   600,
+		Now:    func() time.Time { return t0 },
+	}
+}
+
+func idsOf(res install.Result) []string {
+	var out []string
+	for _, n := range res.Next {
+		out = append(out, n.Message.IDs()...)
+	}
+	return out
+}
+
+func numbered(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("i-%s%04d", prefix, i)
+	}
+	return out
+}
+
+func TestSweepCounts(t *testing.T) {
+	t.Parallel()
+	rules, err := scope.Parse("", "backup=off", "", "")
+	require.NoError(t, err)
+	instances := []ecs.Instance{
+		running("i-covered1", nil),
+		running("i-covered2", map[string]string{"backup": "off"}), // covered wins over excluded
+		running("i-install1", nil),
+		running("i-exclude1", map[string]string{"backup": "off"}),
+		running("i-missing2", nil),
+		running("i-missing1", nil),
+		running("i-missing1", nil), // listed twice
+		running("i-failed01", nil),
+		running("i-two00001", nil),
+		running("i_bad", nil), // not an id the job schema takes
+	}
+	clients := []hbr.BackupClient{
+		{InstanceID: "i-covered1", Status: "ACTIVATED"},
+		{InstanceID: "i-covered2", Status: "ACTIVATED"},
+		{InstanceID: "i-install1", Status: "INSTALLING"},
+		{InstanceID: "i-failed01", Status: "INSTALL_FAILED"},
+		{InstanceID: "i-two00001", Status: "INSTALL_FAILED"},
+		{InstanceID: "i-two00001", Status: "ACTIVATED"}, // the ACTIVATED one counts
+	}
+	tests := []struct {
+		name         string
+		dryRun       bool
+		wantEnqueued []string
+	}{
+		{"enforce", false, []string{"i-failed01", "i-missing1", "i-missing2"}},
+		{"dry run", true, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			svc := service(t, instances, &clientsFake{clients: clients}, rules)
+			rep, res, err := svc.Sweep(context.Background(), "cn-hangzhou", "2026-11-27T03:00:00Z", sweepT, tt.dryRun)
+			require.NoError(t, err)
+			assert.Equal(t, Report{
+				Region: "cn-hangzhou", SweepID: "2026-11-27T03:00:00Z", DryRun: tt.dryRun,
+				Listed: 9, Total: 9, Covered: 3, Installing: 1, Missing: 3, Failed: 1,
+				Enqueued: len(tt.wantEnqueued), Messages: min(len(tt.wantEnqueued), 1),
+				Excluded:      map[string]int{"exclude tag backup=off": 1, ruleInvalidID: 1},
+				ClientStatus:  map[string]int{"ACTIVATED": 3, "INSTALLING": 1, "INSTALL_FAILED": 1},
+				SpreadSeconds: map[bool]float64{true: 0, false: 1}[tt.dryRun],
+			}, rep)
+			assert.Equal(t, rep.Total, rep.Covered+rep.Installing+rep.ExcludedTotal()+rep.Missing)
+			assert.Equal(t, tt.wantEnqueued, idsOf(res))
+			assert.Empty(t, res.Outcomes)
+		})
+	}
+}
+
+func TestSweepBuildsInstallRetryMessages(t *testing.T) {
+	t.Parallel()
+	ids := numbered("miss", 45)
+	var instances []ecs.Instance
+	for _, id := range ids {
+		instances = append(instances, running(id, nil))
+	}
+	svc := service(t, instances, &clientsFake{}, scope.Rules{})
+	svc.Rate = 300 // 20 instances every 4 s
+	rep, res, err := svc.Sweep(context.Background(), "cn-hangzhou", "s1", sweepT, false)
+	require.NoError(t, err)
+	assert.Equal(t, 45, rep.Enqueued)
+	assert.Equal(t, 3, rep.Messages)
+	assert.Equal(t, 8.0, rep.SpreadSeconds)
+	require.Len(t, res.Next, 3)
+
+	wantDelays := []time.Duration{time.Second, 4 * time.Second, 8 * time.Second}
+	wantSizes := []int{20, 20, 5}
+	for k, n := range res.Next {
+		m := n.Message
+		assert.Equal(t, wantDelays[k], n.Delay, "message %d", k)
+		assert.Len(t, m.Instances, wantSizes[k])
+		assert.Equal(t, job.KindInstallRetry, m.Kind)
+		assert.Equal(t, "cn-hangzhou", m.Region)
+		assert.Equal(t, "reconcile:s1", m.OriginEventID)
+		assert.Equal(t, t0.Add(n.Delay+policy.ReadinessTimeout), m.Deadline, "the readiness window starts at delivery")
+		for _, in := range m.Instances {
+			assert.Equal(t, job.JobID(EventSource, "s1", in.ID), in.JobID)
+			assert.Equal(t, "reconcile:s1", in.OriginEventID)
+			assert.Equal(t, sweepT, in.EventTime)
+			assert.Equal(t, t0, in.FirstSeen)
+			assert.Equal(t, m.Deadline, in.ReadyBy)
+			assert.Zero(t, in.Attempts)
+		}
+		_, err := job.Encode(m)
+		assert.NoError(t, err, "message %d encodes", k)
+	}
+	assert.Equal(t, ids, idsOf(res))
+
+	// The same sweep id gives the same job ids (a redelivered timer
+	// invocation); another sweep gives others.
+	_, again, err := svc.Sweep(context.Background(), "cn-hangzhou", "s1", sweepT, false)
+	require.NoError(t, err)
+	_, other, err := svc.Sweep(context.Background(), "cn-hangzhou", "s2", sweepT, false)
+	require.NoError(t, err)
+	assert.Equal(t, res.Next[0].Message.Instances[0].JobID, again.Next[0].Message.Instances[0].JobID)
+	assert.NotEqual(t, res.Next[0].Message.Instances[0].JobID, other.Next[0].Message.Instances[0].JobID)
+}
+
+func TestSweepAsksForClientsInChunks(t *testing.T) {
+	t.Parallel()
+	var instances []ecs.Instance
+	for _, id := range numbered("many", 250) {
+		instances = append(instances, running(id, nil))
+	}
+	cl := &clientsFake{}
+	rep, _, err := service(t, instances, cl, scope.Rules{}).Sweep(context.Background(), "cn-hangzhou", "s", sweepT, true)
+	require.NoError(t, err)
+	assert.Equal(t, 250, rep.Missing)
+	var sizes []int
+	for _, a := range cl.asked {
+		sizes = append(sizes, len(a))
+	}
+	assert.Equal(t, []int{100, 100, 50}, sizes)
+}
+
+func TestSweepIsBoundedByMax(t *testing.T) {
+	t.Parallel()
+	ids := numbered("cap", 30)
+	var instances []ecs.Instance
+	for i := len(ids) - 1; i >= 0; i-- { // listed in reverse: the first by id are kept
+		instances = append(instances, running(ids[i], nil))
+	}
+	svc := service(t, instances, &clientsFake{}, scope.Rules{})
+	svc.Max = 25
+	rep, res, err := svc.Sweep(context.Background(), "cn-hangzhou", "s", sweepT, false)
+	require.NoError(t, err)
+	assert.True(t, rep.Truncated)
+	assert.Equal(t, 30, rep.Listed)
+	assert.Equal(t, 25, rep.Total)
+	assert.Equal(t, ids[:25], idsOf(res))
+}
+
+func TestSweepErrors(t *testing.T) {
+	t.Parallel()
+	throttled := fault.Wrap("ecs.DescribeInstances", fault.Retryable, "Throttling.User", errors.New("slow down"))
+	denied := fault.Wrap("hbr.DescribeBackupClients", fault.Permanent, "Forbidden.RAM", errors.New("no"))
+	noCreds := fault.Invalidf("cloudauth.FromContext", "no credentials")
+	one := []ecs.Instance{running("i-one00001", nil)}
+	tests := []struct {
+		name     string
+		region   string
+		sweepID  string
+		mutate   func(s *Service)
+		wantKind fault.Kind
+		wantErr  error
+		wantCode string
+	}{
+		{"bad region", "Hangzhou!", "s", func(*Service) {}, fault.Invalid, nil, ""},
+		{"bad sweep id", "cn-hangzhou", "../x", func(*Service) {}, fault.Invalid, nil, ""},
+		{"empty sweep id", "cn-hangzhou", "", func(*Service) {}, fault.Invalid, nil, ""},
+		{"ECS throttled", "cn-hangzhou", "s", func(s *Service) {
+			s.ECS = func(context.Context, string) (Lister, error) {
+				return listerFunc(func(string) ([]ecs.Instance, error) { return nil, throttled }), nil
+			}
+		}, fault.Retryable, throttled, "Throttling.User"},
+		{"ECS client cannot be built", "cn-hangzhou", "s", func(s *Service) {
+			s.ECS = func(context.Context, string) (Lister, error) { return nil, noCreds }
+		}, fault.Invalid, noCreds, ""},
+		{"HBR denied", "cn-hangzhou", "s", func(s *Service) {
+			s.HBR = func(context.Context, string) (ClientLister, error) { return &clientsFake{err: denied}, nil }
+		}, fault.Permanent, denied, "Forbidden.RAM"},
+		{"HBR client cannot be built", "cn-hangzhou", "s", func(s *Service) {
+			s.HBR = func(context.Context, string) (ClientLister, error) { return nil, noCreds }
+		}, fault.Invalid, noCreds, ""},
+		{"no ECS configured", "cn-hangzhou", "s", func(s *Service) { s.ECS = nil }, fault.Invalid, nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			svc := service(t, one, &clientsFake{}, scope.Rules{})
+			tt.mutate(svc)
+			_, res, err := svc.Sweep(context.Background(), tt.region, tt.sweepID, sweepT, false)
+			require.Error(t, err)
+			assert.Equal(t, tt.wantKind, fault.KindOf(err))
+			if tt.wantErr != nil {
+				assert.ErrorIs(t, err, tt.wantErr)
+			}
+			assert.Equal(t, tt.wantCode, fault.CodeOf(err))
+			assert.Empty(t, res.Next, "nothing is enqueued on error")
+		})
+	}
+}
+
+func TestSweepWithNothingRunning(t *testing.T) {
+	t.Parallel()
+	cl := &clientsFake{}
+	rep, res, err := service(t, nil, cl, scope.Rules{}).Sweep(context.Background(), "cn-hangzhou", "s", sweepT, false)
+	require.NoError(t, err)
+	assert.Zero(t, rep.Total)
+	assert.Empty(t, res.Next)
+	assert.Empty(t, cl.asked, "no HBR call for an empty region")
+}
+
+func TestDelay(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		rate, k int
+		want    time.Duration
+	}{
+		{600, 0, time.Second},
+		{600, 1, 2 * time.Second},
+		{600, 10, 20 * time.Second},
+		{20, 3, 3 * time.Minute},
+		{100000, 1, time.Second}, // 12 ms, raised to the 1 s minimum
+		{0, 50, time.Second},     // no rate: no spreading
+		{1, 1_000_000, MaxDelay}, // capped at the MNS maximum
+	}
+	for _, tt := range tests {
+		s := Service{Rate: tt.rate}
+		assert.Equal(t, tt.want, s.Delay(tt.k), "rate %d, message %d", tt.rate, tt.k)
+	}
+}
+
+func TestValidSweepID(t *testing.T) {
+	t.Parallel()
+	for id, want := range map[string]bool{
+		"2026-11-27T03:00:00Z":                true,
+		"1-6746a1b2-7c3d5e9f0a1b":             true,
+		"manual-1795741200":                   true,
+		"2026-11-27T11:00:00+08:00":           true,
+		"":                                    false,
+		"-x":                                  false,
+		"a b":                                 false,
+		"x/y":                                 false,
+		string(make([]byte, MaxSweepIDLen+1)): false,
+	} {
+		assert.Equal(t, want, ValidSweepID(id), "%q", id)
+	}
+}
