@@ -1,4 +1,5 @@
-# hbr-autoinstall: build, test and deploy the install and poller functions.
+# hbr-autoinstall: build, test and deploy the install, poller and reconcile
+# functions.
 # `make help` lists the targets; variables can be set on the command line,
 # e.g. `make deploy REGIONS=cn-beijing` or `make fuzz FUZZTIME=1m`.
 
@@ -11,7 +12,7 @@ GO       ?= go
 S        ?= s
 # Functions to build: each is ./functions/<fn>, built to dist/<fn>/main, which
 # s.yaml deploys with `code: ./dist/<fn>` and `handler: main`.
-FUNCTIONS ?= install poller
+FUNCTIONS ?= install poller reconcile
 DIST     ?= dist
 # Regions to provision and deploy. EventBridge rules and MNS queues are
 # regional, so the whole stack is deployed once per region.
@@ -33,6 +34,9 @@ ARGS     ?=
 # for events/poller-*.json and the install function for the others.
 FN       ?=
 FUZZTIME ?= 10s
+# Payload make invoke-reconcile sends: a dry run (a report, nothing queued)
+# unless overridden; RECONCILE_EVENT='{}' runs a real sweep by hand.
+RECONCILE_EVENT ?= {"dryRun":true}
 # Fuzz targets as <package under shared/>:<FuzzFunc>.
 FUZZ_TARGETS ?= ecsevent:FuzzParse job:FuzzDecode queueevent:FuzzParse
 
@@ -41,12 +45,12 @@ LDFLAGS   := -s -w -buildid=
 # Names passed to s.yaml (see its vars).
 S_ENV = QUEUE_NAME=$(QUEUE_NAME) DLQ_NAME=$(DLQ_NAME) ROLE_NAME=$(ROLE_NAME)
 
-.PHONY: help build test lint demo bench chaos fuzz provision deploy clean
+.PHONY: help build test lint demo bench chaos fuzz provision deploy invoke-reconcile clean
 
 help: ## List the targets
 	@echo "Usage: make <target> [VAR=value ...]"
 	@echo
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_%-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_%-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo
 	@echo "Variables: FUNCTIONS='$(FUNCTIONS)' REGIONS='$(REGIONS)' FUZZTIME=$(FUZZTIME) ARGS='$(ARGS)'"
 
@@ -84,7 +88,7 @@ fuzz: ## Short fuzz runs of the event, queue-event and job parsers (FUZZTIME=10s
 		$(GO) test -run='^$$' -fuzz="^$${t#*:}\$$" -fuzztime=$(FUZZTIME) ./shared/$${t%%:*}; \
 	done
 
-provision: ## Create or update the RAM role, its policy and the MNS queues in REGIONS (ARGS=-dry-run to preview)
+provision: ## Create or update the RAM role, its policy and the MNS queues in REGIONS (ARGS=-dry-run to preview; -tag-writeback, -topic NAME, -audit add permissions)
 	$(GO) run ./scripts/provision -regions '$(REGIONS)' -queue '$(QUEUE_NAME)' -dlq '$(DLQ_NAME)' \
 		-role '$(ROLE_NAME)' -policy-name '$(POLICY_NAME)' $(ARGS)
 
@@ -104,6 +108,10 @@ invoke-%: ## Invoke a deployed function with events/<name>.json (poller-* → po
 	@test -f events/$*.json || { echo "make invoke-$*: events/$*.json does not exist" >&2; exit 1; }
 	@command -v $(S) >/dev/null || { echo "make invoke-$*: '$(S)' not found; install Serverless Devs: npm i -g @serverless-devs/s" >&2; exit 1; }
 	REGION=$(firstword $(REGIONS)) $(S_ENV) $(S) $(or $(FN),$(if $(filter poller-%,$*),poller,install)) invoke --event-file events/$*.json
+
+invoke-reconcile: ## Run the deployed reconcile sweep by hand in the first region of REGIONS (a dry run; RECONCILE_EVENT='{}' queues installs)
+	@command -v $(S) >/dev/null || { echo "make invoke-reconcile: '$(S)' not found; install Serverless Devs: npm i -g @serverless-devs/s" >&2; exit 1; }
+	REGION=$(firstword $(REGIONS)) $(S_ENV) $(S) reconcile invoke -e '$(RECONCILE_EVENT)'
 
 clean: ## Remove build and coverage output
 	rm -rf $(DIST) coverage.out coverage.html

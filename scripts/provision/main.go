@@ -8,6 +8,12 @@
 // ALIBABA_CLOUD_SECURITY_TOKEN. The account id is looked up with STS
 // GetCallerIdentity unless -account is given. -dry-run prints the rendered
 // policy and the plan and calls nothing but that lookup.
+//
+// The policy grants what the default configuration uses; the optional
+// features add their own statement when asked: -tag-writeback
+// (OUTCOME_TAG_KEY: ecs:TagResources on the account's instances), -topic NAME
+// (OUTCOME_TOPIC: mns:PublishMessage on that topic) and -audit (MODE=audit:
+// ecs:DescribeCloudAssistantStatus).
 package main
 
 import (
@@ -52,6 +58,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		policyFile  = fs.String("policy-template", "scripts/ram/policy.json", "policy template")
 		trustFile   = fs.String("trust-policy", "scripts/ram/trust-policy.json", "role trust policy")
 		dryRun      = fs.Bool("dry-run", false, "print the rendered policy and the plan; change nothing")
+		tagWrite    = fs.Bool("tag-writeback", false, "allow ecs:TagResources on the account's instances (for OUTCOME_TAG_KEY)")
+		topic       = fs.String("topic", "", "allow mns:PublishMessage on this MNS topic (for OUTCOME_TOPIC)")
+		audit       = fs.Bool("audit", false, "allow ecs:DescribeCloudAssistantStatus (for MODE=audit)")
 		ramEndpoint = fs.String("ram-endpoint", provision.RAMEndpoint, "RAM endpoint (host or URL)")
 		stsEndpoint = fs.String("sts-endpoint", provision.STSEndpoint, "STS endpoint (host or URL)")
 		mnsEndpoint = fs.String("mns-endpoint", provision.DefaultMNSEndpoint, "MNS endpoint; {account} and {region} are replaced")
@@ -87,10 +96,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	plan := provision.Plan{
 		PolicyParams: provision.PolicyParams{
-			AccountID: *account,
-			Regions:   strings.FieldsFunc(*regions, func(r rune) bool { return r == ',' || r == ' ' }),
-			Queue:     *queue,
-			DLQ:       *dlq,
+			AccountID:    *account,
+			Regions:      strings.FieldsFunc(*regions, func(r rune) bool { return r == ',' || r == ' ' }),
+			Queue:        *queue,
+			DLQ:          *dlq,
+			TagWriteback: *tagWrite,
+			Topic:        *topic,
+			Audit:        *audit,
 		},
 		RoleName:       *role,
 		PolicyName:     *policyName,

@@ -51,16 +51,56 @@ func TestDryRunPrintsThePolicy(t *testing.T) {
 				}
 			}
 			require.NoError(t, json.Unmarshal(stdout.Bytes(), &policy))
-			require.Len(t, policy.Statement, 2)
+			require.Len(t, policy.Statement, 3)
+			assert.Equal(t, "ecs:DescribeInstances", policy.Statement[1].Action)
 			a := tc.account
 			assert.Equal(t, []any{
 				"acs:mns:cn-hangzhou:" + a + ":/queues/q/messages",
 				"acs:mns:cn-beijing:" + a + ":/queues/q/messages",
 				"acs:mns:cn-hangzhou:" + a + ":/queues/d/messages",
 				"acs:mns:cn-beijing:" + a + ":/queues/d/messages",
-			}, policy.Statement[1].Resource)
+			}, policy.Statement[2].Resource)
 			assert.Contains(t, stderr.String(), "dry run, nothing changed")
 			assert.Contains(t, stderr.String(), "queue d in cn-beijing (retention 604800s)")
+		})
+	}
+}
+
+func TestDryRunOptionalPermissions(t *testing.T) {
+	t.Parallel()
+	type statement struct {
+		Action   any
+		Resource any
+	}
+	tests := []struct {
+		name  string
+		flags []string
+		want  []statement // after the template's three statements
+	}{
+		{"none", nil, nil},
+		{"tag write-back", []string{"-tag-writeback"}, []statement{
+			{"ecs:TagResources", []any{"acs:ecs:cn-hangzhou:4444:instance/*", "acs:ecs:cn-beijing:4444:instance/*"}},
+		}},
+		{"all", []string{"-audit", "-topic", "hbr-alerts", "-tag-writeback"}, []statement{
+			{"ecs:TagResources", []any{"acs:ecs:cn-hangzhou:4444:instance/*", "acs:ecs:cn-beijing:4444:instance/*"}},
+			{"mns:PublishMessage", []any{"acs:mns:cn-hangzhou:4444:/topics/hbr-alerts/messages", "acs:mns:cn-beijing:4444:/topics/hbr-alerts/messages"}},
+			{"ecs:DescribeCloudAssistantStatus", "*"},
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var stdout, stderr bytes.Buffer
+			args := append(append([]string{"-dry-run", "-account", "4444", "-regions", "cn-hangzhou cn-beijing"}, files...), tc.flags...)
+			require.NoError(t, run(context.Background(), args, env(nil), &stdout, &stderr))
+			var policy struct{ Statement []statement }
+			require.NoError(t, json.Unmarshal(stdout.Bytes(), &policy))
+			require.Len(t, policy.Statement, 3+len(tc.want))
+			var added []statement
+			if len(tc.want) > 0 {
+				added = policy.Statement[3:]
+			}
+			assert.Equal(t, tc.want, added)
 		})
 	}
 }
@@ -78,6 +118,7 @@ func TestRunRejects(t *testing.T) {
 		{"stray argument", []string{"-account", "1", "extra"}, "unexpected arguments"},
 		{"no credentials for a real run", []string{"-account", "1"}, "no credentials"},
 		{"unknown flag", []string{"-acount", "1"}, "flag provided but not defined"},
+		{"bad topic", []string{"-account", "1", "-topic", "hbr/alerts"}, `topic name "hbr/alerts"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -10,7 +10,7 @@
 // ([LoadSchema], from [ReferenceSchemaPath]) and the project's deployment
 // rules (EventBridge
 // trigger fields, filter patterns, dead-letter ARNs, queue names, timeouts,
-// the fc3 trigger-ordering quirk).
+// the fc3 trigger-ordering quirk, timer expressions and payloads).
 //
 // Check returns problems as values, not errors; Parse and ParseSchema return
 // plain errors for unreadable input. Nothing here is classified with
@@ -236,7 +236,12 @@ func (c *checker) function(fn Function, used, triggers map[string]bool) {
 			c.add(r, p+".triggerName", "duplicate trigger name %q", name)
 		}
 		names[name] = true
-		if typ, _ := tr["triggerType"].(string); typ != "eventbridge" {
+		typ, _ := tr["triggerType"].(string)
+		if typ == "timer" {
+			cfg, _ := tr["triggerConfig"].(map[string]any)
+			c.timer(r, p+".triggerConfig", cfg)
+		}
+		if typ != "eventbridge" {
 			continue
 		}
 		eb++

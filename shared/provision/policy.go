@@ -36,12 +36,42 @@ var (
 	errNoRegion = errors.New("no regions")
 )
 
-// PolicyParams are the values rendered into the policy template.
+// PolicyParams are the values rendered into the policy template, and the
+// optional features whose permissions are added to it.
 type PolicyParams struct {
 	AccountID string
 	Regions   []string
 	Queue     string
 	DLQ       string
+	// TagWriteback adds ecs:TagResources on the account's instances in
+	// every region (OUTCOME_TAG_KEY).
+	TagWriteback bool
+	// Topic, when set, adds mns:PublishMessage on that topic in every
+	// region (OUTCOME_TOPIC).
+	Topic string
+	// Audit adds ecs:DescribeCloudAssistantStatus (MODE=audit checks
+	// readiness instead of installing).
+	Audit bool
+}
+
+// OptionalStatements returns the statements the optional features add to
+// the template, in a fixed order (tag write-back, topic, audit), with the
+// same placeholders as the template (${REGION}, ${ACCOUNT_ID}) and the
+// topic's name written in.
+func (p PolicyParams) OptionalStatements() []map[string]any {
+	var out []map[string]any
+	if p.TagWriteback {
+		out = append(out, map[string]any{"Effect": "Allow", "Action": "ecs:TagResources",
+			"Resource": "acs:ecs:" + PlaceholderRegion + ":" + PlaceholderAccount + ":instance/*"})
+	}
+	if p.Topic != "" {
+		out = append(out, map[string]any{"Effect": "Allow", "Action": "mns:PublishMessage",
+			"Resource": "acs:mns:" + PlaceholderRegion + ":" + PlaceholderAccount + ":/topics/" + p.Topic + "/messages"})
+	}
+	if p.Audit {
+		out = append(out, map[string]any{"Effect": "Allow", "Action": "ecs:DescribeCloudAssistantStatus", "Resource": "*"})
+	}
+	return out
 }
 
 // Validate reports every malformed value in p as one Invalid error.
@@ -71,13 +101,17 @@ func (p PolicyParams) Validate() error {
 	if p.Queue != "" && p.Queue == p.DLQ {
 		errs = append(errs, fmt.Errorf("the queue and the dead-letter queue are both %q", p.Queue))
 	}
+	if p.Topic != "" && !queueRe.MatchString(p.Topic) {
+		errs = append(errs, fmt.Errorf("topic name %q: an MNS topic name is 1-120 letters, digits or '-', starting with a letter", p.Topic))
+	}
 	if len(errs) > 0 {
 		return fault.Wrap("provision.PolicyParams", fault.Invalid, "", errors.Join(errs...))
 	}
 	return nil
 }
 
-// RenderPolicy renders a policy template: every Resource entry containing
+// RenderPolicy renders a policy template: the optional statements of p
+// (OptionalStatements) are appended, every Resource entry containing
 // ${REGION} is repeated once per region (in the order given), and ${REGION},
 // ${ACCOUNT_ID}, ${QUEUE} and ${DLQ} are replaced. The result is compact JSON
 // with sorted keys. It returns an Invalid error for bad parameters, a
@@ -93,6 +127,9 @@ func RenderPolicy(template []byte, p PolicyParams) ([]byte, error) {
 		return nil, fault.Wrap(op, fault.Invalid, "", fmt.Errorf("policy template: %w", err))
 	}
 	fixed := strings.NewReplacer(PlaceholderAccount, p.AccountID, PlaceholderQueue, p.Queue, PlaceholderDLQ, p.DLQ)
+	for _, st := range p.OptionalStatements() {
+		doc["Statement"] = append(doc["Statement"].([]any), st)
+	}
 	for _, st := range doc["Statement"].([]any) {
 		st := st.(map[string]any)
 		if res, ok := st["Resource"]; ok {

@@ -1,8 +1,10 @@
 // Package provision creates what the functions need before they are
 // deployed, idempotently: the RAM role Function Compute runs them as (trusted
 // by fc.aliyuncs.com), a custom least-privilege policy rendered from
-// scripts/ram/policy.json for every region deployed, the policy's attachment
-// to the role, and the MNS job queue and dead-letter queue in each region.
+// scripts/ram/policy.json for every region deployed (plus one statement per
+// optional feature turned on: PolicyParams.TagWriteback, Topic, Audit), the
+// policy's attachment to the role, and the MNS job queue and dead-letter
+// queue in each region.
 //
 // A second run with the same plan changes nothing: every step reads first
 // (GetRole, GetPolicy, ListPoliciesForRole, queue attributes) and writes only
@@ -30,7 +32,7 @@ import (
 // Descriptions given to the resources this package creates.
 const (
 	roleDescription   = "Execution role of the hbr-autoinstall functions (Function Compute)."
-	policyDescription = "hbr-autoinstall: install HBR clients, poll their tasks, send job messages."
+	policyDescription = "hbr-autoinstall: list instances, install HBR clients, poll their tasks, send job messages."
 )
 
 // Queue attributes: the job queue keeps MNS's defaults; the dead-letter

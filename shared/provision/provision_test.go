@@ -47,6 +47,7 @@ func testPlan(t *testing.T) Plan {
 // testPlan.
 const wantPolicy = `{"Statement":[` +
 	`{"Action":["hbr:InstallBackupClients","hbr:DescribeTask","hbr:DescribeBackupClients"],"Effect":"Allow","Resource":"*"},` +
+	`{"Action":"ecs:DescribeInstances","Effect":"Allow","Resource":"*"},` +
 	`{"Action":"mns:SendMessage","Effect":"Allow","Resource":[` +
 	`"acs:mns:cn-hangzhou:1234567890123456:/queues/hbr-autoinstall-jobs/messages",` +
 	`"acs:mns:cn-shanghai:1234567890123456:/queues/hbr-autoinstall-jobs/messages",` +
@@ -66,10 +67,61 @@ func TestRenderPolicyRepositoryTemplate(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, `{"Statement":[`+
 		`{"Action":["hbr:InstallBackupClients","hbr:DescribeTask","hbr:DescribeBackupClients"],"Effect":"Allow","Resource":"*"},`+
+		`{"Action":"ecs:DescribeInstances","Effect":"Allow","Resource":"*"},`+
 		`{"Action":"mns:SendMessage","Effect":"Allow","Resource":[`+
 		`"acs:mns:ap-southeast-1:1234567890123456:/queues/hbr-autoinstall-jobs/messages",`+
 		`"acs:mns:ap-southeast-1:1234567890123456:/queues/hbr-autoinstall-dlq/messages"]}`+
 		`],"Version":"1"}`, string(got))
+}
+
+// TestRenderPolicyOptionalStatements checks the exact documents the
+// optional features render to: each adds one statement, nothing else
+// changes.
+func TestRenderPolicyOptionalStatements(t *testing.T) {
+	t.Parallel()
+	base := wantPolicy[:len(wantPolicy)-len(`],"Version":"1"}`)]
+	const (
+		tags = `{"Action":"ecs:TagResources","Effect":"Allow","Resource":[` +
+			`"acs:ecs:cn-hangzhou:1234567890123456:instance/*","acs:ecs:cn-shanghai:1234567890123456:instance/*"]}`
+		topic = `{"Action":"mns:PublishMessage","Effect":"Allow","Resource":[` +
+			`"acs:mns:cn-hangzhou:1234567890123456:/topics/hbr-alerts/messages",` +
+			`"acs:mns:cn-shanghai:1234567890123456:/topics/hbr-alerts/messages"]}`
+		audit = `{"Action":"ecs:DescribeCloudAssistantStatus","Effect":"Allow","Resource":"*"}`
+	)
+	tests := []struct {
+		name   string
+		params func(p *PolicyParams)
+		extra  []string
+	}{
+		{"none", func(*PolicyParams) {}, nil},
+		{"tag write-back", func(p *PolicyParams) { p.TagWriteback = true }, []string{tags}},
+		{"topic", func(p *PolicyParams) { p.Topic = "hbr-alerts" }, []string{topic}},
+		{"audit", func(p *PolicyParams) { p.Audit = true }, []string{audit}},
+		{"all three", func(p *PolicyParams) { p.TagWriteback, p.Topic, p.Audit = true, "hbr-alerts", true }, []string{tags, topic, audit}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			plan := testPlan(t)
+			tt.params(&plan.PolicyParams)
+			got, err := RenderPolicy(plan.PolicyTemplate, plan.PolicyParams)
+			require.NoError(t, err)
+			want := base
+			for _, st := range tt.extra {
+				want += "," + st
+			}
+			assert.Equal(t, want+`],"Version":"1"}`, string(got))
+		})
+	}
+
+	// One region: every resource is a single string.
+	plan := testPlan(t)
+	plan.Regions = []string{"ap-southeast-1"}
+	plan.TagWriteback, plan.Topic = true, "hbr-alerts"
+	got, err := RenderPolicy(plan.PolicyTemplate, plan.PolicyParams)
+	require.NoError(t, err)
+	assert.Contains(t, string(got), `{"Action":"ecs:TagResources","Effect":"Allow","Resource":"acs:ecs:ap-southeast-1:1234567890123456:instance/*"}`)
+	assert.Contains(t, string(got), `{"Action":"mns:PublishMessage","Effect":"Allow","Resource":"acs:mns:ap-southeast-1:1234567890123456:/topics/hbr-alerts/messages"}`)
 }
 
 func TestRenderPolicyRejects(t *testing.T) {
@@ -92,6 +144,7 @@ func TestRenderPolicyRejects(t *testing.T) {
 		{"duplicate region", tmpl, func(p *PolicyParams) { p.Regions = []string{"cn-hangzhou", "cn-hangzhou"} }, "listed twice"},
 		{"bad queue", tmpl, func(p *PolicyParams) { p.Queue = "1q" }, `queue name "1q"`},
 		{"same queue twice", tmpl, func(p *PolicyParams) { p.DLQ = "q" }, "both \"q\""},
+		{"bad topic", tmpl, func(p *PolicyParams) { p.Topic = "alerts/x" }, `topic name "alerts/x"`},
 		{"not JSON", []byte(`{"Version":`), func(*PolicyParams) {}, "not a JSON object"},
 		{"no statements", []byte(`{"Version":"1","Statement":[]}`), func(*PolicyParams) {}, `missing "Statement" list`},
 		{"unknown placeholder", []byte(`{"Version":"1","Statement":[{"Resource":"acs:mns:${REGION}:${ACCOUNT}:/queues/x"}]}`), func(*PolicyParams) {}, "unknown placeholder ${ACCOUNT}"},
@@ -263,6 +316,7 @@ func TestRunConvergesDrift(t *testing.T) {
 	const oldPolicy = `{"Version":"1","Statement":[{"Effect":"Allow","Action":"hbr:*","Resource":"*"}]}`
 	reformatted := "{\n  \"Version\": \"1\",\n  \"Statement\": [\n" +
 		"{\"Effect\": \"Allow\", \"Resource\": \"*\", \"Action\": [\"hbr:DescribeTask\", \"hbr:InstallBackupClients\", \"hbr:DescribeBackupClients\"]},\n" +
+		"{\"Effect\": \"Allow\", \"Resource\": \"*\", \"Action\": [\"ecs:DescribeInstances\"]},\n" +
 		"{\"Effect\": \"Allow\", \"Action\": [\"mns:SendMessage\"], \"Resource\": [\n" +
 		"\"acs:mns:cn-hangzhou:1234567890123456:/queues/hbr-autoinstall-dlq/messages\",\n" +
 		"\"acs:mns:cn-shanghai:1234567890123456:/queues/hbr-autoinstall-dlq/messages\",\n" +
