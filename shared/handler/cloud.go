@@ -1,8 +1,8 @@
-// Package handler holds the two Function Compute handlers: it decodes the
-// trigger's payload, builds the invocation's cloud clients from its
-// credentials, runs the domain step (packages install and poll), sends the
-// follow-up messages, writes the outcome records, and maps the result to the
-// trigger's contract: an error is returned only when the platform retrying the
+// Package handler holds the Function Compute handlers (install, poller,
+// reconcile): each decodes its trigger's payload, builds the invocation's
+// cloud clients from its credentials, runs the domain step (packages install,
+// poll and reconcile), sends the follow-up messages, writes the outcome
+// records, and maps the result to the trigger's contract: an error is returned only when the platform retrying the
 // invocation can help (a follow-up message could not be queued), or when the
 // whole payload is unusable.
 package handler

@@ -128,7 +128,7 @@ func (d *Deps) publish(ctx context.Context, cloud *session, rs []outcome.Record)
 			pub = p
 		}
 		body, _ := json.Marshal(notice(r))
-		if _, err := pub.Publish(ctx, body, string(r.Outcome)); err != nil {
+		if _, err := pub.Publish(ctx, body, r.Outcome.Slug()); err != nil {
 			d.Logger.WarnContext(ctx, "outcome not published", slog.String("instanceId", r.InstanceID),
 				slog.String("error", err.Error()), slog.String("class", fault.KindOf(err).String()))
 		}

@@ -31,7 +31,7 @@ type Report struct {
 	Invocations map[string]int             `json:"invocations"`
 	Pushes      map[string]int             `json:"pushes"`
 	// Rejected counts emulator answers with an error code, keyed
-	// "hbr.<Code>" (throttling, 5xx, not-ready codes, …).
+	// "hbr.<Code>" or "ecs.<Code>" (throttling, 5xx, not-ready codes, …).
 	Rejected map[string]int `json:"rejected"`
 	Errors   []string       `json:"errors"`
 	// Accepted counts accepted (job, instance) pairs.
@@ -68,6 +68,9 @@ func (c *Cloud) Report() Report {
 		r.Calls[k] = v
 	}
 	for k, v := range c.MNS.Calls() {
+		r.Calls[k] = v
+	}
+	for k, v := range c.ECS.Calls() {
 		r.Calls[k] = v
 	}
 	for _, k := range []string{"hbr.InstallBackupClients", "hbr.DescribeTask", "mns.SendMessage"} {

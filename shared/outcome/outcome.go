@@ -51,6 +51,16 @@ func (k Kind) Problem() bool {
 	return k != Installed && k != AlreadyInstalled && k != Skipped
 }
 
+// Slug is the kind as a short lower-case word (at most 16 characters, the
+// MNS message-tag limit): installed, already, failed, not-ready, gone,
+// timeout, cancelled, skipped, would-install.
+func (k Kind) Slug() string {
+	if k == AlreadyInstalled {
+		return "already"
+	}
+	return strings.ToLower(strings.ReplaceAll(string(k), "_", "-"))
+}
+
 // TagValue is the value written on the instance for its outcome:
 // installed, already-installed, failed:<code>, skipped:<rule>, not-ready,
 // gone, timeout, cancelled, would-install. It fits ECS's tag rules (at most
