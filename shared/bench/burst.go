@@ -1,0 +1,193 @@
+package bench
+
+import (
+	"context"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud"
+)
+
+// BurstConfig configures one burst run for the benchmark.
+type BurstConfig struct {
+	// Name labels the run ("default", "coalesce").
+	Name     string
+	Binaries map[string]string
+	Scenario Scenario
+	Scale    Scale
+	// Real is the functions' real-cloud timing (RealTiming()).
+	Real localcloud.Timing
+	// Coalesce is INSTALL_COALESCE_DELAY in real-cloud terms (0: off).
+	Coalesce time.Duration
+	// Batch and BatchWindow are the poller trigger's CountBasedWindow and
+	// TimeBasedWindow (real-cloud; scaled like every delay, without
+	// rounding); MaxInstances bounds each function's processes.
+	Batch, MaxInstances int
+	BatchWindow         time.Duration
+	Seed                int64
+	// Timeout bounds the run (wall clock).
+	Timeout time.Duration
+}
+
+// Burst is what one burst run measured. Durations are seconds of the local
+// (scaled) run unless the name says real.
+type Burst struct {
+	Name string `json:"name"`
+	// CoalesceSeconds is INSTALL_COALESCE_DELAY, real-cloud and local.
+	CoalesceSeconds      float64 `json:"coalesce_seconds"`
+	CoalesceLocalSeconds float64 `json:"coalesce_local_seconds"`
+	Batch                int     `json:"batch"`
+	BatchWindowSeconds   float64 `json:"batch_window_seconds"`
+	MaxInstances         int     `json:"max_instances"`
+
+	Accepted  int            `json:"accepted"`
+	Instances int            `json:"instances"`
+	Installed int            `json:"installed"`
+	ByOutcome map[string]int `json:"by_outcome"`
+	Lost      int            `json:"lost"`
+	Settled   bool           `json:"settled"`
+	Seconds   float64        `json:"seconds"`
+
+	Calls               map[string]int `json:"calls"`
+	HBRCalls            int            `json:"hbr_calls"`
+	HBRCallsPerInstance float64        `json:"hbr_calls_per_instance"`
+	// HBRCallsRatioVsNaive compares HBRCallsPerInstance with the naive
+	// model's for the same scenario.
+	HBRCallsRatioVsNaive float64 `json:"hbr_calls_ratio_vs_naive"`
+	InstallCalls         int     `json:"install_calls"`
+	InstancesPerTask     float64 `json:"instances_per_task"`
+	Tasks                int     `json:"tasks"`
+	DescribeTaskCalls    int     `json:"describe_task_calls"`
+	// DescribeTaskMinimum sums, over tasks, 1 + ceil((d − first delay) /
+	// interval) (at least 1) for a task lasting d.
+	DescribeTaskMinimum int     `json:"describe_task_minimum"`
+	DescribeTaskRatio   float64 `json:"describe_task_ratio_vs_minimum"`
+	MNSSends            int     `json:"mns_sends"`
+	MNSSendsPerInstance float64 `json:"mns_sends_per_instance"`
+	Invocations         int     `json:"fc_invocations"`
+	InvocationsPer      float64 `json:"fc_invocations_per_instance"`
+
+	// OutcomeLatency runs from the completion of the task that activated an
+	// instance (emulator time) to its INSTALLED record (local seconds).
+	OutcomeLatency Percentiles `json:"outcome_latency_seconds"`
+	// LatencyGoalSeconds is the scaled poll interval + 2 s.
+	LatencyGoalSeconds float64 `json:"outcome_latency_goal_seconds"`
+	// EndToEnd runs from acceptance to the INSTALLED record; Real is the
+	// same multiplied back by the scale (the delays dominate it).
+	EndToEnd     Percentiles `json:"end_to_end_seconds"`
+	EndToEndReal Percentiles `json:"end_to_end_real_seconds"`
+
+	// PeakRSSMB is the largest VmHWM of each function's processes (MiB).
+	PeakRSSMB map[string]float64 `json:"peak_rss_mb"`
+	Errors    int                `json:"errors"`
+}
+
+// RunBurst pushes the scenario through the local cloud with the functions'
+// timing scaled down, and measures it.
+func RunBurst(ctx context.Context, cfg BurstConfig) (Burst, error) {
+	local := cfg.Scale.Timing(cfg.Real)
+	plan, err := cfg.Scenario.Plan(cfg.Scale, cfg.Seed, 3*(local.TaskTimeout+local.Margin))
+	if err != nil {
+		return Burst{}, err
+	}
+	env := map[string]string{}
+	b := Burst{Name: cfg.Name, Batch: cfg.Batch, BatchWindowSeconds: cfg.BatchWindow.Seconds(), MaxInstances: cfg.MaxInstances}
+	if cfg.Coalesce > 0 {
+		d := cfg.Scale.Delay(cfg.Coalesce)
+		env["INSTALL_COALESCE_DELAY"] = d.String()
+		b.CoalesceSeconds, b.CoalesceLocalSeconds = cfg.Coalesce.Seconds(), d.Seconds()
+	}
+	obs, err := run(ctx, runConfig{
+		binaries: cfg.Binaries, plan: plan, timing: local, env: env,
+		batch: cfg.Batch, window: windowOf(cfg.Scale, cfg.BatchWindow), maxInstances: cfg.MaxInstances,
+		seed: cfg.Seed, timeout: cfg.Timeout,
+	})
+	if err != nil {
+		return Burst{}, err
+	}
+	b.fill(obs, local, cfg.Scale)
+	return b, nil
+}
+
+func (b *Burst) fill(obs observation, t localcloud.Timing, s Scale) {
+	r := obs.report
+	b.Accepted, b.Instances, b.ByOutcome, b.Lost = r.Accepted, len(r.Outcomes), r.ByOutcome, r.Lost
+	b.Installed = r.ByOutcome["INSTALLED"]
+	b.Settled, b.Seconds, b.Calls, b.Errors = obs.settled, round(obs.elapsed.Seconds(), 1), r.Calls, len(r.Errors)
+	for k, n := range r.Calls {
+		if strings.HasPrefix(k, "hbr.") {
+			b.HBRCalls += n
+		}
+	}
+	b.HBRCallsPerInstance = ratio(float64(b.HBRCalls), float64(b.Installed))
+	b.MNSSends = r.Calls["mns.SendMessage"]
+	b.MNSSendsPerInstance = ratio(float64(b.MNSSends), float64(b.Instances))
+	b.Invocations = r.Invocations["install"] + r.Invocations["poller"]
+	b.InvocationsPer = ratio(float64(b.Invocations), float64(b.Instances))
+
+	b.InstallCalls = r.Calls["hbr.InstallBackupClients"]
+	ids := 0
+	for _, task := range obs.tasks {
+		ids += len(task.Instances)
+	}
+	b.Tasks = len(obs.tasks)
+	b.InstancesPerTask = ratio(float64(ids), float64(b.Tasks))
+	polls := map[string]int{}
+	for _, c := range obs.calls {
+		if c.action == "DescribeTask" {
+			polls[c.taskID]++
+			b.DescribeTaskCalls++
+		}
+	}
+	for _, task := range obs.tasks {
+		if task.Completed.IsZero() {
+			continue
+		}
+		b.DescribeTaskMinimum += minimumPolls(task.Completed.Sub(task.Created), t.FirstPoll, t.Interval)
+	}
+	b.DescribeTaskRatio = ratio(float64(b.DescribeTaskCalls), float64(b.DescribeTaskMinimum))
+
+	completed := map[string]time.Time{}
+	for _, task := range obs.tasks {
+		completed[task.ID] = task.Completed
+	}
+	seen := map[string]bool{}
+	var lat, e2e, e2eReal []time.Duration
+	for _, rec := range obs.records {
+		k := rec.JobID + "/" + rec.InstanceID
+		if seen[k] || rec.Outcome != "INSTALLED" {
+			continue
+		}
+		seen[k] = true
+		if done, ok := completed[rec.TaskID]; ok && !done.IsZero() {
+			lat = append(lat, max(rec.At.Sub(done), 0))
+		}
+		d := time.Duration(rec.Elapsed * float64(time.Second))
+		e2e = append(e2e, d)
+		e2eReal = append(e2eReal, s.Real(d))
+	}
+	b.OutcomeLatency = percentiles(lat)
+	b.LatencyGoalSeconds = (t.Interval + 2*time.Second).Seconds()
+	b.EndToEnd, b.EndToEndReal = percentiles(e2e), percentiles(e2eReal)
+	b.PeakRSSMB = map[string]float64{}
+	for fn, kb := range obs.peakRSS {
+		b.PeakRSSMB[fn] = round(float64(kb)/1024, 1)
+	}
+}
+
+// windowOf scales a TimeBasedWindow, to at least a millisecond: 0 (deliver
+// at once) cannot be passed to localcloud, which takes it as its default.
+func windowOf(s Scale, real time.Duration) time.Duration {
+	return max(s.Span(real), time.Millisecond)
+}
+
+// minimumPolls is the fewest DescribeTask calls the schedule allows for a task
+// lasting d: the first at firstDelay, then one per interval until one falls at
+// or after d.
+func minimumPolls(d, firstDelay, interval time.Duration) int {
+	if d <= firstDelay || interval <= 0 {
+		return 1
+	}
+	return 1 + int(math.Ceil(float64(d-firstDelay)/float64(interval)))
+}

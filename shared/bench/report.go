@@ -1,0 +1,345 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud"
+)
+
+// Config configures a whole `make bench` run.
+type Config struct {
+	// ModuleDir is the module root.
+	ModuleDir string
+	// Scenario is the burst; Scale its speed-up; Seed draws it.
+	Scenario Scenario
+	Scale    Scale
+	Seed     int64
+	// ColdRuns is the number of cold starts per binary (default 11).
+	ColdRuns int
+	// Coalesce is INSTALL_COALESCE_DELAY (real-cloud) of the coalescing run;
+	// 0 skips that run.
+	Coalesce time.Duration
+	// Batch and BatchWindow are the poller trigger's CountBasedWindow and
+	// TimeBasedWindow (real-cloud), the same in both runs.
+	Batch       int
+	BatchWindow time.Duration
+	// MaxInstances bounds each function's processes in the bursts.
+	MaxInstances int
+	// BenchTime is `go test -benchtime` for the handler benchmarks.
+	BenchTime string
+	// Timeout bounds each burst run.
+	Timeout time.Duration
+	// Progress receives one line per step (nil: none).
+	Progress io.Writer
+}
+
+// Doc is the `make bench` JSON document. The top-level figures come from the
+// default-policy burst and the worst of the functions.
+type Doc struct {
+	Command  string  `json:"command"`
+	Machine  Machine `json:"machine"`
+	Date     string  `json:"date"`
+	Seconds  float64 `json:"seconds"`
+	Seed     int64   `json:"seed"`
+	Scale    float64 `json:"scale"`
+	Scenario string  `json:"scenario"`
+	// Timing is the functions' timing in the bursts (local seconds).
+	Timing map[string]float64 `json:"timing_local_seconds"`
+
+	ColdStartRatio             float64 `json:"cold_start_ratio"`
+	FirstAnswerRatio           float64 `json:"first_answer_ratio"`
+	BinarySizeRatio            float64 `json:"binary_size_ratio"`
+	HBRCallsPerInstance        float64 `json:"hbr_calls_per_instance"`
+	HBRCallsRatioVsNaive       float64 `json:"hbr_calls_ratio_vs_naive"`
+	DescribeTaskRatioVsMinimum float64 `json:"describe_task_ratio_vs_minimum"`
+	OutcomeLatencyP99          float64 `json:"outcome_latency_p99_seconds"`
+	PeakRSSMB                  float64 `json:"peak_rss_mb"`
+	Goals                      []Goal  `json:"goals"`
+
+	ColdStart        map[string]ColdStart `json:"cold_start"`
+	BinarySizes      map[string]int64     `json:"binary_size_bytes"`
+	BinarySizeRatios map[string]float64   `json:"binary_size_ratios"`
+	Handler          []GoBench            `json:"handler_benchmarks"`
+	Bursts           []Burst              `json:"bursts"`
+	Naive            Naive                `json:"naive"`
+}
+
+// Run builds the binaries and measures everything, one step after the other
+// so that no step disturbs another.
+func Run(ctx context.Context, cfg Config) (Doc, error) {
+	began := time.Now()
+	say := func(format string, args ...any) {
+		if cfg.Progress != nil {
+			fmt.Fprintf(cfg.Progress, "bench: "+format+"\n", args...)
+		}
+	}
+	rt, err := RealTiming()
+	if err != nil {
+		return Doc{}, err
+	}
+	local := cfg.Scale.Timing(rt)
+	doc := Doc{
+		Machine: ThisMachine(), Date: began.UTC().Format(time.RFC3339), Seed: cfg.Seed, Scale: float64(cfg.Scale),
+		Scenario: cfg.Scenario.describe(cfg.Scale), Timing: timingSeconds(local),
+	}
+
+	dir, err := os.MkdirTemp("", "hbr-bench-")
+	if err != nil {
+		return Doc{}, err
+	}
+	defer os.RemoveAll(dir)
+	say("building the functions and the minimal binary (make build flags, %s)", doc.Machine.GOOS+"/"+doc.Machine.GOARCH)
+	bins, err := Build(ctx, cfg.ModuleDir, dir)
+	if err != nil {
+		return Doc{}, err
+	}
+	if doc.BinarySizes, err = Sizes(bins); err != nil {
+		return Doc{}, err
+	}
+	doc.BinarySizeRatios = map[string]float64{}
+	for _, fn := range localcloud.Functions {
+		doc.BinarySizeRatios[fn] = ratio(float64(doc.BinarySizes[fn]), float64(doc.BinarySizes[Minimal]))
+		doc.BinarySizeRatio = max(doc.BinarySizeRatio, doc.BinarySizeRatios[fn])
+	}
+
+	say("cold starts: %d runs per binary, interleaved", max(cfg.ColdRuns, 1))
+	if doc.ColdStart, err = MeasureColdStart(ctx, ColdConfig{Binaries: bins, ModuleDir: cfg.ModuleDir, Runs: cfg.ColdRuns}); err != nil {
+		return Doc{}, err
+	}
+	for _, fn := range localcloud.Functions {
+		doc.ColdStartRatio = max(doc.ColdStartRatio, doc.ColdStart[fn].NextRatio)
+		doc.FirstAnswerRatio = max(doc.FirstAnswerRatio, doc.ColdStart[fn].AnswerRatio)
+	}
+
+	say("handler benchmarks: go test -bench . -benchmem -benchtime %s ./shared/handler", cfg.BenchTime)
+	if doc.Handler, err = RunGoBench(ctx, cfg.ModuleDir, "./shared/handler", cfg.BenchTime); err != nil {
+		return Doc{}, err
+	}
+
+	plan, err := cfg.Scenario.Plan(cfg.Scale, cfg.Seed, 3*(local.TaskTimeout+local.Margin))
+	if err != nil {
+		return Doc{}, err
+	}
+	doc.Naive = naiveCost(plan.Behaviors, cfg.Scale, rt.MaxAttempts)
+	runs := []BurstConfig{{Name: "default"}}
+	if cfg.Coalesce > 0 {
+		runs = append(runs, BurstConfig{Name: "coalesce", Coalesce: cfg.Coalesce})
+	}
+	for _, bc := range runs {
+		bc.Binaries, bc.Scenario, bc.Scale, bc.Real = bins, cfg.Scenario, cfg.Scale, rt
+		bc.Batch, bc.BatchWindow = cfg.Batch, cfg.BatchWindow
+		bc.MaxInstances, bc.Seed, bc.Timeout = cfg.MaxInstances, cfg.Seed, cfg.Timeout
+		say("burst %q: %d instances, batch %d, coalesce %s", bc.Name, cfg.Scenario.Instances, bc.Batch, bc.Coalesce)
+		b, err := RunBurst(ctx, bc)
+		if err != nil {
+			return Doc{}, fmt.Errorf("burst %s: %w", bc.Name, err)
+		}
+		b.HBRCallsRatioVsNaive = ratio(b.HBRCallsPerInstance, doc.Naive.HBRCallsPerInstance)
+		doc.Bursts = append(doc.Bursts, b)
+	}
+
+	def := doc.Bursts[0]
+	doc.HBRCallsPerInstance = def.HBRCallsPerInstance
+	doc.HBRCallsRatioVsNaive = def.HBRCallsRatioVsNaive
+	doc.DescribeTaskRatioVsMinimum = def.DescribeTaskRatio
+	doc.OutcomeLatencyP99 = def.OutcomeLatency.P99
+	for _, v := range def.PeakRSSMB {
+		doc.PeakRSSMB = max(doc.PeakRSSMB, v)
+	}
+	doc.Goals = []Goal{
+		goal("cold_start_ratio", doc.ColdStartRatio, 1.25, "×", "process start → first GET /next, median, worst function vs minimal"),
+		goal("binary_size_ratio", doc.BinarySizeRatio, 1.8, "×", "stripped (make build flags), worst function vs minimal"),
+		goal("hbr_calls_ratio_vs_naive", doc.HBRCallsRatioVsNaive, 0.3, "×", "HBR calls per installed instance, default policy vs naive model"),
+		goal("describe_task_ratio_vs_minimum", doc.DescribeTaskRatioVsMinimum, 1.1, "×", "sum of DescribeTask calls / sum of per-task schedule minimum"),
+		goal("outcome_latency_p99_seconds", doc.OutcomeLatencyP99, def.LatencyGoalSeconds, "s", "task completion → INSTALLED record, in the scaled run; goal = scaled poll interval + 2 s"),
+		goal("peak_rss_mb", doc.PeakRSSMB, 48, "MiB", "VmHWM, worst function's processes during the burst"),
+	}
+	if !def.Settled || def.Lost > 0 {
+		doc.Goals = append(doc.Goals, Goal{Name: "burst settled without loss", Value: float64(def.Lost), Limit: 0, Met: false,
+			Note: fmt.Sprintf("settled=%v lost=%d", def.Settled, def.Lost)})
+	}
+	doc.Seconds = round(time.Since(began).Seconds(), 1)
+	return doc, nil
+}
+
+func timingSeconds(t localcloud.Timing) map[string]float64 {
+	return map[string]float64{
+		"FIRST_POLL_DELAY": t.FirstPoll.Seconds(), "POLL_INTERVAL": t.Interval.Seconds(),
+		"READINESS_DELAY": t.ReadinessDelay.Seconds(), "READINESS_DELAY_STEP": t.ReadinessStep.Seconds(),
+		"READINESS_TIMEOUT": t.ReadinessTimeout.Seconds(), "TASK_TIMEOUT": t.TaskTimeout.Seconds(),
+		"DEADLINE_MARGIN": t.Margin.Seconds(), "RETRY_BASE_DELAY": t.RetryBase.Seconds(),
+		"RETRY_MAX_DELAY": t.RetryMax.Seconds(), "MAX_INSTALL_ATTEMPTS": float64(t.MaxAttempts),
+	}
+}
+
+// PrintTable writes the document for people.
+func (d Doc) PrintTable(w io.Writer) {
+	fmt.Fprintf(w, "%s — %d × %s, %s/%s, %s — %s, %.0f s\n", orDefault(d.Command, "make bench"), d.Machine.CPUs, d.Machine.CPU,
+		d.Machine.GOOS, d.Machine.GOARCH, d.Machine.Go, d.Date, d.Seconds)
+	fmt.Fprintf(w, "scenario: %s, seed %d\n\n", d.Scenario, d.Seed)
+
+	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
+	fmt.Fprintln(tw, "GOAL\tVALUE\tLIMIT\tMET\tHOW")
+	for _, g := range d.Goals {
+		fmt.Fprintf(tw, "%s\t%g %s\t≤ %g\t%s\t%s\n", g.Name, g.Value, g.Unit, g.Limit, yesNo(g.Met), g.Note)
+	}
+	_ = tw.Flush()
+
+	fmt.Fprintf(w, "\nCold start and size (median of %d fresh processes each, interleaved; ratios to minimal)\n", d.ColdStart[Minimal].Runs)
+	tw = tabwriter.NewWriter(w, 0, 2, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "BINARY\tSIZE (bytes)\tSIZE RATIO\tFIRST /next (ms)\tRATIO\tFIRST ANSWER (ms)\tRATIO\t")
+	for _, name := range append([]string{Minimal}, localcloud.Functions...) {
+		c := d.ColdStart[name]
+		sr := 1.0
+		if name != Minimal {
+			sr = d.BinarySizeRatios[name]
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.3f\t%.2f\t%.3f\t%.2f\t%.3f\t\n", name, d.BinarySizes[name], sr, c.NextMs, c.NextRatio, c.AnswerMs, c.AnswerRatio)
+	}
+	_ = tw.Flush()
+
+	fmt.Fprintln(w, "\nWarm handler cost (go test -bench ./shared/handler, real adapters against in-process emulators)")
+	tw = tabwriter.NewWriter(w, 0, 2, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "BENCHMARK\tITERATIONS\tNS/OP\tB/OP\tALLOCS/OP\t")
+	for _, b := range d.Handler {
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%d\t%d\t\n", b.Name, b.Iterations, b.NsPerOp, b.BytesPerOp, b.AllocsPerOp)
+	}
+	_ = tw.Flush()
+
+	fmt.Fprintf(w, "\nBurst (local cloud at 1:%g; latencies in local seconds unless marked real)\n", d.Scale)
+	fmt.Fprintf(w, "local timing: %s\n", formatTiming(d.Timing))
+	tw = tabwriter.NewWriter(w, 0, 2, 2, ' ', tabwriter.AlignRight)
+	header := "\t"
+	for _, b := range d.Bursts {
+		header += b.Name + "\t"
+	}
+	fmt.Fprintln(tw, header+"naive (model)\t")
+	row := func(label string, naive string, f func(b Burst) string) {
+		line := label + "\t"
+		for _, b := range d.Bursts {
+			line += f(b) + "\t"
+		}
+		fmt.Fprintln(tw, line+naive+"\t")
+	}
+	row("INSTALL_COALESCE_DELAY (real / local s)", "-", func(b Burst) string {
+		return fmt.Sprintf("%g / %g", b.CoalesceSeconds, b.CoalesceLocalSeconds)
+	})
+	row("poller batch: messages / real window s", "-", func(b Burst) string {
+		return fmt.Sprintf("%d / %g", b.Batch, b.BatchWindowSeconds)
+	})
+	row("installed / instances (lost)", fmt.Sprint(d.Naive.Installed), func(b Burst) string {
+		return fmt.Sprintf("%d / %d (%d)", b.Installed, b.Instances, b.Lost)
+	})
+	row("HBR calls", fmt.Sprint(d.Naive.HBRCalls), func(b Burst) string { return fmt.Sprint(b.HBRCalls) })
+	row("HBR calls per installed instance", fmt.Sprint(d.Naive.HBRCallsPerInstance), func(b Burst) string { return fmt.Sprint(b.HBRCallsPerInstance) })
+	row("  ratio vs naive", "1", func(b Burst) string { return fmt.Sprint(b.HBRCallsRatioVsNaive) })
+	row("InstallBackupClients calls", fmt.Sprint(d.Naive.InstallCalls), func(b Burst) string { return fmt.Sprint(b.InstallCalls) })
+	row("DescribeBackupClients calls", "0", func(b Burst) string { return fmt.Sprint(b.Calls["hbr.DescribeBackupClients"]) })
+	row("tasks (instances per task)", "-", func(b Burst) string { return fmt.Sprintf("%d (%.1f)", b.Tasks, b.InstancesPerTask) })
+	row("DescribeTask calls", fmt.Sprint(d.Naive.DescribeCalls), func(b Burst) string { return fmt.Sprint(b.DescribeTaskCalls) })
+	row("DescribeTask schedule minimum", "-", func(b Burst) string { return fmt.Sprint(b.DescribeTaskMinimum) })
+	row("  ratio vs minimum", "-", func(b Burst) string { return fmt.Sprint(b.DescribeTaskRatio) })
+	row("MNS sends per instance", "0", func(b Burst) string { return fmt.Sprint(b.MNSSendsPerInstance) })
+	row("FC invocations per instance", "-", func(b Burst) string { return fmt.Sprint(b.InvocationsPer) })
+	row("outcome latency p50 / p99 / max", fmt.Sprintf("lag %gs real", d.Naive.DetectionLagSeconds), func(b Burst) string {
+		return fmt.Sprintf("%.2f / %.2f / %.2f", b.OutcomeLatency.P50, b.OutcomeLatency.P99, b.OutcomeLatency.Max)
+	})
+	row("  goal p99 ≤ interval + 2 s", "-", func(b Burst) string { return fmt.Sprint(b.LatencyGoalSeconds) })
+	row("acceptance → INSTALLED p50 / p99", "-", func(b Burst) string {
+		return fmt.Sprintf("%.2f / %.2f", b.EndToEnd.P50, b.EndToEnd.P99)
+	})
+	row("  same, real-cloud equivalent", "-", func(b Burst) string {
+		return fmt.Sprintf("%.0fs / %.0fs", b.EndToEndReal.P50, b.EndToEndReal.P99)
+	})
+	row("peak RSS "+strings.Join(localcloud.Functions, " / ")+" (MiB)", "-", func(b Burst) string {
+		var parts []string
+		for _, fn := range localcloud.Functions {
+			parts = append(parts, fmt.Sprintf("%.1f", b.PeakRSSMB[fn]))
+		}
+		return strings.Join(parts, " / ")
+	})
+	row("wall time (s)", "-", func(b Burst) string { return fmt.Sprint(b.Seconds) })
+	_ = tw.Flush()
+	fmt.Fprintf(w, "naive model: %s\n", d.Naive.Model)
+}
+
+// PrintTable writes the chaos result for people.
+func (c Chaos) PrintTable(w io.Writer) {
+	fmt.Fprintf(w, "%s — %d × %s, %s/%s, %s — %.0f s\n", orDefault(c.Command, "make chaos"), c.Machine.CPUs, c.Machine.CPU,
+		c.Machine.GOOS, c.Machine.GOARCH, c.Machine.Go, c.Seconds)
+	fmt.Fprintf(w, "scenario: %s, seed %d\n", c.Scenario, c.Seed)
+	f := c.Faults
+	fmt.Fprintf(w, "faults: HBR 5xx %.0f%%, throttling %.0f%% plus storms of %gs every %gs (90%% throttled), MNS send failures %.0f%%, duplicate deliveries %.0f%%, poller crashes %.0f%% of invocations\n\n",
+		100*f.HBRServerErrors, 100*f.HBRThrottle, f.StormSeconds, f.StormEverySeconds, 100*f.MNSSendFail, 100*f.Duplicate, 100*f.Crash)
+	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
+	fmt.Fprintf(tw, "accepted (job, instance)\t%d\n", c.Accepted)
+	fmt.Fprintf(tw, "instances\t%d\n", c.Instances)
+	var kinds []string
+	for k := range c.Outcomes {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	for _, k := range kinds {
+		fmt.Fprintf(tw, "  %s\t%d\n", k, c.Outcomes[k])
+	}
+	fmt.Fprintf(tw, "lost (must be 0)\t%d\n", c.Lost)
+	fmt.Fprintf(tw, "duplicated terminal outcomes (must be 0)\t%d\n", c.DuplicatedOutcomes)
+	fmt.Fprintf(tw, "forked jobs: same verdict, different reason\t%d\n", c.ForkedOutcomes)
+	fmt.Fprintf(tw, "identical repeated outcomes (allowed)\t%d\n", c.RepeatedOutcomes)
+	fmt.Fprintf(tw, "polled past deadline (must be no)\t%s (%d calls, max overshoot %.0f ms; closest call in time %.0f ms before)\n",
+		yesNo(c.PastDeadline), c.PastDeadlineCalls, c.MaxOvershootMs, c.ClosestToDeadlineMs)
+	fmt.Fprintf(tw, "longest message chain for one job\t%d (%s)\n", c.LongestChain, c.LongestChainJob)
+	fmt.Fprintf(tw, "longest poll chain for one task\t%d\n", c.LongestTaskChain)
+	fmt.Fprintf(tw, "dead-lettered\t%d\n", c.DeadLettered)
+	fmt.Fprintf(tw, "HBR calls: install / describe\t%d / %d\n", c.Calls["hbr.InstallBackupClients"], c.Calls["hbr.DescribeTask"])
+	fmt.Fprintf(tw, "MNS sends\t%d\n", c.Calls["mns.SendMessage"])
+	fmt.Fprintf(tw, "FC invocations: install / poller\t%d / %d\n", c.Invocations["install"], c.Invocations["poller"])
+	fmt.Fprintf(tw, "function errors logged\t%d\n", c.Errors)
+	fmt.Fprintf(tw, "settled\t%s\n", yesNo(c.Settled))
+	_ = tw.Flush()
+	for _, e := range c.ConflictSamples {
+		fmt.Fprintf(w, "  %s\n", e)
+	}
+	for _, e := range c.ErrorSamples {
+		fmt.Fprintf(w, "  error sample: %s\n", e)
+	}
+	verdict := "PASS"
+	if !c.Pass {
+		verdict = "FAIL"
+	}
+	fmt.Fprintf(w, "\n%s\n", verdict)
+}
+
+func formatTiming(t map[string]float64) string {
+	keys := make([]string, 0, len(t))
+	for k := range t {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s=%g", k, t[k]))
+	}
+	return strings.Join(parts, " ")
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}

@@ -1,0 +1,130 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud"
+)
+
+// binaries are the functions and the minimal binary, built once.
+var binaries map[string]string
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		dir, err := os.MkdirTemp("", "bench-test-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		root, err := localcloud.ModuleRoot(".")
+		if err == nil {
+			binaries, err = Build(context.Background(), root, dir)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "build:", err)
+			return 1
+		}
+		return m.Run()
+	}())
+}
+
+// smallScenario is a burst of 20 that runs in seconds at 1:30.
+func smallScenario() Scenario {
+	sc := DefaultScenario().WithInstances(20)
+	sc.Arrival = 30 * time.Second
+	sc.ReadyMin, sc.ReadyMax = 30*time.Second, time.Minute
+	sc.TaskMin, sc.TaskMax = time.Minute, 2*time.Minute
+	return sc
+}
+
+// realTiming is the product's timing; with short, the task timeout is cut so
+// that hung installs reach their deadline within a test.
+func realTiming(t *testing.T, short bool) localcloud.Timing {
+	rt, err := RealTiming()
+	require.NoError(t, err)
+	if short {
+		rt.TaskTimeout, rt.Margin = 150*time.Second, 30*time.Second
+	}
+	return rt
+}
+
+func TestRunBurstSmall(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b, err := RunBurst(ctx, BurstConfig{
+		Name: "small", Binaries: binaries, Scenario: smallScenario(), Scale: 30, Real: realTiming(t, false),
+		Coalesce: 30 * time.Second, Batch: 5, BatchWindow: 2 * time.Second, MaxInstances: 2, Seed: 3, Timeout: 50 * time.Second,
+	})
+	require.NoError(t, err)
+	assert.True(t, b.Settled)
+	assert.Equal(t, 20, b.Instances)
+	assert.Equal(t, 20, b.Installed, "no faults: every instance installs; by outcome: %v", b.ByOutcome)
+	assert.Equal(t, 1.0, b.CoalesceLocalSeconds)
+	assert.Positive(t, b.Tasks)
+	assert.GreaterOrEqual(t, b.DescribeTaskCalls, b.Tasks, "every task is polled")
+	assert.Positive(t, b.DescribeTaskMinimum)
+	assert.Equal(t, 20, b.OutcomeLatency.N, "a latency for every installed instance")
+	assert.Equal(t, 3.0, b.LatencyGoalSeconds)
+	assert.Positive(t, b.PeakRSSMB["install"])
+	assert.Positive(t, b.PeakRSSMB["poller"])
+	assert.Equal(t, b.HBRCalls, b.Calls["hbr.InstallBackupClients"]+b.Calls["hbr.DescribeTask"]+b.Calls["hbr.DescribeBackupClients"])
+}
+
+func TestRunChaosSmall(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	f := DefaultFaults()
+	f.StormEverySeconds = 4
+	c, err := RunChaos(ctx, ChaosConfig{
+		Binaries: binaries, Scenario: ChaosScenario(smallScenario()), Scale: 30, Real: realTiming(t, true),
+		Batch: 5, BatchWindow: 2 * time.Second, MaxInstances: 2, Seed: 5, Timeout: 50 * time.Second, Faults: f,
+	})
+	require.NoError(t, err)
+	// The harness is under test here, not the system: the verdict is logged
+	// (make chaos reports it), the figures must add up.
+	t.Logf("verdict: pass=%v lost=%d duplicated=%d forked=%d past deadline=%v; %v",
+		c.Pass, c.Lost, c.DuplicatedOutcomes, c.ForkedOutcomes, c.PastDeadline, c.ConflictSamples)
+	assert.True(t, c.Settled)
+	assert.Equal(t, 20, c.Accepted)
+	assert.Equal(t, 20, c.Instances)
+	total := 0
+	for _, n := range c.Outcomes {
+		total += n
+	}
+	assert.Equal(t, c.Instances, total, "one outcome per instance: %v", c.Outcomes)
+	assert.Equal(t, c.Lost == 0 && c.DuplicatedOutcomes == 0 && !c.PastDeadline && c.Settled, c.Pass)
+	assert.Equal(t, c.PastDeadlineCalls > 0, c.PastDeadline)
+	assert.Positive(t, c.Outcomes["TIMEOUT"], "the hung install ends at its deadline: %v", c.Outcomes)
+	assert.Positive(t, c.Calls["hbr.DescribeTask"])
+	assert.GreaterOrEqual(t, c.LongestChain, c.LongestTaskChain)
+	assert.Positive(t, c.LongestTaskChain)
+	assert.NotEmpty(t, c.LongestChainJob)
+}
+
+func TestMeasureColdStart(t *testing.T) {
+	t.Parallel()
+	root, err := localcloud.ModuleRoot(".")
+	require.NoError(t, err)
+	cs, err := MeasureColdStart(context.Background(), ColdConfig{Binaries: binaries, ModuleDir: root, Runs: 1})
+	require.NoError(t, err)
+	for _, name := range append([]string{Minimal}, localcloud.Functions...) {
+		c := cs[name]
+		assert.Equal(t, 1, c.Runs, name)
+		assert.Positive(t, c.NextMs, name)
+		assert.GreaterOrEqual(t, c.AnswerMs, c.NextMs, "%s answers after it polls", name)
+	}
+	assert.Equal(t, 1.0, cs[Minimal].NextRatio)
+	sizes, err := Sizes(binaries)
+	require.NoError(t, err)
+	assert.Greater(t, sizes["install"], sizes[Minimal])
+}
