@@ -12,13 +12,13 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecs"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ident"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/scope"
 )
 
@@ -158,13 +158,19 @@ func Variables() []Variable {
 }
 
 var (
-	regionRe    = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
-	queueRe     = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]{0,119}$`)
-	accountRe   = regexp.MustCompile(`^[0-9]{1,32}$`)
-	roleNameRe  = regexp.MustCompile(`^[A-Za-z0-9.\-_]{1,64}$`)
-	hostRe      = regexp.MustCompile(`^[A-Za-z0-9.\-{}]+(:[0-9]{1,5})?$`)
+	accountRule = ident.Rule{Min: 1, Max: 32, First: "0-9", Rest: "0-9"}
+	// hostRule and portRule are the parts of an endpoint given as
+	// host[:port], where the host may hold the "{region}" placeholder.
+	hostRule    = ident.Rule{Min: 1, First: "A-Za-z0-9.{}-", Rest: "A-Za-z0-9.{}-"}
+	portRule    = ident.Rule{Min: 1, Max: 5, First: "0-9", Rest: "0-9"}
 	maxMNSDelay = 604800 * time.Second
 )
+
+// validHost reports whether s is host[:port] as hostRule and portRule say.
+func validHost(s string) bool {
+	host, port, hasPort := strings.Cut(s, ":")
+	return hostRule.Valid(host) && (!hasPort || portRule.Valid(port))
+}
 
 // Load reads and validates the configuration. getenv is os.Getenv in
 // production and a map lookup in tests.
@@ -231,16 +237,16 @@ func Load(getenv func(string) string) (Config, error) {
 	switch {
 	case c.Region == "":
 		errs = append(errs, errors.New("FC_REGION is not set (Function Compute sets it; set it by hand when running elsewhere)"))
-	case !regionRe.MatchString(c.Region):
+	case !ident.Region.Valid(c.Region):
 		errs = append(errs, fmt.Errorf("FC_REGION=%q is not a region id", c.Region))
 	}
-	if c.AccountID != "" && !accountRe.MatchString(c.AccountID) {
+	if c.AccountID != "" && !accountRule.Valid(c.AccountID) {
 		errs = append(errs, fmt.Errorf("FC_ACCOUNT_ID=%q is not an account id", c.AccountID))
 	}
 	switch {
 	case c.QueueName == "":
 		errs = append(errs, errors.New("QUEUE_NAME is required: the MNS queue the poller is triggered by"))
-	case !queueRe.MatchString(c.QueueName):
+	case !ident.QueueName.Valid(c.QueueName):
 		errs = append(errs, fmt.Errorf("QUEUE_NAME=%q: an MNS queue name is 1-120 letters, digits or '-', starting with a letter", c.QueueName))
 	}
 	if c.MNSEndpoint == "" {
@@ -256,7 +262,7 @@ func Load(getenv func(string) string) (Config, error) {
 		if err := checkURL(c.HBREndpoint, true); err != nil {
 			errs = append(errs, fmt.Errorf("HBR_ENDPOINT: %w", err))
 		}
-	} else if !hostRe.MatchString(c.HBREndpoint) {
+	} else if !validHost(c.HBREndpoint) {
 		errs = append(errs, fmt.Errorf("HBR_ENDPOINT=%q is neither a host name nor a URL", c.HBREndpoint))
 	}
 	if c.RetryMaxDelay < c.RetryBaseDelay {
@@ -278,7 +284,7 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 		c.CrossAccountUserID = id
 	}
-	if c.CrossAccountRoleName != "" && !roleNameRe.MatchString(c.CrossAccountRoleName) {
+	if c.CrossAccountRoleName != "" && !ident.RoleName.Valid(c.CrossAccountRoleName) {
 		errs = append(errs, fmt.Errorf("CROSS_ACCOUNT_ROLE_NAME=%q is not a RAM role name", c.CrossAccountRoleName))
 	}
 	switch c.LogLevel {
@@ -300,7 +306,7 @@ func Load(getenv func(string) string) (Config, error) {
 		if err := checkURL(c.ECSEndpoint, true); err != nil {
 			errs = append(errs, fmt.Errorf("ECS_ENDPOINT: %w", err))
 		}
-	} else if !hostRe.MatchString(c.ECSEndpoint) {
+	} else if !validHost(c.ECSEndpoint) {
 		errs = append(errs, fmt.Errorf("ECS_ENDPOINT=%q is neither a host name nor a URL", c.ECSEndpoint))
 	}
 	c.OutcomeTagKey = get("OUTCOME_TAG_KEY")
@@ -310,8 +316,8 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 	}
 	c.OutcomeTopic = get("OUTCOME_TOPIC")
-	if c.OutcomeTopic != "" && !queueRe.MatchString(c.OutcomeTopic) {
-		errs = append(errs, fmt.Errorf("OUTCOME_TOPIC=%q: an MNS topic name is 1-120 letters, digits or '-', starting with a letter", c.OutcomeTopic))
+	if c.OutcomeTopic != "" && !ident.TopicName.Valid(c.OutcomeTopic) {
+		errs = append(errs, fmt.Errorf("OUTCOME_TOPIC=%q: an MNS topic name is 1-256 letters, digits or '-', starting with a letter", c.OutcomeTopic))
 	}
 	switch n := strings.ToLower(get("NOTIFY")); n {
 	case "problems":

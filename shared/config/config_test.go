@@ -9,6 +9,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ident"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ident/identtest"
 )
 
 func env(m map[string]string) func(string) string {
@@ -114,6 +116,38 @@ func TestLoadReportsEveryProblem(t *testing.T) {
 	for _, v := range []string{"FC_REGION", "QUEUE_NAME", "POLL_INTERVAL"} {
 		assert.Contains(t, err.Error(), v)
 	}
+}
+
+// TestChecksMatchRegexps pins the checks of Load to the regexps they
+// replaced.
+func TestChecksMatchRegexps(t *testing.T) {
+	identtest.Run(t, []identtest.Case{
+		{
+			Name: "FC_REGION", Pattern: `^[a-z0-9-]{1,64}$`, Valid: ident.Region.Valid,
+			Accept: []string{"cn-hangzhou", strings.Repeat("a", 64)},
+			Reject: []string{"", "cn-hangzhou\n", "CN", strings.Repeat("a", 65)},
+		},
+		{
+			Name: "FC_ACCOUNT_ID", Pattern: `^[0-9]{1,32}$`, Valid: accountRule.Valid,
+			Accept: []string{"1234567890123456", "0", strings.Repeat("9", 32)},
+			Reject: []string{"", "-1", "12a", "123\n", "１２３", strings.Repeat("9", 33)},
+		},
+		{
+			Name: "QUEUE_NAME and OUTCOME_TOPIC", Pattern: `^[A-Za-z][A-Za-z0-9-]{0,119}$`, Valid: ident.QueueName.Valid,
+			Accept: []string{"hbr-jobs", "q", strings.Repeat("q", 120)},
+			Reject: []string{"", "1q", "-q", "q_1", "q\n", "qü", strings.Repeat("q", 121)},
+		},
+		{
+			Name: "CROSS_ACCOUNT_ROLE_NAME", Pattern: `^[A-Za-z0-9.\-_]{1,64}$`, Valid: ident.RoleName.Valid,
+			Accept: []string{"hbr-role_1.x", "-", strings.Repeat("r", 64)},
+			Reject: []string{"", "role:1", "role\n", "rolé", strings.Repeat("r", 65)},
+		},
+		{
+			Name: "HBR_ENDPOINT and ECS_ENDPOINT host", Pattern: `^[A-Za-z0-9.\-{}]+(:[0-9]{1,5})?$`, Valid: validHost,
+			Accept: []string{"hbr.{region}.aliyuncs.com", "ecs-vpc.cn-hangzhou.aliyuncs.com:443", "h:1", "h:65535", "h:99999", "{}.-", strings.Repeat("h", 300)},
+			Reject: []string{"", ":80", "h:", "h:123456", "h:1:2", "h::1", "h:8a", "h/x", "h:80\n", "hé", "[::1]:80"},
+		},
+	})
 }
 
 func TestVariablesDocumented(t *testing.T) {

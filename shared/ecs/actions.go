@@ -4,13 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ident"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/openapi"
 )
 
@@ -36,8 +36,6 @@ const (
 	// of at most PageSize IDs needs one.
 	describePagesPerChunk = 5
 )
-
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
 
 // DescribeInstances returns the instances among ids that exist in the
 // region, in the order of ids (duplicates dropped); unknown IDs are simply
@@ -179,8 +177,8 @@ func (r rawInstance) instance() Instance {
 // "InvalidResourceId.NotFound" on the real service).
 func (c *Client) TagInstance(ctx context.Context, id, key, value string) error {
 	const op = "ecs.TagResources"
-	if !idPattern.MatchString(id) {
-		return fault.Invalidf(op, "instance ID %q must match %s", id, idPattern)
+	if !ident.CloudID.Valid(id) {
+		return fault.Invalidf(op, "instance ID %q must match %s", id, ident.CloudID)
 	}
 	if err := CheckTag(key, value); err != nil {
 		return fault.Wrap(op, fault.Invalid, "", err)
@@ -272,8 +270,8 @@ func checkIDs(op string, ids []string) ([]string, error) {
 	out := make([]string, 0, len(ids))
 	seen := make(map[string]bool, len(ids))
 	for _, id := range ids {
-		if !idPattern.MatchString(id) {
-			return nil, fault.Invalidf(op, "instance ID %q must match %s", id, idPattern)
+		if !ident.CloudID.Valid(id) {
+			return nil, fault.Invalidf(op, "instance ID %q must match %s", id, ident.CloudID)
 		}
 		if !seen[id] {
 			seen[id] = true

@@ -313,12 +313,15 @@ func TestTagInstanceRejectsBadInput(t *testing.T) {
 		{"bad utf-8", "i-a", "k\xff", "v"},
 		{"hostile id", `i-a&ResourceId.2=i-b`, "k", "v"},
 		{"empty id", "", "k", "v"},
+		{"id with trailing newline", "i-a\n", "k", "v"},
+		{"id of 129 characters", strings.Repeat("i", 129), "k", "v"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			assertFault(t, c.TagInstance(context.Background(), tc.id, tc.key, tc.value), "ecs.TagResources", fault.Invalid, "")
 		})
 	}
+	assert.ErrorContains(t, c.TagInstance(context.Background(), "i-ä", "k", "v"), `must match ^[A-Za-z0-9._:-]{1,128}$`)
 	assert.Empty(t, sim.Calls(), "no request sent")
 	assert.NoError(t, ecs.CheckTag(strings.Repeat("键", 128), strings.Repeat("値", 128)), "128 characters, not bytes")
 }

@@ -5,11 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ident"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/openapi"
 )
 
@@ -28,8 +28,6 @@ const (
 	// ecsClient is the ClientType of ECS file-backup clients.
 	ecsClient = "ECS_CLIENT"
 )
-
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
 
 // InstallResult is the answer to InstallBackupClients.
 type InstallResult struct {
@@ -144,8 +142,8 @@ func (c *Client) InstallBackupClients(ctx context.Context, instanceIDs []string)
 // task ID (no call); otherwise see the package comment.
 func (c *Client) DescribeTask(ctx context.Context, taskID string) (Task, error) {
 	const op = "hbr.DescribeTask"
-	if !idPattern.MatchString(taskID) {
-		return Task{}, fault.Invalidf(op, "task ID %q must match %s", taskID, idPattern)
+	if !ident.CloudID.Valid(taskID) {
+		return Task{}, fault.Invalidf(op, "task ID %q must match %s", taskID, ident.CloudID)
 	}
 	body, requestID, err := c.api.Call(ctx, openapi.Request{Action: "DescribeTask", Query: map[string]string{"TaskId": taskID}})
 	if err != nil {
@@ -250,8 +248,8 @@ func idList(op string, ids []string, max int) (string, error) {
 		return "", fault.Invalidf(op, "need 1 to %d instance IDs, got %d", max, len(ids))
 	}
 	for _, id := range ids {
-		if !idPattern.MatchString(id) {
-			return "", fault.Invalidf(op, "instance ID %q must match %s", id, idPattern)
+		if !ident.CloudID.Valid(id) {
+			return "", fault.Invalidf(op, "instance ID %q must match %s", id, ident.CloudID)
 		}
 	}
 	data, err := json.Marshal(ids)

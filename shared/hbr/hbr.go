@@ -28,11 +28,11 @@ package hbr
 
 import (
 	"net/http"
-	"regexp"
 	"time"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/cloudauth"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ident"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/openapi"
 )
 
@@ -47,8 +47,6 @@ const (
 	SelfAccount  = "SELF_ACCOUNT"
 	CrossAccount = "CROSS_ACCOUNT"
 )
-
-var roleNamePattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
 // Config configures a Client.
 type Config struct {
@@ -96,8 +94,8 @@ func New(cfg Config, cred cloudauth.Credentials) (*Client, error) {
 	if cfg.CrossAccountUserID < 0 {
 		return nil, fault.Invalidf(op, "cross-account user ID %d must not be negative", cfg.CrossAccountUserID)
 	}
-	if n := cfg.CrossAccountRoleName; n != "" && !roleNamePattern.MatchString(n) {
-		return nil, fault.Invalidf(op, "cross-account role name %q must match %s", n, roleNamePattern)
+	if n := cfg.CrossAccountRoleName; n != "" && !ident.RoleName.Valid(n) {
+		return nil, fault.Invalidf(op, "cross-account role name %q must match %s", n, ident.RoleName)
 	}
 	api, err := openapi.New(openapi.Config{
 		Product:   Product,

@@ -162,6 +162,8 @@ func TestConfig(t *testing.T) {
 		{name: "bad cross account type", cfg: hbr.Config{Region: "cn-hangzhou", CrossAccountType: "OTHER"}},
 		{name: "negative cross account user", cfg: hbr.Config{Region: "cn-hangzhou", CrossAccountUserID: -1}},
 		{name: "bad role name", cfg: hbr.Config{Region: "cn-hangzhou", CrossAccountRoleName: "a role"}},
+		{name: "role name with trailing newline", cfg: hbr.Config{Region: "cn-hangzhou", CrossAccountRoleName: "role\n"}},
+		{name: "role name of 65 characters", cfg: hbr.Config{Region: "cn-hangzhou", CrossAccountRoleName: strings.Repeat("r", 65)}},
 		{name: "missing secret", cfg: hbr.Config{Region: "cn-hangzhou"}, cred: cloudauth.Credentials{AccessKeyID: "a"}},
 	}
 	for _, tc := range tests {
@@ -471,6 +473,11 @@ func TestInvalidArgumentsMakeNoCall(t *testing.T) {
 		{"empty id", func() error { _, err := c.InstallBackupClients(context.Background(), []string{""}); return err }, "hbr.InstallBackupClients"},
 		{"empty task id", func() error { _, err := c.DescribeTask(context.Background(), ""); return err }, "hbr.DescribeTask"},
 		{"task id with slash", func() error { _, err := c.DescribeTask(context.Background(), "t/1"); return err }, "hbr.DescribeTask"},
+		{"task id with trailing newline", func() error { _, err := c.DescribeTask(context.Background(), "t-1\n"); return err }, "hbr.DescribeTask"},
+		{"task id of 129 characters", func() error {
+			_, err := c.DescribeTask(context.Background(), strings.Repeat("t", 129))
+			return err
+		}, "hbr.DescribeTask"},
 		{"describe no ids", func() error { _, err := c.DescribeBackupClients(context.Background(), nil); return err }, "hbr.DescribeBackupClients"},
 		{"describe 101 ids", func() error {
 			_, err := c.DescribeBackupClients(context.Background(), make([]string, 101))
@@ -482,6 +489,8 @@ func TestInvalidArgumentsMakeNoCall(t *testing.T) {
 			assertFault(t, tc.call(), tc.op, fault.Invalid, "")
 		})
 	}
+	_, err := c.DescribeTask(context.Background(), "t-ä")
+	assert.ErrorContains(t, err, `must match ^[A-Za-z0-9._:-]{1,128}$`)
 	assert.Empty(t, sim.Calls())
 }
 

@@ -5,10 +5,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"regexp"
+	"strings"
 	"time"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ident"
 )
 
 // MaxEncodedBytes is the MNS message size limit; Encode never returns more.
@@ -18,18 +19,20 @@ const MaxEncodedBytes = 65536
 const maxDecodeBytes = MaxEncodedBytes
 
 var (
-	instanceIDRe = regexp.MustCompile(`^i-[A-Za-z0-9]{1,62}$`)
-	regionRe     = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
-	taskIDRe     = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,128}$`)
-	jobIDRe      = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,64}$`)
+	// instanceIDTail is what follows "i-" in an instance id.
+	instanceIDTail = ident.Rule{Min: 1, Max: 62, First: "A-Za-z0-9", Rest: "A-Za-z0-9"}
+	jobIDRule      = ident.Rule{Min: 1, Max: 64, First: "A-Za-z0-9_.:-", Rest: "A-Za-z0-9_.:-"}
 )
 
 // ValidInstanceID reports whether id looks like an ECS instance id: "i-"
 // followed by 1..62 ASCII letters or digits.
-func ValidInstanceID(id string) bool { return instanceIDRe.MatchString(id) }
+func ValidInstanceID(id string) bool {
+	tail, ok := strings.CutPrefix(id, "i-")
+	return ok && instanceIDTail.Valid(tail)
+}
 
 // ValidRegion reports whether r looks like a region id (cn-hangzhou).
-func ValidRegion(r string) bool { return regionRe.MatchString(r) }
+func ValidRegion(r string) bool { return ident.Region.Valid(r) }
 
 // MaxOriginLen bounds the origin event id kept in messages and logs.
 const MaxOriginLen = 128
@@ -53,7 +56,7 @@ func (m Message) Validate() error {
 		return fault.Invalidf(op, "unknown kind %q", m.Kind)
 	case !ValidRegion(m.Region):
 		return fault.Invalidf(op, "invalid region %q", m.Region)
-	case m.Kind == KindPoll && !taskIDRe.MatchString(m.TaskID):
+	case m.Kind == KindPoll && !ident.CloudID.Valid(m.TaskID):
 		return fault.Invalidf(op, "poll message with invalid taskId %q", m.TaskID)
 	case len(m.Instances) == 0:
 		return fault.Invalidf(op, "no instances")
@@ -71,7 +74,7 @@ func (m Message) Validate() error {
 		switch {
 		case !ValidInstanceID(in.ID):
 			return fault.Invalidf(op, "instance %d: invalid id %q", i, truncate(in.ID))
-		case !jobIDRe.MatchString(in.JobID):
+		case !jobIDRule.Valid(in.JobID):
 			return fault.Invalidf(op, "instance %s: invalid jobId %q", in.ID, truncate(in.JobID))
 		case seen[in.ID+"\x00"+in.JobID]:
 			return fault.Invalidf(op, "instance %s listed twice", in.ID)

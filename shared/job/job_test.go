@@ -12,6 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ident"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ident/identtest"
 )
 
 var t0 = time.Date(2026, 11, 27, 5, 4, 45, 0, time.UTC)
@@ -102,6 +104,32 @@ func TestDecodeRejects(t *testing.T) {
 			assert.True(t, fault.Is(err, fault.Invalid), "%v", err)
 		})
 	}
+}
+
+// TestIDChecksMatchRegexps pins the id checks to the regexps they replaced.
+func TestIDChecksMatchRegexps(t *testing.T) {
+	identtest.Run(t, []identtest.Case{
+		{
+			Name: "instance id", Pattern: `^i-[A-Za-z0-9]{1,62}$`, Valid: ValidInstanceID,
+			Accept: []string{"i-bp1abc", "i-1", "i-" + strings.Repeat("Z", 62)},
+			Reject: []string{"", "i-", "i", "I-abc", "-abc", "i-abc\n", "i-ab_c", "i-ab-c", "i-abç", "i-" + strings.Repeat("Z", 63)},
+		},
+		{
+			Name: "region", Pattern: `^[a-z0-9-]{1,64}$`, Valid: ValidRegion,
+			Accept: []string{"cn-hangzhou", strings.Repeat("a", 64)},
+			Reject: []string{"", "CN-hangzhou", "cn-hangzhou\n", "cn-hängzhou", strings.Repeat("a", 65)},
+		},
+		{
+			Name: "task id", Pattern: `^[A-Za-z0-9_.:-]{1,128}$`, Valid: ident.CloudID.Valid,
+			Accept: []string{"t-abc123", "_", strings.Repeat("t", 128)},
+			Reject: []string{"", "t abc", "t-abc\n", "t-äbc", strings.Repeat("t", 129)},
+		},
+		{
+			Name: "job id", Pattern: `^[A-Za-z0-9_.:-]{1,64}$`, Valid: jobIDRule.Valid,
+			Accept: []string{JobID("acs.ecs", "ev-1", "i-a"), ":", strings.Repeat("j", 64)},
+			Reject: []string{"", "j/1", "j1\n", "jö", strings.Repeat("j", 65)},
+		},
+	})
 }
 
 func TestJobIDDeterministic(t *testing.T) {

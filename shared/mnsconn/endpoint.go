@@ -6,8 +6,9 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"regexp"
 	"strings"
+
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ident"
 )
 
 const (
@@ -15,7 +16,9 @@ const (
 	defaultRegion    = "cn-hangzhou"
 )
 
-var labelRE = regexp.MustCompile(`^[A-Za-z0-9-]+$`)
+// labelRule is what the account ID and region put in an MNS host name
+// must look like.
+var labelRule = ident.Rule{Min: 1, First: "A-Za-z0-9-", Rest: "A-Za-z0-9-"}
 
 // endpoint is a checked Config.Endpoint.
 type endpoint struct {
@@ -51,7 +54,7 @@ func resolveEndpoint(cfg Config) (endpoint, error) {
 			port = "80"
 		}
 		account, region := cmp.Or(cfg.AccountID, defaultAccountID), cmp.Or(cfg.Region, defaultRegion)
-		if !labelRE.MatchString(account) || !labelRE.MatchString(region) {
+		if !labelRule.Valid(account) || !labelRule.Valid(region) {
 			return endpoint{}, fmt.Errorf("account ID %q and region %q may only hold letters, digits and '-'", account, region)
 		}
 		return endpoint{sdk: "http://" + account + ".mns." + region + ".aliyuncs.com", loopAddr: net.JoinHostPort(host, port)}, nil

@@ -25,7 +25,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 	"unicode"
@@ -35,6 +34,7 @@ import (
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/cloudauth"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ident"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/mnsconn"
 )
 
@@ -52,8 +52,6 @@ const (
 	opNew     = "notify.New"
 	opPublish = "mns.PublishMessage"
 )
-
-var topicNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]{0,255}$`)
 
 // Config says where to publish.
 type Config struct {
@@ -85,7 +83,7 @@ type Publisher struct {
 // New validates cfg and cred and returns a Publisher. It makes no request
 // and never panics; every error is fault.Invalid.
 func New(cfg Config, cred cloudauth.Credentials) (*Publisher, error) {
-	if !topicNameRE.MatchString(cfg.Topic) {
+	if !ident.TopicName.Valid(cfg.Topic) {
 		return nil, fault.Invalidf(opNew,
 			"topic name %q is invalid: want 1..256 characters of letters, digits and '-', starting with a letter", cfg.Topic)
 	}

@@ -108,6 +108,8 @@ func TestConfig(t *testing.T) {
 		{name: "no topic", cfg: notify.Config{Endpoint: "http://127.0.0.1:1"}, wantErr: true},
 		{name: "topic with slash", cfg: notify.Config{Endpoint: "http://127.0.0.1:1", Topic: "a/b"}, wantErr: true},
 		{name: "topic starting with digit", cfg: notify.Config{Endpoint: "http://127.0.0.1:1", Topic: "9t"}, wantErr: true},
+		{name: "topic with trailing newline", cfg: notify.Config{Endpoint: "http://127.0.0.1:1", Topic: "t\n"}, wantErr: true},
+		{name: "non-ASCII topic", cfg: notify.Config{Endpoint: "http://127.0.0.1:1", Topic: "tö"}, wantErr: true},
 		{name: "257-character topic", cfg: notify.Config{Endpoint: "http://127.0.0.1:1", Topic: "t" + strings.Repeat("x", 256)}, wantErr: true},
 		{name: "negative timeout", cfg: notify.Config{Endpoint: "http://127.0.0.1:1", Topic: "t", Timeout: -time.Second}, wantErr: true},
 		{name: "no credentials", cfg: notify.Config{Endpoint: "http://127.0.0.1:1", Topic: "t"}, cred: cloudauth.Credentials{AccessKeyID: "a"}, wantErr: true},

@@ -40,7 +40,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -54,6 +53,7 @@ import (
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/cloudauth"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ident"
 )
 
 // DefaultTimeout bounds one request when Config.Timeout is zero.
@@ -63,10 +63,19 @@ const DefaultTimeout = 10 * time.Second
 const captureLimit = 64 << 10
 
 var (
-	regionPattern   = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
-	productPattern  = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
-	hostnamePattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$`)
+	productRule = ident.Rule{Min: 1, Max: 32, First: "a-z", Rest: "a-z0-9-"}
+	// hostnameRule and hostnameEnd: 1..253 letters, digits, '.' or '-',
+	// starting and ending with a letter or digit.
+	hostnameRule = ident.Rule{Min: 1, Max: 253, First: hostnameEnd, Rest: "A-Za-z0-9.-"}
 )
+
+const hostnameEnd ident.Charset = "A-Za-z0-9"
+
+// validHostname reports whether name is a host name as hostnameRule and
+// hostnameEnd say.
+func validHostname(name string) bool {
+	return hostnameRule.Valid(name) && hostnameEnd.Contains(name[len(name)-1])
+}
 
 // Config configures a Client.
 type Config struct {
@@ -111,15 +120,15 @@ type Client struct {
 // New validates cfg and cred and builds a Client. It sends nothing. Errors
 // are fault.Invalid with Op "<Product>.New".
 func New(cfg Config, cred cloudauth.Credentials) (*Client, error) {
-	if !productPattern.MatchString(cfg.Product) {
-		return nil, fault.Invalidf("openapi.New", "product %q must match %s", cfg.Product, productPattern)
+	if !productRule.Valid(cfg.Product) {
+		return nil, fault.Invalidf("openapi.New", "product %q must match %s", cfg.Product, productRule)
 	}
 	op := cfg.Product + ".New"
 	if cfg.Version == "" {
 		return nil, fault.Invalidf(op, "API version is empty")
 	}
-	if !regionPattern.MatchString(cfg.Region) {
-		return nil, fault.Invalidf(op, "region %q must match %s", cfg.Region, regionPattern)
+	if !ident.Region.Valid(cfg.Region) {
+		return nil, fault.Invalidf(op, "region %q must match %s", cfg.Region, ident.Region)
 	}
 	if !cred.Valid() {
 		return nil, fault.Invalidf(op, "credentials need an access key ID and secret")
@@ -219,7 +228,7 @@ func checkHost(hostport string) (string, error) {
 			return "", fmt.Errorf("port %q is out of range", port)
 		}
 	}
-	if net.ParseIP(name) == nil && !hostnamePattern.MatchString(name) {
+	if net.ParseIP(name) == nil && !validHostname(name) {
 		return "", fmt.Errorf("%q is not a valid host name", name)
 	}
 	return name, nil

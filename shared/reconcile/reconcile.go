@@ -19,13 +19,13 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"regexp"
 	"slices"
 	"time"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecs"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbr"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ident"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/install"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/scope"
@@ -67,15 +67,12 @@ const (
 // schema does not accept (job.ValidInstanceID), so they cannot be enqueued.
 const ruleInvalidID = "instance id not accepted by the job schema"
 
-var (
-	sweepIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,63}$`)
-	regionPattern  = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
-)
+var sweepIDRule = ident.Rule{Min: 1, Max: MaxSweepIDLen, First: "A-Za-z0-9", Rest: "A-Za-z0-9_.:+-"}
 
 // ValidSweepID reports whether id may name a sweep: 1..64 letters, digits
 // and "_.:+-", starting with a letter or digit (an RFC 3339 time or an FC
 // request id fits).
-func ValidSweepID(id string) bool { return sweepIDPattern.MatchString(id) }
+func ValidSweepID(id string) bool { return sweepIDRule.Valid(id) }
 
 // Service runs a sweep. The zero value is not usable: ECS and HBR are
 // required.
@@ -170,7 +167,7 @@ func (s *Service) Sweep(ctx context.Context, region, sweepID string, at time.Tim
 	const op = "reconcile.Sweep"
 	rep := Report{Region: region, SweepID: sweepID, DryRun: dryRun, Excluded: map[string]int{}, ClientStatus: map[string]int{}}
 	switch {
-	case !regionPattern.MatchString(region):
+	case !ident.Region.Valid(region):
 		return rep, install.Result{}, fault.Invalidf(op, "region %q is not a region id", region)
 	case !ValidSweepID(sweepID):
 		return rep, install.Result{}, fault.Invalidf(op, "sweep id %q: want 1..%d letters, digits or _.:+- starting with a letter or digit", sweepID, MaxSweepIDLen)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,8 @@ import (
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecs"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbr"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ident"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ident/identtest"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/install"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/scope"
@@ -313,19 +316,26 @@ func TestDelay(t *testing.T) {
 	}
 }
 
-func TestValidSweepID(t *testing.T) {
+// TestIDChecks pins ValidSweepID and the region check of Sweep to the
+// regexps they replaced.
+func TestIDChecks(t *testing.T) {
 	t.Parallel()
-	for id, want := range map[string]bool{
-		"2026-11-27T03:00:00Z":                true,
-		"1-6746a1b2-7c3d5e9f0a1b":             true,
-		"manual-1795741200":                   true,
-		"2026-11-27T11:00:00+08:00":           true,
-		"":                                    false,
-		"-x":                                  false,
-		"a b":                                 false,
-		"x/y":                                 false,
-		string(make([]byte, MaxSweepIDLen+1)): false,
-	} {
-		assert.Equal(t, want, ValidSweepID(id), "%q", id)
-	}
+	identtest.Run(t, []identtest.Case{
+		{
+			Name: "sweep id", Pattern: `^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,63}$`, Valid: ValidSweepID,
+			Accept: []string{
+				"2026-11-27T03:00:00Z", "1-6746a1b2-7c3d5e9f0a1b", "manual-1795741200", "2026-11-27T11:00:00+08:00",
+				"x", strings.Repeat("s", MaxSweepIDLen),
+			},
+			Reject: []string{
+				"", "-x", "_x", "a b", "x/y", "x\n", "ẋ", string(make([]byte, MaxSweepIDLen+1)),
+				strings.Repeat("s", MaxSweepIDLen+1),
+			},
+		},
+		{
+			Name: "region", Pattern: `^[a-z0-9-]{1,64}$`, Valid: ident.Region.Valid,
+			Accept: []string{"cn-hangzhou", strings.Repeat("r", 64)},
+			Reject: []string{"", "cn hangzhou", "cn-hangzhou\n", strings.Repeat("r", 65)},
+		},
+	})
 }

@@ -21,7 +21,6 @@ package scope
 
 import (
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"unicode"
@@ -29,6 +28,7 @@ import (
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecs"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ident"
 )
 
 // Names of the environment variables the rules come from, as used in error
@@ -52,7 +52,8 @@ const (
 
 const opParse = "scope.Parse"
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+// idRule is what a resource group or VPC id must look like.
+var idRule = ident.Rule{Min: 1, Max: 128, First: "A-Za-z0-9", Rest: "A-Za-z0-9._-"}
 
 // Rules are parsed scope settings. The zero value includes every instance.
 // Rules are immutable and safe for concurrent use.
@@ -233,8 +234,8 @@ func parseIDs(name, raw string) ([]string, error) {
 		return nil, err
 	}
 	for _, id := range parts {
-		if !idPattern.MatchString(id) {
-			return nil, fault.Invalidf(opParse, "%s: %q is not an ID (want %s)", name, shown(id), idPattern)
+		if !idRule.Valid(id) {
+			return nil, fault.Invalidf(opParse, "%s: %q is not an ID (want %s)", name, shown(id), idRule)
 		}
 	}
 	return parts, nil

@@ -31,6 +31,8 @@ func TestParseErrors(t *testing.T) {
 		{name: "id with space", rgs: "rg-a,rg b", wantMsg: `RESOURCE_GROUPS: "rg b" is not an ID`},
 		{name: "id with equals", vpcs: "vpc=a", wantMsg: `VPCS: "vpc=a" is not an ID`},
 		{name: "unicode id", vpcs: "vpc-ä", wantMsg: `VPCS: "vpc-ä" is not an ID`},
+		{name: "id starting with a dot", rgs: ".rg", wantMsg: `RESOURCE_GROUPS: ".rg" is not an ID (want ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$)`},
+		{name: "id of 129 characters", vpcs: strings.Repeat("v", 129), wantMsg: `is not an ID`},
 		{name: "contradictory include", include: "env=prod,backup,env=dev", wantMsg: `INCLUDE_TAGS: terms "env=prod" and "env=dev" can never both match`},
 		{name: "include and its negation", include: "env=prod,env!=prod", wantMsg: "can never both match"},
 		{name: "exclude swallows include", include: "env=prod", exclude: "temp,env", wantMsg: `EXCLUDE_TAGS: term "env" excludes every instance that INCLUDE_TAGS term "env=prod" admits`},

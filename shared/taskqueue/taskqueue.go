@@ -23,13 +23,13 @@ package taskqueue
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"time"
 
 	ali_mns "github.com/aliyun/aliyun-mns-go-sdk"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/cloudauth"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ident"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/mnsconn"
 )
 
@@ -89,12 +89,10 @@ type Sender struct {
 	conn *mnsconn.Conn
 }
 
-var queueNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]{0,119}$`)
-
 // New validates cfg and cred and returns a Sender. It makes no request and
 // never panics; every error is fault.Invalid.
 func New(cfg Config, cred cloudauth.Credentials) (*Sender, error) {
-	if !queueNameRE.MatchString(cfg.Queue) {
+	if !ident.QueueName.Valid(cfg.Queue) {
 		return nil, fault.Invalidf(opNew,
 			"queue name %q is invalid: want 1..120 characters of letters, digits and '-', starting with a letter", cfg.Queue)
 	}

@@ -289,6 +289,8 @@ func TestConfigValidation(t *testing.T) {
 		{"empty queue", with(func(c *taskqueue.Config) { c.Queue = "" }), testCred, true},
 		{"queue starts with digit", with(func(c *taskqueue.Config) { c.Queue = "1jobs" }), testCred, true},
 		{"queue with underscore", with(func(c *taskqueue.Config) { c.Queue = "hbr_jobs" }), testCred, true},
+		{"queue with trailing newline", with(func(c *taskqueue.Config) { c.Queue = "jobs\n" }), testCred, true},
+		{"non-ASCII queue", with(func(c *taskqueue.Config) { c.Queue = "jöbs" }), testCred, true},
 		{"121-char queue", with(func(c *taskqueue.Config) { c.Queue = "q" + strings.Repeat("a", 120) }), testCred, true},
 		{"priority 17", with(func(c *taskqueue.Config) { c.Priority = 17 }), testCred, true},
 		{"priority -1", with(func(c *taskqueue.Config) { c.Priority = -1 }), testCred, true},
