@@ -121,9 +121,10 @@ func (s *Service) inventory(ctx context.Context, region string) (Inventory, erro
 // announced the instance, INSTALLED when it was created after it (by this
 // job's own install, delivered twice, or another job's), so that duplicate
 // deliveries reach the same decision. An INSTALLING client is checked again
-// after the readiness delay rather than installed twice. The check only
-// saves work: when it fails, the install goes ahead.
-func (s *Service) existing(ctx context.Context, cl Installer, region string, c chunk) (chunk, Result) {
+// after the readiness delay rather than installed twice. When the check
+// fails transiently the chunk is retried with back-off; when it fails for
+// good the install goes ahead (the check only saves work).
+func (s *Service) existing(ctx context.Context, cl Installer, region string, c chunk, retries int) (chunk, Result) {
 	var res Result
 	var ask []string
 	for _, id := range c.ids {
@@ -138,7 +139,16 @@ func (s *Service) existing(ctx context.Context, cl Installer, region string, c c
 		return c, res
 	}
 	clients, err := cl.DescribeBackupClients(ctx, ask)
-	if err != nil {
+	switch {
+	case err == nil:
+	case fault.Is(err, fault.Retryable) || fault.IsContext(err):
+		// Installing blind now could start a second install next to one a
+		// duplicate delivery already started; a throttled check is retried
+		// like a throttled install.
+		return chunk{}, s.transient(region, c.all(), retries+1, fault.CodeOf(err), s.now())
+	default:
+		// Permanent (say, no hbr:DescribeBackupClients permission): the
+		// check only saves work, so the install goes ahead.
 		return c, res
 	}
 	byID := map[string]hbr.BackupClient{}

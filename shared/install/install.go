@@ -215,7 +215,7 @@ func (s *Service) process(ctx context.Context, cl Installer, region string, c ch
 	}
 	if len(c.ids) > 0 {
 		var done Result
-		c, done = s.existing(ctx, cl, region, c)
+		c, done = s.existing(ctx, cl, region, c, retries)
 		res.Merge(done)
 	}
 	if len(c.ids) == 0 {

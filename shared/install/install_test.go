@@ -315,6 +315,24 @@ func TestExistingClients(t *testing.T) {
 	assert.ElementsMatch(t, []job.Kind{job.KindPoll, job.KindInstallRetry}, kinds)
 }
 
+func TestExistingCheckThrottledIsRetried(t *testing.T) {
+	var installed int
+	s := &Service{
+		HBR: func(context.Context, string) (Installer, error) {
+			return &withClients{installFunc: func(ids []string) (hbr.InstallResult, error) {
+				installed++
+				return allValid(ids)
+			}, err: apiErr(fault.Retryable, "Throttling.User")}, nil
+		},
+		Policy: testPolicy(), Now: func() time.Time { return t0 },
+	}
+	res := s.Install(context.Background(), "cn-hangzhou", instances(2), 0)
+	assert.Zero(t, installed, "no blind install while the check is throttled")
+	require.Len(t, res.Next, 1)
+	assert.Equal(t, job.KindInstallRetry, res.Next[0].Message.Kind)
+	assert.Equal(t, "Throttling.User", res.Next[0].Message.LastError)
+}
+
 func TestExistingCheckFailureDoesNotBlockInstall(t *testing.T) {
 	var installed int
 	s := &Service{
