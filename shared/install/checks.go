@@ -199,3 +199,63 @@ func (s *Service) alreadyThere(region string, in job.Instance, bc hbr.BackupClie
 	return Record(region, in, outcome.AlreadyInstalled, "",
 		"backup client was already active before the event", "", bc.ClientID)
 }
+
+// Verdict is a non-success outcome a step is about to record, with the
+// instance it is for.
+type Verdict struct {
+	Instance job.Instance
+	Record   outcome.Record
+}
+
+// Confirm looks at the instances' backup clients before non-success
+// verdicts become final. At-least-once delivery can fork a job into two
+// chains with their own install tasks; the instance's client is the state
+// both share, so a verdict is turned into INSTALLED (or ALREADY_INSTALLED,
+// by the same rule as the existing-client check) when the client is
+// ACTIVATED after all. Verdicts whose client another task is installing
+// right now are returned as busy, for the caller to look at again later; a
+// failed check leaves every verdict as it was.
+func (s *Service) Confirm(ctx context.Context, region string, verdicts []Verdict) (final []outcome.Record, busy []Verdict) {
+	if len(verdicts) == 0 {
+		return nil, nil
+	}
+	var clients []hbr.BackupClient
+	cl, err := s.HBR(ctx, region)
+	if err == nil {
+		ids := make([]string, 0, len(verdicts))
+		seen := map[string]bool{}
+		for _, v := range verdicts {
+			if !seen[v.Instance.ID] {
+				seen[v.Instance.ID] = true
+				ids = append(ids, v.Instance.ID)
+			}
+		}
+		clients, err = cl.DescribeBackupClients(ctx, ids)
+	}
+	if err != nil {
+		for _, v := range verdicts {
+			final = append(final, v.Record)
+		}
+		return final, nil
+	}
+	byID := map[string]hbr.BackupClient{}
+	for _, bc := range clients {
+		if prev, ok := byID[bc.InstanceID]; !ok || prev.Status != clientActivated {
+			byID[bc.InstanceID] = bc
+		}
+	}
+	for _, v := range verdicts {
+		bc := byID[v.Instance.ID]
+		switch bc.Status {
+		case clientActivated:
+			r := s.alreadyThere(region, v.Instance, bc)
+			r.TaskID = v.Record.TaskID
+			final = append(final, r)
+		case clientInstalling:
+			busy = append(busy, v)
+		default:
+			final = append(final, v.Record)
+		}
+	}
+	return final, busy
+}

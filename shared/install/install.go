@@ -173,7 +173,36 @@ func (s *Service) Defer(region string, instances []job.Instance, delay time.Dura
 // at most 20 ids. retries is the number of consecutive transient failures that
 // led here (it grows the back-off if this call fails transiently too).
 // Instances whose readiness deadline has passed before the call end here.
+// Every non-success outcome is confirmed against the instance's client
+// before it is returned (see Confirm).
 func (s *Service) Install(ctx context.Context, region string, instances []job.Instance, retries int) Result {
+	res := s.install(ctx, region, instances, retries)
+	if s.Audit {
+		return res
+	}
+	byKey := make(map[string]job.Instance, len(instances))
+	for _, in := range instances {
+		byKey[in.JobID+"/"+in.ID] = in
+	}
+	var keep []outcome.Record
+	var fails []Verdict
+	for _, r := range res.Outcomes {
+		in, ok := byKey[r.JobID+"/"+r.InstanceID]
+		if !ok || !r.Outcome.Problem() || r.Outcome == outcome.Gone {
+			keep = append(keep, r)
+			continue
+		}
+		fails = append(fails, Verdict{Instance: in, Record: r})
+	}
+	final, busy := s.Confirm(ctx, region, fails)
+	for _, v := range busy {
+		final = append(final, v.Record)
+	}
+	res.Outcomes = append(keep, final...)
+	return res
+}
+
+func (s *Service) install(ctx context.Context, region string, instances []job.Instance, retries int) Result {
 	var res Result
 	now := s.now()
 	var live []job.Instance

@@ -121,16 +121,22 @@ func key(m job.Message) string {
 }
 
 // poll handles one poll message. It returns the instances to install again.
+// Non-success verdicts go through install.Service.Confirm before they are
+// recorded, so a job forked by a duplicate delivery does not end FAILED here
+// while its twin's install succeeded.
 func (s *Service) poll(ctx context.Context, m job.Message) (install.Result, []job.Instance) {
 	var res install.Result
 	now := s.now()
-	pol := s.policy()
+	var fails []install.Verdict
+	fail := func(in job.Instance, r outcome.Record) {
+		fails = append(fails, install.Verdict{Instance: in, Record: r})
+	}
 	if !now.Before(m.Deadline) {
 		for _, in := range m.Instances {
-			res.Outcomes = append(res.Outcomes, install.Record(m.Region, in, outcome.Timeout, "Deadline",
+			fail(in, install.Record(m.Region, in, outcome.Timeout, "Deadline",
 				fmt.Sprintf("task %s did not finish before the job deadline", m.TaskID), m.TaskID, ""))
 		}
-		return res, nil
+		return s.settle(ctx, m, res, fails, nil, now), nil
 	}
 	tasks, err := s.Tasks(ctx, m.Region)
 	var task hbr.Task
@@ -160,10 +166,10 @@ func (s *Service) poll(ctx context.Context, m job.Message) (install.Result, []jo
 				again = append(again, r.instance)
 			} else {
 				r.record.Detail = err.Error()
-				res.Outcomes = append(res.Outcomes, r.record)
+				fail(in, r.record)
 			}
 		}
-		return res, again
+		return s.settle(ctx, m, res, fails, nil, now), again
 	}
 
 	results := map[string]hbr.ClientResult{}
@@ -184,11 +190,11 @@ func (s *Service) poll(ctx context.Context, m job.Message) (install.Result, []jo
 		// activate with that reason, whatever their interim status.
 		switch state {
 		case "expired":
-			res.Outcomes = append(res.Outcomes, install.Record(m.Region, in, outcome.Timeout, "TaskExpired",
+			fail(in, install.Record(m.Region, in, outcome.Timeout, "TaskExpired",
 				fmt.Sprintf("install task %s expired", m.TaskID), m.TaskID, r.ClientID))
 			continue
 		case "cancelled", "canceled":
-			res.Outcomes = append(res.Outcomes, install.Record(m.Region, in, outcome.Cancelled, "TaskCancelled",
+			fail(in, install.Record(m.Region, in, outcome.Cancelled, "TaskCancelled",
 				fmt.Sprintf("install task %s was cancelled", m.TaskID), m.TaskID, r.ClientID))
 			continue
 		}
@@ -212,8 +218,26 @@ func (s *Service) poll(ctx context.Context, m job.Message) (install.Result, []jo
 		if ok {
 			again = append(again, d.instance)
 		} else {
-			res.Outcomes = append(res.Outcomes, d.record)
+			fail(in, d.record)
 		}
+	}
+	return s.settle(ctx, m, res, fails, still, now), again
+}
+
+// settle confirms the message's failure verdicts (see install.Confirm) and
+// polls again, after the interval and never past the deadline, for the
+// instances still installing: those of the task, and those whose verdict
+// waits for another task installing their client. Past the deadline there
+// is no waiting: the verdict stands.
+func (s *Service) settle(ctx context.Context, m job.Message, res install.Result, fails []install.Verdict, still []job.Instance, now time.Time) install.Result {
+	final, busy := s.Install.Confirm(ctx, m.Region, fails)
+	res.Outcomes = append(res.Outcomes, final...)
+	for _, v := range busy {
+		if !now.Before(m.Deadline) {
+			res.Outcomes = append(res.Outcomes, v.Record)
+			continue
+		}
+		still = append(still, v.Instance)
 	}
 	if len(still) > 0 {
 		next := m
@@ -222,9 +246,9 @@ func (s *Service) poll(ctx context.Context, m job.Message) (install.Result, []jo
 		next.Retries = 0
 		next.LastError = ""
 		next.SentAt = now
-		res.Next = append(res.Next, install.Next{Message: next, Delay: clampToDeadline(pol.PollInterval, m.Deadline, now)})
+		res.Next = append(res.Next, install.Next{Message: next, Delay: clampToDeadline(s.policy().PollInterval, m.Deadline, now)})
 	}
-	return res, again
+	return res
 }
 
 type decision struct {

@@ -219,3 +219,52 @@ func TestDuplicateDeliveriesDecideTheSame(t *testing.T) {
 	require.Len(t, a.Outcomes, 1)
 	assert.Equal(t, a.Outcomes, b.Outcomes)
 }
+
+// twinHBR is a fake where another task (a duplicate delivery's twin) has
+// installed or is installing the client.
+type twinHBR struct {
+	fakeHBR
+	client hbr.BackupClient
+}
+
+func (f *twinHBR) DescribeBackupClients(context.Context, []string) ([]hbr.BackupClient, error) {
+	return []hbr.BackupClient{f.client}, nil
+}
+
+func TestFailureVerdictsAreConfirmedAgainstTheClient(t *testing.T) {
+	tests := []struct {
+		name     string
+		status   string
+		want     outcome.Kind
+		wantPoll bool
+	}{
+		{"twin activated the client", "ACTIVATED", outcome.Installed, false},
+		{"twin still installing", "INSTALLING", "", true},
+		{"nobody else", "INSTALL_FAILED", outcome.Cancelled, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &twinHBR{fakeHBR: fakeHBR{task: task("cancelled")},
+				client: hbr.BackupClient{InstanceID: "i-a", ClientID: "c-twin", Status: tt.status, CreatedTime: t0.Add(time.Minute).Unix()}}
+			now := t0.Add(2 * time.Minute)
+			clock := func() time.Time { return now }
+			s := &Service{
+				Tasks: func(context.Context, string) (TaskReader, error) { return f, nil },
+				Install: &install.Service{
+					HBR:    func(context.Context, string) (install.Installer, error) { return f, nil },
+					Policy: newService(&f.fakeHBR, now).Install.Policy, Now: clock,
+				},
+				Now: clock,
+			}
+			res := s.Handle(context.Background(), []job.Message{pollMsg("i-a")})
+			if tt.wantPoll {
+				assert.Empty(t, res.Outcomes, "the verdict waits while another task installs the client")
+				require.Len(t, res.Next, 1)
+				assert.Equal(t, job.KindPoll, res.Next[0].Message.Kind)
+				return
+			}
+			require.Len(t, res.Outcomes, 1)
+			assert.Equal(t, tt.want, res.Outcomes[0].Outcome)
+		})
+	}
+}
