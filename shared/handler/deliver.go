@@ -19,10 +19,14 @@ import (
 const sendAttempts = 3
 
 // deliver writes the outcomes (and, when configured, tags the instances and
-// publishes to the topic), then sends the follow-up messages. It returns a
-// Retryable error when a message could not be sent, so the trigger
-// redelivers the invocation's input; outcomes already written are facts and
-// a redelivery reaches the same ones.
+// publishes to the topic), then sends the follow-up messages. It returns an
+// error when a message could not be sent, so the trigger redelivers the
+// invocation's input; outcomes already written are facts and a redelivery
+// reaches the same ones. When the queue cannot be used at all (a permanent
+// error: no such queue, access denied, no credentials), the instances of the
+// unsent messages end as FAILED with that code rather than silently, and the
+// error still goes to the trigger, whose retries end in the dead-letter
+// destination.
 func (d *Deps) deliver(ctx context.Context, cloud *session, res install.Result) (sent int, err error) {
 	log, rec, pause := d.Logger, d.Outcomes, d.Sleep
 	for _, r := range res.Outcomes {
@@ -35,6 +39,9 @@ func (d *Deps) deliver(ctx context.Context, cloud *session, res install.Result) 
 	}
 	q, err := cloud.cloud.Queue(ctx)
 	if err != nil {
+		for _, n := range res.Next {
+			d.abandon(ctx, n, err)
+		}
 		return 0, fmt.Errorf("build the queue client: %w", err)
 	}
 	var failed []error
@@ -55,6 +62,9 @@ func (d *Deps) deliver(ctx context.Context, cloud *session, res install.Result) 
 			log.ErrorContext(ctx, "cannot queue job message", slog.String("message", n.Message.Describe()),
 				slog.String("error", err.Error()), slog.String("class", fault.KindOf(err).String()))
 			failed = append(failed, err)
+			if !fault.Is(err, fault.Retryable) && !fault.IsContext(err) {
+				d.abandon(ctx, n, err)
+			}
 			continue
 		}
 		sent++
@@ -63,10 +73,30 @@ func (d *Deps) deliver(ctx context.Context, cloud *session, res install.Result) 
 			slog.Float64("delaySeconds", n.Delay.Seconds()), slog.String("messageId", id))
 	}
 	if len(failed) > 0 {
-		return sent, fault.Wrap("handler.deliver", fault.Retryable, fault.CodeOf(failed[0]),
+		kind := fault.Retryable
+		for _, e := range failed {
+			if !fault.Is(e, fault.Retryable) && !fault.IsContext(e) {
+				kind = fault.Permanent
+			}
+		}
+		return sent, fault.Wrap("handler.deliver", kind, fault.CodeOf(failed[0]),
 			fmt.Errorf("%d of %d job messages could not be queued (the trigger will redeliver): %w", len(failed), len(res.Next), failed[0]))
 	}
 	return sent, nil
+}
+
+// abandon ends the instances of a message that can never be queued.
+func (d *Deps) abandon(ctx context.Context, n install.Next, err error) {
+	code := fault.CodeOf(err)
+	if code == "" {
+		code = "QueueUnavailable"
+	}
+	for _, in := range n.Message.Instances {
+		r := install.Record(n.Message.Region, in, outcome.Failed, code,
+			"the job message that would follow this instance could not be queued: "+code, n.Message.TaskID, "")
+		r.Detail = err.Error()
+		d.Outcomes.Record(ctx, r)
+	}
 }
 
 func sendWithRetry(ctx context.Context, q Sender, m taskqueue.Message, pause func(time.Duration)) (string, error) {

@@ -220,13 +220,17 @@ func TestInstallRetriesSendsThenFailsRetryably(t *testing.T) {
 		assert.True(t, fault.Is(err, fault.Retryable))
 		assert.Equal(t, sendAttempts, c.attempts)
 	})
-	t.Run("permanent send error is not retried in process", func(t *testing.T) {
+	t.Run("permanent send error ends the instances, not silently", func(t *testing.T) {
 		c := &fakeCloud{install: validAll, sendErr: func(int) error {
 			return fault.Wrap("mns.SendMessage", fault.Permanent, "QueueNotExist", fmt.Errorf("no queue"))
 		}}
-		_, err := NewInstall(deps(c, &recorder{})).Handle(context.Background(), event(t, "instance-running.json"))
-		require.Error(t, err)
-		assert.Equal(t, 1, c.attempts)
+		rec := &recorder{}
+		_, err := NewInstall(deps(c, rec)).Handle(context.Background(), event(t, "instance-running.json"))
+		require.Error(t, err, "the trigger still sees the failure (and dead-letters the event)")
+		assert.Equal(t, 1, c.attempts, "a permanent error is not retried in process")
+		require.Len(t, rec.records, 1)
+		assert.Equal(t, outcome.Failed, rec.records[0].Outcome)
+		assert.Equal(t, "QueueNotExist", rec.records[0].Code)
 	})
 }
 

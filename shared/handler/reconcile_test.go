@@ -112,6 +112,7 @@ type sweepRecorder struct {
 	cloud    *sweepCloud
 	mu       sync.Mutex
 	accepted []outcome.Acceptance
+	records  []outcome.Record
 }
 
 func (r *sweepRecorder) Accepted(_ context.Context, a outcome.Acceptance) {
@@ -121,7 +122,11 @@ func (r *sweepRecorder) Accepted(_ context.Context, a outcome.Acceptance) {
 	r.cloud.note("accepted " + a.InstanceID)
 }
 
-func (r *sweepRecorder) Record(context.Context, outcome.Record) {}
+func (r *sweepRecorder) Record(_ context.Context, o outcome.Record) {
+	r.mu.Lock()
+	r.records = append(r.records, o)
+	r.mu.Unlock()
+}
 
 // sweepFixture is a region with 2 covered, 1 installing, 1 excluded and 3
 // missing instances.
@@ -306,7 +311,7 @@ func TestReconcileFailures(t *testing.T) {
 	}{
 		{"listing throttled", func(c *sweepCloud) { c.listErr = throttled }, fault.Retryable, "sweep failed", 0},
 		{"queue down", func(c *sweepCloud) { c.sendErr = queueDown }, fault.Retryable, "coverage", 3},
-		{"queue refuses", func(c *sweepCloud) { c.sendErr = denied }, fault.Retryable, "coverage", 3},
+		{"queue refuses", func(c *sweepCloud) { c.sendErr = denied }, fault.Permanent, "coverage", 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -315,7 +320,10 @@ func TestReconcileFailures(t *testing.T) {
 			tt.mutate(c)
 			_, err := NewReconcile(d, 600, 1000).Handle(context.Background(), []byte(`{}`))
 			require.Error(t, err)
-			assert.Equal(t, tt.wantKind, fault.KindOf(err), "the platform's retry may help: %v", err)
+			assert.Equal(t, tt.wantKind, fault.KindOf(err), "%v", err)
+			if tt.wantKind == fault.Permanent {
+				assert.Len(t, rec.records, tt.wantAccept, "a queue that can never be used ends the accepted instances as FAILED")
+			}
 			assert.Empty(t, c.sent)
 			assert.Len(t, rec.accepted, tt.wantAccept)
 			assert.Equal(t, "ERROR", logLine(t, buf, tt.wantLog)["level"])

@@ -294,3 +294,13 @@ func TestE2EExistingClientsAreNotInstalledAgain(t *testing.T) {
 	assert.Equal(t, "INSTALLED", r.Outcomes["i-new00001"].Outcome)
 	assert.Equal(t, 1, r.Calls["hbr.InstallBackupClients"], "no install for the instance that has a client")
 }
+
+func TestE2EMissingQueueIsNotSilent(t *testing.T) {
+	t.Parallel()
+	r := run(t, Options{Env: map[string]string{"QUEUE_NAME": "no-such-queue"}}, 60*time.Second, func(c *Cloud) {
+		publish(t, c, runningEvent("i-noqueue1"))
+	})
+	assert.Equal(t, "FAILED", r.Outcomes["i-noqueue1"].Outcome)
+	assert.Equal(t, "QueueNotExist", r.Outcomes["i-noqueue1"].Code)
+	assert.Equal(t, 1, r.DeadLettered, "the event still ends in the dead-letter queue after the retries")
+}
