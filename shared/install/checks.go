@@ -170,7 +170,7 @@ func (s *Service) existing(ctx context.Context, cl Installer, region string, c c
 			case bc.Status == clientActivated:
 				res.Outcomes = append(res.Outcomes, s.alreadyThere(region, in, bc))
 			case bc.Status == clientInstalling:
-				installing = append(installing, in)
+				installing = append(installing, s.awaitOther(in, now))
 			default:
 				keep = append(keep, in)
 			}
@@ -198,6 +198,18 @@ func (s *Service) alreadyThere(region string, in job.Instance, bc hbr.BackupClie
 	}
 	return Record(region, in, outcome.AlreadyInstalled, "",
 		"backup client was already active before the event", "", bc.ClientID)
+}
+
+// awaitOther prepares an instance to wait for another task that is
+// installing its client (a duplicate delivery's twin, or another job): the
+// wait may last as long as that task can, not just the readiness window.
+func (s *Service) awaitOther(in job.Instance, now time.Time) job.Instance {
+	if in.LastCode != CodeClientInstalling {
+		if until := now.Add(s.Policy.TaskTimeout + s.Policy.DeadlineMargin); until.After(in.ReadyBy) {
+			in.ReadyBy = until
+		}
+	}
+	return in
 }
 
 // Verdict is a non-success outcome a step is about to record, with the

@@ -28,6 +28,9 @@ const (
 	CodeInstanceNotRunning = "InstanceNotRunning"
 	CodeCloudAssistDown    = "CloudAssistNotRunningOnInstance"
 	CodeInstanceNotExists  = "InstanceNotExists"
+	// CodeDeadline marks an install that did not finish before its job's
+	// deadline.
+	CodeDeadline = "Deadline"
 )
 
 // Installer starts install tasks and lists the clients already there
@@ -195,10 +198,20 @@ func (s *Service) Install(ctx context.Context, region string, instances []job.In
 		fails = append(fails, Verdict{Instance: in, Record: r})
 	}
 	final, busy := s.Confirm(ctx, region, fails)
+	// A verdict whose client another task is installing waits for that task
+	// (once: a second time at its end, the verdict stands).
+	var await []job.Instance
 	for _, v := range busy {
-		final = append(final, v.Record)
+		if v.Instance.LastCode == CodeClientInstalling {
+			final = append(final, v.Record)
+			continue
+		}
+		await = append(await, s.awaitOther(v.Instance, s.now()))
 	}
 	res.Outcomes = append(keep, final...)
+	if len(await) > 0 {
+		res.Merge(s.wait(region, await, CodeClientInstalling, s.now()))
+	}
 	return res
 }
 

@@ -358,5 +358,32 @@ func TestInstallingClientTimesOutAtTheDeadline(t *testing.T) {
 	assert.Empty(t, *calls)
 	require.Len(t, res.Outcomes, 1)
 	assert.Equal(t, outcome.Timeout, res.Outcomes[0].Outcome)
-	assert.Equal(t, CodeClientInstalling, res.Outcomes[0].Code)
+	assert.Equal(t, CodeDeadline, res.Outcomes[0].Code, "the decision the installing chain reaches at its own deadline")
+}
+
+func TestFailureWaitsForAnotherInstallOnce(t *testing.T) {
+	in := instances(1)[0]
+	in.LastCode = "Throttling.User" // transient errors until the deadline…
+	in.NotReady = 2
+	now := t0.Add(11 * time.Minute)
+	s := &Service{
+		HBR: func(context.Context, string) (Installer, error) {
+			return &withClients{installFunc: allValid, clients: []hbr.BackupClient{
+				{InstanceID: in.ID, Status: "INSTALLING", CreatedTime: t0.Add(time.Minute).Unix()}}}, nil
+		},
+		Policy: testPolicy(), Now: func() time.Time { return now },
+	}
+	res := s.Install(context.Background(), "cn-hangzhou", []job.Instance{in}, 0)
+	assert.Empty(t, res.Outcomes, "…while a twin installs the client, the verdict waits")
+	require.Len(t, res.Next, 1)
+	waiting := res.Next[0].Message.Instances[0]
+	assert.Equal(t, CodeClientInstalling, waiting.LastCode)
+	assert.Equal(t, now.Add(17*time.Minute), waiting.ReadyBy, "as long as that task may take")
+
+	// At the end of that wait, the verdict stands.
+	now = waiting.ReadyBy
+	res = s.Install(context.Background(), "cn-hangzhou", []job.Instance{waiting}, 0)
+	require.Len(t, res.Outcomes, 1)
+	assert.Equal(t, outcome.Timeout, res.Outcomes[0].Outcome)
+	assert.Empty(t, res.Next)
 }

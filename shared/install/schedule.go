@@ -15,8 +15,10 @@ func (s *Service) expired(region string, in job.Instance) outcome.Record {
 		return record(region, in, outcome.Gone, in.LastCode, "ECS does not list the instance", "")
 	}
 	if in.LastCode == CodeClientInstalling {
-		return record(region, in, outcome.Timeout, in.LastCode,
-			"another install of the backup client was still running at the readiness deadline", "")
+		// The same decision the installing task's own chain reaches at its
+		// deadline, so that two copies of one job agree.
+		return record(region, in, outcome.Timeout, CodeDeadline,
+			"another install of the backup client was still running at the deadline", "")
 	}
 	if isNotReadyCode(in.LastCode) || (in.LastCode == "" && in.NotReady > 0) {
 		return record(region, in, outcome.NotReady, in.LastCode,

@@ -133,7 +133,7 @@ func (s *Service) poll(ctx context.Context, m job.Message) (install.Result, []jo
 	}
 	if !now.Before(m.Deadline) {
 		for _, in := range m.Instances {
-			fail(in, install.Record(m.Region, in, outcome.Timeout, "Deadline",
+			fail(in, install.Record(m.Region, in, outcome.Timeout, install.CodeDeadline,
 				fmt.Sprintf("task %s did not finish before the job deadline", m.TaskID), m.TaskID, ""))
 		}
 		return s.settle(ctx, m, res, fails, nil, now), nil
