@@ -12,14 +12,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"time"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/bench"
@@ -33,44 +30,33 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	jsonOut := fs.Bool("json", false, "print the JSON document on stdout instead of the tables")
-	out := fs.String("out", "", "also write the JSON document to this file")
-	quick := fs.Bool("quick", false, "smaller run: 200 instances, 9 cold starts, short handler benchmarks")
-	seed := fs.Int64("seed", 1, "seed of the scenario")
-	scale := fs.Float64("scale", 30, "speed-up: every real-cloud delay is divided by this")
-	instances := fs.Int("instances", 0, "instances in the burst (default 1000, 200 with -quick)")
+	f := bench.RegisterFlags(fs, bench.FlagText{
+		JSON:            "print the JSON document on stdout instead of the tables",
+		Quick:           "smaller run: 200 instances, 9 cold starts, short handler benchmarks",
+		Seed:            "seed of the scenario",
+		Coalesce:        "INSTALL_COALESCE_DELAY (real-cloud) of the second burst; 0 skips it",
+		CoalesceDefault: 30 * time.Second,
+		MaxInstances:    "processes per function in the bursts (Function Compute scales out)",
+		Timeout:         "bound of each burst run",
+		TimeoutDefault:  3 * time.Minute,
+	})
 	coldRuns := fs.Int("cold-runs", 0, "cold starts per binary (default 21, 9 with -quick)")
-	coalesce := fs.Duration("coalesce", 30*time.Second, "INSTALL_COALESCE_DELAY (real-cloud) of the second burst; 0 skips it")
-	batch := fs.Int("batch", 5, "poller trigger's CountBasedWindow (messages per invocation), as s.yaml deploys it")
-	window := fs.Duration("batch-window", 2*time.Second, "poller trigger's TimeBasedWindow (real-cloud), as s.yaml deploys it")
-	maxInstances := fs.Int("max-instances", 4, "processes per function in the bursts (Function Compute scales out)")
 	benchtime := fs.String("benchtime", "", "go test -benchtime of the handler benchmarks (default 1s, 200ms with -quick)")
-	timeout := fs.Duration("timeout", 3*time.Minute, "bound of each burst run")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: go run ./scripts/bench [flags]\n\nMeasures the functions and a burst through the local cloud.\n\nFlags:\n")
-		fs.PrintDefaults()
+	if status, ok := bench.Parse(fs, args, "Usage: go run ./scripts/bench [flags]\n\nMeasures the functions and a burst through the local cloud.\n\nFlags:\n"); !ok {
+		return status
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if *scale < 1 {
+	if f.Scale < 1 {
 		fmt.Fprintln(stderr, "bench: -scale must be at least 1")
 		return 2
 	}
 
 	cfg := bench.Config{
-		Scenario: bench.DefaultScenario(), Scale: bench.Scale(*scale), Seed: *seed, ColdRuns: 21,
-		Coalesce: *coalesce, Batch: *batch, BatchWindow: *window, MaxInstances: *maxInstances,
-		BenchTime: "1s", Timeout: *timeout, Progress: stderr,
+		Scenario: f.Scenario(), Scale: bench.Scale(f.Scale), Seed: f.Seed, ColdRuns: 21,
+		Coalesce: f.Coalesce, Batch: f.Batch, BatchWindow: f.BatchWindow, MaxInstances: f.MaxInstances,
+		BenchTime: "1s", Timeout: f.Timeout, Progress: stderr,
 	}
-	if *quick {
-		cfg.Scenario, cfg.ColdRuns, cfg.BenchTime = bench.QuickScenario(), 9, "200ms"
-	}
-	if *instances > 0 {
-		cfg.Scenario = cfg.Scenario.WithInstances(*instances)
+	if f.Quick {
+		cfg.ColdRuns, cfg.BenchTime = 9, "200ms"
 	}
 	if *coldRuns > 0 {
 		cfg.ColdRuns = *coldRuns
@@ -92,25 +78,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "bench:", err)
 		return 1
 	}
-	doc.Command = "make bench"
-	if len(args) > 0 {
-		doc.Command += " ARGS='" + strings.Join(args, " ") + "'"
-	}
-	b, err := json.MarshalIndent(doc, "", "  ")
-	if err != nil {
+	doc.Command = bench.CommandLine("make bench", args)
+	if err := f.Output(stdout, doc); err != nil {
 		fmt.Fprintln(stderr, "bench:", err)
 		return 1
-	}
-	if *out != "" {
-		if err := os.WriteFile(*out, append(b, '\n'), 0o644); err != nil {
-			fmt.Fprintln(stderr, "bench:", err)
-			return 1
-		}
-	}
-	if *jsonOut {
-		fmt.Fprintf(stdout, "%s\n", b)
-	} else {
-		doc.PrintTable(stdout)
 	}
 	for _, b := range doc.Bursts {
 		if b.Lost > 0 || !b.Settled {

@@ -92,25 +92,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 
-	bins := map[string]string{}
-	if *binDir != "" {
-		for _, fn := range localcloud.Functions {
-			bins[fn] = filepath.Join(*binDir, fn, "main")
-		}
-	} else {
-		tmp, err := os.MkdirTemp("", "hbr-demo-")
-		if err != nil {
-			fmt.Fprintln(stderr, "demo:", err)
-			return 2
-		}
-		defer os.RemoveAll(tmp)
+	bins, cleanup, err := localcloud.Binaries(*binDir, "hbr-demo-", func(dir string) (map[string]string, error) {
 		if !*jsonOut {
 			fmt.Fprintln(stdout, "building the install and poller functions…")
 		}
-		if bins, err = localcloud.BuildFunctions(ctx, root, tmp); err != nil {
-			fmt.Fprintln(stderr, "demo:", err)
-			return 2
-		}
+		return localcloud.BuildFunctions(ctx, root, dir)
+	})
+	defer cleanup()
+	if err != nil {
+		fmt.Fprintln(stderr, "demo:", err)
+		return 2
 	}
 
 	ids := localcloud.InstanceIDs(payloads, "cn-hangzhou")

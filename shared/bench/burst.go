@@ -86,28 +86,39 @@ type Burst struct {
 // RunBurst pushes the scenario through the local cloud with the functions'
 // timing scaled down, and measures it.
 func RunBurst(ctx context.Context, cfg BurstConfig) (Burst, error) {
+	rc, err := cfg.scaled()
+	if err != nil {
+		return Burst{}, err
+	}
+	b := Burst{Name: cfg.Name, Batch: cfg.Batch, BatchWindowSeconds: cfg.BatchWindow.Seconds(), MaxInstances: cfg.MaxInstances}
+	if cfg.Coalesce > 0 {
+		b.CoalesceSeconds, b.CoalesceLocalSeconds = cfg.Coalesce.Seconds(), cfg.Scale.Delay(cfg.Coalesce).Seconds()
+	}
+	obs, err := run(ctx, rc)
+	if err != nil {
+		return Burst{}, err
+	}
+	b.fill(obs, rc.timing, cfg.Scale)
+	return b, nil
+}
+
+// scaled plans the scenario and configures the run with the functions'
+// timing and every real-cloud setting scaled down; faults are left out.
+func (cfg BurstConfig) scaled() (runConfig, error) {
 	local := cfg.Scale.Timing(cfg.Real)
 	plan, err := cfg.Scenario.Plan(cfg.Scale, cfg.Seed, 3*(local.TaskTimeout+local.Margin))
 	if err != nil {
-		return Burst{}, err
+		return runConfig{}, err
 	}
 	env := map[string]string{}
-	b := Burst{Name: cfg.Name, Batch: cfg.Batch, BatchWindowSeconds: cfg.BatchWindow.Seconds(), MaxInstances: cfg.MaxInstances}
 	if cfg.Coalesce > 0 {
-		d := cfg.Scale.Delay(cfg.Coalesce)
-		env["INSTALL_COALESCE_DELAY"] = d.String()
-		b.CoalesceSeconds, b.CoalesceLocalSeconds = cfg.Coalesce.Seconds(), d.Seconds()
+		env["INSTALL_COALESCE_DELAY"] = cfg.Scale.Delay(cfg.Coalesce).String()
 	}
-	obs, err := run(ctx, runConfig{
+	return runConfig{
 		binaries: cfg.Binaries, plan: plan, timing: local, env: env,
 		batch: cfg.Batch, window: windowOf(cfg.Scale, cfg.BatchWindow), maxInstances: cfg.MaxInstances,
 		seed: cfg.Seed, timeout: cfg.Timeout,
-	})
-	if err != nil {
-		return Burst{}, err
-	}
-	b.fill(obs, local, cfg.Scale)
-	return b, nil
+	}, nil
 }
 
 func (b *Burst) fill(obs observation, t localcloud.Timing, s Scale) {

@@ -121,23 +121,19 @@ type Chaos struct {
 
 // RunChaos runs the soak and checks what must hold.
 func RunChaos(ctx context.Context, cfg ChaosConfig) (Chaos, error) {
-	local := cfg.Scale.Timing(cfg.Real)
-	plan, err := cfg.Scenario.Plan(cfg.Scale, cfg.Seed, 3*(local.TaskTimeout+local.Margin))
+	rc, err := BurstConfig{
+		Binaries: cfg.Binaries, Scenario: cfg.Scenario, Scale: cfg.Scale, Real: cfg.Real, Coalesce: cfg.Coalesce,
+		Batch: cfg.Batch, MaxInstances: cfg.MaxInstances, BatchWindow: cfg.BatchWindow, Seed: cfg.Seed, Timeout: cfg.Timeout,
+	}.scaled()
 	if err != nil {
 		return Chaos{}, err
 	}
-	env := map[string]string{}
-	if cfg.Coalesce > 0 {
-		env["INSTALL_COALESCE_DELAY"] = cfg.Scale.Delay(cfg.Coalesce).String()
-	}
 	f := cfg.Faults
-	hf := hbrsim.Faults{ThrottleRate: f.HBRThrottle, ServerErrorRate: f.HBRServerErrors}
-	obs, err := run(ctx, runConfig{
-		binaries: cfg.Binaries, plan: plan, timing: local, env: env,
-		batch: cfg.Batch, window: windowOf(cfg.Scale, cfg.BatchWindow), maxInstances: cfg.MaxInstances,
-		seed: cfg.Seed, timeout: cfg.Timeout, hbrFaults: hf, storm: seconds(f.StormSeconds), stormEvery: seconds(f.StormEverySeconds),
-		mnsFaults: mnssim.Faults{SendFailRate: f.MNSSendFail}, dup: f.Duplicate, crash: f.Crash,
-	})
+	rc.hbrFaults = hbrsim.Faults{ThrottleRate: f.HBRThrottle, ServerErrorRate: f.HBRServerErrors}
+	rc.storm, rc.stormEvery = seconds(f.StormSeconds), seconds(f.StormEverySeconds)
+	rc.mnsFaults = mnssim.Faults{SendFailRate: f.MNSSendFail}
+	rc.dup, rc.crash = f.Duplicate, f.Crash
+	obs, err := run(ctx, rc)
 	if err != nil {
 		return Chaos{}, err
 	}

@@ -3,10 +3,7 @@ package ecs_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,75 +17,23 @@ import (
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecs"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecssim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/rpcsim/rpcsimtest"
 )
 
-const (
-	testAK     = "LTAI-ecs-test"
-	testSecret = "ecs-secret+/="
-	testToken  = "STS.ecs/token=+"
-)
+const testAK, testSecret, testToken = rpcsimtest.AccessKeyID, rpcsimtest.AccessKeySecret, rpcsimtest.SecurityToken
 
 var (
-	goodCred = cloudauth.Credentials{AccessKeyID: testAK, AccessKeySecret: testSecret, SecurityToken: testToken}
+	goodCred = rpcsimtest.Credentials()
 	t0       = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 )
 
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-// wire records the parameters of the requests reaching the emulator.
-type wire struct {
-	mu   sync.Mutex
-	reqs []url.Values
-}
-
-func (w *wire) all() []url.Values {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]url.Values(nil), w.reqs...)
-}
-
 // startSim serves an emulator expecting goodCred behind a recorder.
-func startSim(t *testing.T) (*ecssim.Server, *clock, *wire, string) {
+func startSim(t *testing.T) (*ecssim.Server, *rpcsimtest.Clock, *rpcsimtest.Recorder, string) {
 	t.Helper()
-	clk := &clock{now: t0}
+	clk := rpcsimtest.NewClock(t0)
 	sim := ecssim.New(ecssim.Options{AccessKeyID: testAK, AccessKeySecret: testSecret, SecurityToken: testToken, Now: clk.Now, Seed: 5})
-	rec := &wire{}
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		params := r.URL.Query()
-		if form, err := url.ParseQuery(string(body)); err == nil {
-			for k, v := range form {
-				params[k] = v
-			}
-		}
-		params.Set("Method", r.Method)
-		rec.mu.Lock()
-		rec.reqs = append(rec.reqs, params)
-		rec.mu.Unlock()
-		r.Body = io.NopCloser(strings.NewReader(string(body)))
-		sim.ServeHTTP(w, r)
-	}))
-	t.Cleanup(ts.Close)
-	return sim, clk, rec, ts.URL
+	rec, base := rpcsimtest.Serve(t, sim)
+	return sim, clk, rec, base
 }
 
 func newClient(t *testing.T, endpoint string, cred cloudauth.Credentials) *ecs.Client {
@@ -98,32 +43,17 @@ func newClient(t *testing.T, endpoint string, cred cloudauth.Credentials) *ecs.C
 	return c
 }
 
-// rawServer answers every request with status and body, counting requests.
+// rawServer answers every request with status and a JSON body, counting
+// requests.
 func rawServer(t *testing.T, status int, body string) (string, *atomic.Int64) {
 	t.Helper()
-	var n atomic.Int64
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n.Add(1)
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		io.WriteString(w, body)
-	}))
-	t.Cleanup(ts.Close)
-	return ts.URL, &n
+	return rpcsimtest.Canned(t, status, "application/json", body)
 }
 
 // assertFault checks the classification of err and that it leaks no secret.
 func assertFault(t *testing.T, err error, op string, kind fault.Kind, code string) {
 	t.Helper()
-	require.Error(t, err)
-	var fe *fault.Error
-	require.ErrorAs(t, err, &fe)
-	assert.Equal(t, op, fe.Op)
-	assert.Equal(t, kind, fault.KindOf(err), "kind of %v", err)
-	assert.Equal(t, code, fault.CodeOf(err))
-	for _, secret := range []string{testSecret, testToken, url.QueryEscape(testSecret), url.QueryEscape(testToken)} {
-		assert.NotContains(t, err.Error(), secret, "error text leaks a secret")
-	}
+	rpcsimtest.AssertFault(t, err, op, kind, code, testSecret, testToken)
 }
 
 func ids(prefix string, n int) []string {
@@ -193,9 +123,9 @@ func TestDescribeInstances(t *testing.T) {
 			Tags: map[string]string{"env": "prod", "owner": "张三", "empty": ""}},
 	}, got, "input order, duplicates and unknown IDs dropped, other regions invisible")
 
-	reqs := rec.all()
+	reqs := rec.Params()
 	require.Len(t, reqs, 1)
-	assert.Equal(t, "POST", reqs[0].Get("Method"))
+	assert.Equal(t, "POST", rec.All()[0].Method)
 	assert.Equal(t, "DescribeInstances", reqs[0].Get("Action"))
 	assert.Equal(t, "2014-05-26", reqs[0].Get("Version"))
 	assert.Equal(t, "cn-hangzhou", reqs[0].Get("RegionId"))
@@ -206,7 +136,7 @@ func TestDescribeInstances(t *testing.T) {
 	none, err := c.DescribeInstances(context.Background(), nil)
 	require.NoError(t, err)
 	assert.Empty(t, none)
-	assert.Len(t, rec.all(), 1, "an empty list makes no call")
+	assert.Len(t, rec.Params(), 1, "an empty list makes no call")
 }
 
 func TestDescribeInstancesChunks(t *testing.T) {
@@ -240,7 +170,7 @@ func TestListInstances(t *testing.T) {
 	for _, in := range running {
 		assert.Equal(t, "Running", in.Status)
 	}
-	reqs := rec.all()
+	reqs := rec.Params()
 	require.Len(t, reqs, 3, "pages of 100")
 	assert.Equal(t, "Running", reqs[0].Get("Status"))
 	assert.False(t, reqs[0].Has("NextToken"))
@@ -253,7 +183,7 @@ func TestListInstances(t *testing.T) {
 
 	_, err = c.ListInstances(context.Background(), "running; drop")
 	assertFault(t, err, "ecs.DescribeInstances", fault.Invalid, "")
-	assert.Len(t, rec.all(), 6, "an invalid status makes no call")
+	assert.Len(t, rec.Params(), 6, "an invalid status makes no call")
 }
 
 func TestListInstancesIsBounded(t *testing.T) {
@@ -273,7 +203,7 @@ func TestTagInstance(t *testing.T) {
 	require.NoError(t, c.TagInstance(ctx, "i-a", "env", "staging"))
 	assert.Equal(t, map[string]string{"env": "staging", "hbr-autoinstall": "installed"}, sim.Tags("i-a"))
 
-	last := rec.all()[1]
+	last := rec.Params()[1]
 	assert.Equal(t, "TagResources", last.Get("Action"))
 	assert.Equal(t, "instance", last.Get("ResourceType"))
 	assert.Equal(t, "i-a", last.Get("ResourceId.1"))
@@ -340,7 +270,7 @@ func TestCloudAssistantReady(t *testing.T) {
 	got, err := c.CloudAssistantReady(context.Background(), ask)
 	require.NoError(t, err)
 	assert.Equal(t, map[string]bool{"i-ready": true, "i-soon": false, "i-none": false, "i-stopped": false, "i-unknown": false}, got)
-	req := rec.all()[0]
+	req := rec.Params()[0]
 	assert.Equal(t, "DescribeCloudAssistantStatus", req.Get("Action"))
 	assert.Equal(t, "i-ready", req.Get("InstanceId.1"))
 	assert.Equal(t, "i-unknown", req.Get("InstanceId.5"))

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,22 +19,18 @@ import (
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/cloudauth"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecs"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecssim"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/rpcsim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/rpcsim/rpcsimtest"
 )
 
-const (
-	testAK     = "LTAI-ecssim"
-	testSecret = "ecssim-secret"
-)
+const testAK, testSecret = rpcsimtest.AccessKeyID, rpcsimtest.AccessKeySecret
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 // rig is an emulator behind httptest plus a signing raw client.
 type rig struct {
-	t     *testing.T
-	sim   *ecssim.Server
-	url   string
-	nonce atomic.Int64
+	t      *testing.T
+	sim    *ecssim.Server
+	caller *rpcsimtest.Caller
 }
 
 func newRig(t *testing.T) *rig {
@@ -43,47 +38,17 @@ func newRig(t *testing.T) *rig {
 	sim := ecssim.New(ecssim.Options{AccessKeyID: testAK, AccessKeySecret: testSecret, Now: func() time.Time { return t0 }, Seed: 2})
 	ts := httptest.NewServer(sim)
 	t.Cleanup(ts.Close)
-	return &rig{t: t, sim: sim, url: ts.URL}
+	return &rig{t: t, sim: sim, caller: &rpcsimtest.Caller{URL: ts.URL, Version: ecssim.Version, AccessKeyID: testAK, AccessKeySecret: testSecret}}
 }
 
-type reply struct {
-	Status int
-	Body   map[string]any
-}
-
-func (r reply) code() any { return r.Body["Code"] }
+type reply = rpcsimtest.Reply
 
 // call sends a signed POST with the action's params in the query; a param
 // set to "<omit>" is removed (RegionId, say). tamper edits the query after
 // signing.
 func (r *rig) call(action string, params map[string]string, tamper func(url.Values)) reply {
 	r.t.Helper()
-	q := url.Values{}
-	for k, v := range map[string]string{
-		"Action": action, "Version": ecssim.Version, "Format": "JSON", "AccessKeyId": testAK,
-		"SignatureMethod": "HMAC-SHA1", "SignatureVersion": "1.0", "SignatureType": "",
-		"SignatureNonce": fmt.Sprintf("n-%d", r.nonce.Add(1)),
-		"Timestamp":      time.Now().UTC().Format(rpcsim.TimestampLayout), "RegionId": "cn-hangzhou",
-	} {
-		q.Set(k, v)
-	}
-	for k, v := range params {
-		if v == "<omit>" {
-			q.Del(k)
-			continue
-		}
-		q.Set(k, v)
-	}
-	q.Set("Signature", rpcsim.Sign("POST", q, testSecret))
-	if tamper != nil {
-		tamper(q)
-	}
-	resp, err := http.Post(r.url+"/?"+q.Encode(), "application/x-www-form-urlencoded", nil)
-	require.NoError(r.t, err)
-	defer resp.Body.Close()
-	var body map[string]any
-	require.NoError(r.t, json.NewDecoder(resp.Body).Decode(&body))
-	return reply{Status: resp.StatusCode, Body: body}
+	return r.caller.Call(r.t, action, params, nil, tamper)
 }
 
 // instanceIDs lists the InstanceId values of a DescribeInstances reply.
@@ -238,7 +203,7 @@ func TestBadRequests(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rep := r.call(tc.action, tc.params, nil)
 			assert.Equal(t, tc.wantStatus, rep.Status, "%v", rep.Body)
-			assert.Equal(t, tc.wantCode, rep.code())
+			assert.Equal(t, tc.wantCode, rep.Code())
 			assert.NotEmpty(t, rep.Body["RequestId"])
 			assert.NotEmpty(t, rep.Body["Message"])
 		})
@@ -257,12 +222,12 @@ func TestTagResourcesIsAllOrNothing(t *testing.T) {
 
 	rep := r.call("TagResources", map[string]string{"ResourceType": "instance", "ResourceId.1": "i-a", "ResourceId.2": "i-gone", "Tag.1.Key": "k"}, nil)
 	assert.Equal(t, http.StatusNotFound, rep.Status)
-	assert.Equal(t, ecssim.CodeResourceNotFound, rep.code())
+	assert.Equal(t, ecssim.CodeResourceNotFound, rep.Code())
 	assert.Empty(t, r.sim.Tags("i-a"))
 
 	rep = r.call("TagResources", map[string]string{"ResourceType": "instance", "ResourceId.1": "i-a", "ResourceId.2": "i-full", "Tag.1.Key": "new"}, nil)
 	assert.Equal(t, http.StatusBadRequest, rep.Status)
-	assert.Equal(t, ecssim.CodeTagCount, rep.code())
+	assert.Equal(t, ecssim.CodeTagCount, rep.Code())
 	assert.Empty(t, r.sim.Tags("i-a"))
 
 	rep = r.call("TagResources", map[string]string{"ResourceType": "instance", "ResourceId.1": "i-a", "ResourceId.2": "i-full",
@@ -272,7 +237,7 @@ func TestTagResourcesIsAllOrNothing(t *testing.T) {
 	assert.Equal(t, "y", r.sim.Tags("i-full")["k3"])
 
 	rep = r.call("TagResources", map[string]string{"RegionId": "cn-beijing", "ResourceType": "instance", "ResourceId.1": "i-a", "Tag.1.Key": "k"}, nil)
-	assert.Equal(t, ecssim.CodeResourceNotFound, rep.code(), "instances are regional")
+	assert.Equal(t, ecssim.CodeResourceNotFound, rep.Code(), "instances are regional")
 }
 
 func TestDescribeCloudAssistantStatusListing(t *testing.T) {
@@ -317,7 +282,7 @@ func TestSignatureIsChecked(t *testing.T) {
 	rep := r.call("TagResources", map[string]string{"ResourceType": "instance", "ResourceId.1": "i-a", "Tag.1.Key": "k"},
 		func(q url.Values) { q.Set("ResourceId.1", "i-b") })
 	assert.Equal(t, http.StatusBadRequest, rep.Status)
-	assert.Equal(t, "SignatureDoesNotMatch", rep.code())
+	assert.Equal(t, "SignatureDoesNotMatch", rep.Code())
 	assert.Empty(t, r.sim.Tags("i-a"))
 }
 

@@ -21,87 +21,30 @@ import (
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbr"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbrsim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/rpcsim/rpcsimtest"
 )
 
-const (
-	testAK     = "LTAI-adapter-test"
-	testSecret = "adapter-secret+/="
-	testToken  = "STS.token+with/odd=chars"
-)
+const testAK, testSecret, testToken = rpcsimtest.AccessKeyID, rpcsimtest.AccessKeySecret, rpcsimtest.SecurityToken
 
 var (
-	goodCred = cloudauth.Credentials{AccessKeyID: testAK, AccessKeySecret: testSecret, SecurityToken: testToken}
+	goodCred = rpcsimtest.Credentials()
 	t0       = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 )
 
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-// wire records the raw requests reaching the emulator.
-type wire struct {
-	mu   sync.Mutex
-	reqs []rawRequest
-}
-
-type rawRequest struct {
-	Method string
-	Query  url.Values
-	Form   url.Values
-}
-
-func (w *wire) last(t *testing.T) rawRequest {
-	t.Helper()
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	require.NotEmpty(t, w.reqs)
-	return w.reqs[len(w.reqs)-1]
-}
-
 // startSim serves an emulator expecting goodCred, behind a recorder.
-func startSim(t *testing.T) (*hbrsim.Server, *clock, *wire, string) {
+func startSim(t *testing.T) (*hbrsim.Server, *rpcsimtest.Clock, *rpcsimtest.Recorder, string) {
 	t.Helper()
-	clk := &clock{now: t0}
+	clk := rpcsimtest.NewClock(t0)
 	sim := hbrsim.New(hbrsim.Options{AccessKeyID: testAK, AccessKeySecret: testSecret, SecurityToken: testToken, Now: clk.Now, Seed: 3})
-	rec := &wire{}
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
-		require.NoError(t, err)
-		form, err := url.ParseQuery(string(body))
-		require.NoError(t, err)
-		rec.mu.Lock()
-		rec.reqs = append(rec.reqs, rawRequest{Method: r.Method, Query: r.URL.Query(), Form: form})
-		rec.mu.Unlock()
-		r.Body = io.NopCloser(strings.NewReader(string(body)))
-		sim.ServeHTTP(w, r)
-	}))
-	t.Cleanup(ts.Close)
-	return sim, clk, rec, ts.URL
+	rec, base := rpcsimtest.Serve(t, sim)
+	return sim, clk, rec, base
 }
 
 // rawServer answers every request with status and body.
 func rawServer(t *testing.T, status int, contentType, body string) string {
 	t.Helper()
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", contentType)
-		w.WriteHeader(status)
-		io.WriteString(w, body)
-	}))
-	t.Cleanup(ts.Close)
-	return ts.URL
+	base, _ := rpcsimtest.Canned(t, status, contentType, body)
+	return base
 }
 
 func newClient(t *testing.T, endpoint string, cred cloudauth.Credentials) *hbr.Client {
@@ -114,15 +57,7 @@ func newClient(t *testing.T, endpoint string, cred cloudauth.Credentials) *hbr.C
 // assertFault checks the classification of err and that it leaks no secret.
 func assertFault(t *testing.T, err error, op string, kind fault.Kind, code string) {
 	t.Helper()
-	require.Error(t, err)
-	var fe *fault.Error
-	require.ErrorAs(t, err, &fe)
-	assert.Equal(t, op, fe.Op)
-	assert.Equal(t, kind, fault.KindOf(err), "kind of %v", err)
-	assert.Equal(t, code, fault.CodeOf(err))
-	for _, secret := range []string{testSecret, testToken, url.QueryEscape(testToken), url.QueryEscape(testSecret)} {
-		assert.NotContains(t, err.Error(), secret, "error text leaks a secret")
-	}
+	rpcsimtest.AssertFault(t, err, op, kind, code, testSecret, testToken)
 }
 
 func TestConfig(t *testing.T) {
@@ -590,7 +525,7 @@ func TestWire(t *testing.T) {
 
 	res, err := c.InstallBackupClients(ctx, []string{"i-a", "i-b"})
 	require.NoError(t, err)
-	inst := rec.last(t)
+	inst := rec.Last(t)
 	assert.Equal(t, "POST", inst.Method)
 	assert.Equal(t, `["i-a","i-b"]`, inst.Query.Get("InstanceIds"))
 	assert.Equal(t, "InstallBackupClients", inst.Query.Get("Action"))
@@ -603,14 +538,14 @@ func TestWire(t *testing.T) {
 
 	_, err = c.DescribeTask(ctx, res.TaskID)
 	require.NoError(t, err)
-	desc := rec.last(t)
+	desc := rec.Last(t)
 	assert.Equal(t, "POST", desc.Method)
 	assert.Equal(t, res.TaskID, desc.Query.Get("TaskId"))
 	assert.Equal(t, "DescribeTask", desc.Query.Get("Action"))
 
 	_, err = c.DescribeBackupClients(ctx, []string{"i-a"})
 	require.NoError(t, err)
-	list := rec.last(t)
+	list := rec.Last(t)
 	assert.Equal(t, "POST", list.Method)
 	assert.Equal(t, `["i-a"]`, list.Form.Get("InstanceIds"), "InstanceIds in the form body")
 	assert.False(t, list.Query.Has("InstanceIds"))
@@ -622,7 +557,7 @@ func TestWire(t *testing.T) {
 	_, err = plain.InstallBackupClients(ctx, []string{"i-c"})
 	require.NoError(t, err)
 	for _, k := range []string{"CrossAccountType", "CrossAccountUserId", "CrossAccountRoleName"} {
-		assert.False(t, rec.last(t).Query.Has(k), "%s sent only when configured", k)
+		assert.False(t, rec.Last(t).Query.Has(k), "%s sent only when configured", k)
 	}
 }
 

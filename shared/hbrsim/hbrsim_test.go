@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,102 +15,42 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbrsim"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/rpcsim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/rpcsim/rpcsimtest"
 )
 
-const (
-	testAK     = "LTAI-sim"
-	testSecret = "sim-secret"
-	testToken  = "sim-token"
-)
+const testAK, testSecret, testToken = rpcsimtest.AccessKeyID, rpcsimtest.AccessKeySecret, rpcsimtest.SecurityToken
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-// clock is a settable simulated clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
-
 // rig is an emulator behind httptest plus a signing raw client.
 type rig struct {
-	t     *testing.T
-	sim   *hbrsim.Server
-	clock *clock
-	url   string
-	nonce atomic.Int64
+	t      *testing.T
+	sim    *hbrsim.Server
+	clock  *rpcsimtest.Clock
+	caller *rpcsimtest.Caller
 }
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
-	clk := &clock{now: t0}
+	clk := rpcsimtest.NewClock(t0)
 	sim := hbrsim.New(hbrsim.Options{
 		AccessKeyID: testAK, AccessKeySecret: testSecret, SecurityToken: testToken,
 		Now: clk.Now, Seed: 1,
 	})
 	ts := httptest.NewServer(sim)
 	t.Cleanup(ts.Close)
-	return &rig{t: t, sim: sim, clock: clk, url: ts.URL}
+	return &rig{t: t, sim: sim, clock: clk, caller: &rpcsimtest.Caller{
+		URL: ts.URL, Version: hbrsim.Version, AccessKeyID: testAK, AccessKeySecret: testSecret, SecurityToken: testToken,
+	}}
 }
 
-type reply struct {
-	Status int
-	Body   map[string]any
-}
-
-func (r reply) code() any { return r.Body["Code"] }
+type reply = rpcsimtest.Reply
 
 // call sends a signed POST; query and form hold the action's own params.
 // tamper, if set, edits the query after signing.
 func (r *rig) call(action string, query, form map[string]string, tamper func(url.Values)) reply {
 	r.t.Helper()
-	q := url.Values{}
-	for k, v := range map[string]string{
-		"Action": action, "Version": hbrsim.Version, "Format": "JSON", "AccessKeyId": testAK,
-		"SignatureMethod": "HMAC-SHA1", "SignatureVersion": "1.0", "SignatureType": "",
-		"SignatureNonce": fmt.Sprintf("n-%d", r.nonce.Add(1)), "SecurityToken": testToken,
-		"Timestamp": time.Now().UTC().Format(rpcsim.TimestampLayout), "RegionId": "cn-hangzhou",
-	} {
-		q.Set(k, v)
-	}
-	f := url.Values{}
-	all := url.Values{}
-	for k, v := range q {
-		all[k] = v
-	}
-	for k, v := range query {
-		q.Set(k, v)
-		all.Set(k, v)
-	}
-	for k, v := range form {
-		f.Set(k, v)
-		all.Set(k, v)
-	}
-	q.Set("Signature", rpcsim.Sign("POST", all, testSecret))
-	if tamper != nil {
-		tamper(q)
-	}
-	req, err := http.NewRequest("POST", r.url+"/?"+q.Encode(), strings.NewReader(f.Encode()))
-	require.NoError(r.t, err)
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(r.t, err)
-	defer resp.Body.Close()
-	var body map[string]any
-	require.NoError(r.t, json.NewDecoder(resp.Body).Decode(&body))
-	return reply{Status: resp.StatusCode, Body: body}
+	return r.caller.Call(r.t, action, query, form, tamper)
 }
 
 func (r *rig) install(ids ...string) reply {
@@ -159,7 +98,7 @@ func TestTaskLifecycle(t *testing.T) {
 	inst := r.install("i-a", "i-b")
 	require.Equal(t, 200, inst.Status, inst.Body)
 	assert.Equal(t, true, inst.Body["Success"])
-	assert.Equal(t, "200", inst.code())
+	assert.Equal(t, "200", inst.Code())
 	taskID, _ := inst.Body["TaskId"].(string)
 	assert.Regexp(t, `^t-[a-z0-9]{21}$`, taskID)
 	for _, s := range statuses(inst) {
@@ -271,7 +210,7 @@ func TestInstallStatuses(t *testing.T) {
 			got := r.install(tc.ids...)
 			require.Equal(t, tc.wantHTTP, got.Status, got.Body)
 			if tc.wantCode != "" {
-				assert.Equal(t, tc.wantCode, got.code())
+				assert.Equal(t, tc.wantCode, got.Code())
 				assert.Empty(t, r.sim.Tasks())
 				return
 			}
@@ -291,9 +230,9 @@ func TestReadyAfterCountsFromFirstSighting(t *testing.T) {
 	r := newRig(t)
 	r.sim.SetDefault(hbrsim.Behavior{ReadyAfter: 2 * time.Minute})
 
-	assert.Equal(t, "CloudAssistNotRunningOnInstance", r.install("i-a").code())
+	assert.Equal(t, "CloudAssistNotRunningOnInstance", r.install("i-a").Code())
 	r.clock.Set(t0.Add(time.Minute))
-	assert.Equal(t, "CloudAssistNotRunningOnInstance", r.install("i-a").code())
+	assert.Equal(t, "CloudAssistNotRunningOnInstance", r.install("i-a").Code())
 	r.clock.Set(t0.Add(2 * time.Minute))
 	ok := r.install("i-a")
 	assert.Equal(t, 200, ok.Status, ok.Body)
@@ -392,7 +331,7 @@ func TestValidation(t *testing.T) {
 			r := newRig(t)
 			got := r.call(tc.action, tc.query, tc.form, nil)
 			assert.Equal(t, tc.wantHTTP, got.Status, got.Body)
-			assert.Equal(t, tc.wantCode, got.code())
+			assert.Equal(t, tc.wantCode, got.Code())
 			assert.IsType(t, "", got.Body["Message"])
 		})
 	}
@@ -428,10 +367,10 @@ func TestThrottledInstallCreatesNoTask(t *testing.T) {
 	r.sim.SetFaults(hbrsim.Faults{ThrottleNext: 1, ServerErrorNext: 1})
 	th := r.install("i-a")
 	assert.Equal(t, 400, th.Status)
-	assert.Equal(t, "Throttling.User", th.code())
+	assert.Equal(t, "Throttling.User", th.Code())
 	se := r.install("i-a")
 	assert.Equal(t, 503, se.Status)
-	assert.Equal(t, "ServiceUnavailable", se.code())
+	assert.Equal(t, "ServiceUnavailable", se.Code())
 	assert.Empty(t, r.sim.Tasks())
 	assert.Equal(t, 0, r.sim.Installs("i-a"))
 	assert.Equal(t, 200, r.install("i-a").Status)
@@ -443,13 +382,13 @@ func TestTamperedRequestIsRejected(t *testing.T) {
 	got := r.call("InstallBackupClients", map[string]string{"InstanceIds": `["i-a"]`}, nil,
 		func(q url.Values) { q.Set("InstanceIds", `["i-a","i-evil"]`) })
 	assert.Equal(t, 400, got.Status)
-	assert.Equal(t, "SignatureDoesNotMatch", got.code())
+	assert.Equal(t, "SignatureDoesNotMatch", got.Code())
 	assert.Empty(t, r.sim.Tasks())
 
 	wrongAK := r.call("DescribeTask", map[string]string{"TaskId": "t-x"}, nil,
 		func(q url.Values) { q.Set("AccessKeyId", "someone-else") })
 	assert.Equal(t, 404, wrongAK.Status)
-	assert.Equal(t, "InvalidAccessKeyId.NotFound", wrongAK.code())
+	assert.Equal(t, "InvalidAccessKeyId.NotFound", wrongAK.Code())
 	assert.Equal(t, map[string]int{"hbr.InstallBackupClients": 1, "hbr.DescribeTask": 1}, r.sim.Calls())
 }
 
