@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
 
@@ -31,11 +30,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	echoBinary = filepath.Join(dir, "main")
-	gotool, err := exec.LookPath("go")
-	if err != nil {
-		gotool = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	build := exec.Command(gotool, "build", "-o", echoBinary, "../fcsim/testdata/echofn")
+	build := exec.Command("go", "build", "-o", echoBinary, "../fcsim/testdata/echofn")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build echofn: %v\n%s", err, out)
