@@ -40,7 +40,7 @@ func (d *Deps) deliver(ctx context.Context, cloud *session, res install.Result) 
 	q, err := cloud.cloud.Queue(ctx)
 	if err != nil {
 		for _, n := range res.Next {
-			d.abandon(ctx, n, err)
+			d.abandon(ctx, cloud, n, err)
 		}
 		return 0, fmt.Errorf("build the queue client: %w", err)
 	}
@@ -63,7 +63,7 @@ func (d *Deps) deliver(ctx context.Context, cloud *session, res install.Result) 
 				slog.String("error", err.Error()), slog.String("class", fault.KindOf(err).String()))
 			failed = append(failed, err)
 			if !fault.Is(err, fault.Retryable) && !fault.IsContext(err) {
-				d.abandon(ctx, n, err)
+				d.abandon(ctx, cloud, n, err)
 			}
 			continue
 		}
@@ -86,17 +86,22 @@ func (d *Deps) deliver(ctx context.Context, cloud *session, res install.Result) 
 }
 
 // abandon ends the instances of a message that can never be queued.
-func (d *Deps) abandon(ctx context.Context, n install.Next, err error) {
+// Like any outcome it is tagged and published when those are configured.
+func (d *Deps) abandon(ctx context.Context, cloud *session, n install.Next, err error) {
 	code := fault.CodeOf(err)
 	if code == "" {
 		code = "QueueUnavailable"
 	}
+	var rs []outcome.Record
 	for _, in := range n.Message.Instances {
 		r := install.Record(n.Message.Region, in, outcome.Failed, code,
 			"the job message that would follow this instance could not be queued: "+code, n.Message.TaskID, "")
 		r.Detail = err.Error()
 		d.Outcomes.Record(ctx, r)
+		rs = append(rs, r)
 	}
+	d.tag(ctx, cloud, rs)
+	d.publish(ctx, cloud, rs)
 }
 
 func sendWithRetry(ctx context.Context, q Sender, m taskqueue.Message, pause func(time.Duration)) (string, error) {
