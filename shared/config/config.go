@@ -10,7 +10,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -365,20 +364,11 @@ func checkURL(raw string, allowLoopbackHTTP bool) error {
 	case "https":
 		return nil
 	case "http":
-		if allowLoopbackHTTP && IsLoopback(u.Hostname()) {
+		if allowLoopbackHTTP && ident.Loopback(u.Hostname()) {
 			return nil
 		}
 		return fmt.Errorf("%q: plain http is only allowed for a loopback emulator; use https", raw)
 	default:
 		return fmt.Errorf("%q: unsupported scheme %q", raw, u.Scheme)
 	}
-}
-
-// IsLoopback reports whether host is localhost or a loopback IP.
-func IsLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ident"
@@ -158,6 +157,3 @@ func (m Message) Describe() string {
 	}
 	return fmt.Sprintf("install-retry (%d instances)", len(m.Instances))
 }
-
-// Remaining returns how long until the message's deadline at now.
-func (m Message) Remaining(now time.Time) time.Duration { return m.Deadline.Sub(now) }

@@ -45,7 +45,7 @@ func resolveEndpoint(cfg Config) (endpoint, error) {
 		return endpoint{}, fmt.Errorf("endpoint %q must be scheme://host[:port] with nothing after the host", ep)
 	}
 	host := u.Hostname()
-	if isLoopback(host) {
+	if ident.Loopback(host) {
 		if u.Scheme != "http" {
 			return endpoint{}, fmt.Errorf("endpoint %q: a loopback emulator is reached over http://", ep)
 		}
@@ -68,12 +68,4 @@ func resolveEndpoint(cfg Config) (endpoint, error) {
 			"endpoint %q is not shaped https://<accountId>.mns.<region>.aliyuncs.com (the MNS SDK needs exactly four dots)", ep)
 	}
 	return endpoint{sdk: ep}, nil
-}
-
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

@@ -210,7 +210,7 @@ func resolveEndpoint(endpoint, product, region string) (scheme, host string, err
 	if err != nil {
 		return "", "", fmt.Errorf("endpoint %q: %w", endpoint, err)
 	}
-	if scheme == "http" && !isLoopback(hostname) {
+	if scheme == "http" && !ident.Loopback(hostname) {
 		return "", "", fmt.Errorf("endpoint %q: plain http is allowed only for loopback hosts; use https", endpoint)
 	}
 	return scheme, host, nil
@@ -232,14 +232,6 @@ func checkHost(hostport string) (string, error) {
 		return "", fmt.Errorf("%q is not a valid host name", name)
 	}
 	return name, nil
-}
-
-func isLoopback(hostname string) bool {
-	if strings.EqualFold(hostname, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(hostname)
-	return ip != nil && ip.IsLoopback()
 }
 
 // APIError is an error reported by the service (or an unreadable response).

@@ -18,6 +18,7 @@ import (
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/cloudauth"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ident"
 )
 
 // ErrNotFound is wrapped by the errors the adapters return when the service
@@ -76,21 +77,13 @@ func parseEndpoint(endpoint string) (host, scheme string, err error) {
 	case "https":
 		return u.Host, "HTTPS", nil
 	case "http":
-		if !isLoopback(u.Hostname()) {
+		if !ident.Loopback(u.Hostname()) {
 			return "", "", fmt.Errorf("endpoint %q: plain http is only allowed for a loopback emulator", endpoint)
 		}
 		return u.Host, "HTTP", nil
 	default:
 		return "", "", fmt.Errorf("endpoint %q: unsupported scheme %q", endpoint, u.Scheme)
 	}
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // call runs action with params (sent in the query string, as the official
