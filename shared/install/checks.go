@@ -129,7 +129,7 @@ func (s *Service) existing(ctx context.Context, cl Installer, region string, c c
 	var ask []string
 	for _, id := range c.ids {
 		for _, in := range c.jobs[id] {
-			if in.Attempts == 0 {
+			if lookFirst(in) {
 				ask = append(ask, id)
 				break
 			}
@@ -165,7 +165,7 @@ func (s *Service) existing(ctx context.Context, cl Installer, region string, c c
 		var keep []job.Instance
 		for _, in := range c.jobs[id] {
 			switch {
-			case in.Attempts > 0 || !found:
+			case !lookFirst(in) || !found:
 				keep = append(keep, in)
 			case bc.Status == clientActivated:
 				res.Outcomes = append(res.Outcomes, s.alreadyThere(region, in, bc))
@@ -198,6 +198,14 @@ func (s *Service) alreadyThere(region string, in job.Instance, bc hbr.BackupClie
 	}
 	return Record(region, in, outcome.AlreadyInstalled, "",
 		"backup client was already active before the event", "", bc.ClientID)
+}
+
+// lookFirst reports whether the instance's client is looked at before an
+// install: before a job's first attempt, and whenever the job is waiting
+// for another task's install (a reinstall that finds one must not start a
+// second).
+func lookFirst(in job.Instance) bool {
+	return in.Attempts == 0 || in.LastCode == CodeClientInstalling
 }
 
 // awaitOther prepares an instance to wait for another task that is

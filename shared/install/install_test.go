@@ -387,3 +387,24 @@ func TestFailureWaitsForAnotherInstallOnce(t *testing.T) {
 	assert.Equal(t, outcome.Timeout, res.Outcomes[0].Outcome)
 	assert.Empty(t, res.Next)
 }
+
+func TestReinstallWaitingForAnotherInstallLooksFirst(t *testing.T) {
+	in := instances(1)[0]
+	in.Attempts = 1
+	in.LastCode = CodeClientInstalling
+	in.ReadyBy = t0.Add(time.Hour)
+	installed := 0
+	s := &Service{
+		HBR: func(context.Context, string) (Installer, error) {
+			return &withClients{installFunc: func(ids []string) (hbr.InstallResult, error) {
+				installed++
+				return allValid(ids)
+			}, clients: []hbr.BackupClient{{InstanceID: in.ID, Status: "ACTIVATED", CreatedTime: t0.Add(time.Minute).Unix()}}}, nil
+		},
+		Policy: testPolicy(), Now: func() time.Time { return t0.Add(5 * time.Minute) },
+	}
+	res := s.Install(context.Background(), "cn-hangzhou", []job.Instance{in}, 0)
+	assert.Zero(t, installed, "the other install finished: no second one")
+	require.Len(t, res.Outcomes, 1)
+	assert.Equal(t, outcome.Installed, res.Outcomes[0].Outcome)
+}
