@@ -41,11 +41,16 @@ func TestMain(m *testing.M) {
 	}())
 }
 
+// runningEvent is a StateChange Running event for id, stamped with the
+// test's own clock (never a fixed date: the system compares event times with
+// client creation times, and a fixed date ages).
 func runningEvent(id string) []byte {
+	now := time.Now()
 	return []byte(fmt.Sprintf(`{"id":"ev-%s","source":"acs.ecs","specversion":"1.0","type":"ecs:Instance:StateChange",
-"subject":"acs:ecs:cn-hangzhou:1234567890123456:instance/%s","time":"2026-11-27T13:04:41+08:00",
-"aliyunregionid":"cn-hangzhou","aliyunpublishtime":"2026-11-27T13:04:42.179PRC",
-"data":{"resourceId":"%s","resourceType":"ALIYUN::ECS::Instance","state":"Running"}}`, id, id, id))
+"subject":"acs:ecs:cn-hangzhou:1234567890123456:instance/%s","time":%q,
+"aliyunregionid":"cn-hangzhou","aliyunpublishtime":%q,
+"data":{"resourceId":"%s","resourceType":"ALIYUN::ECS::Instance","state":"Running"}}`,
+		id, id, now.In(time.FixedZone("CST", 8*3600)).Format(time.RFC3339), now.UTC().Format("2006-01-02T15:04:05.000Z"), id))
 }
 
 func runInstancesEvent(eventID string, ids []string) []byte {
