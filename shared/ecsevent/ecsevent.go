@@ -7,9 +7,12 @@
 //   - ecs:Instance:StateChange with state Running (state and resource id flat
 //     in data or nested in data.content); other states are ignored;
 //   - ecs:CloudAssistant:FirstHeartbeat (the agent is up);
-//   - ActionTrail API-call events (type ending in ":ActionTrail:ApiCall") for
-//     RunInstances, with the new ids in data.referencedResources["ACS::ECS::Instance"];
-//     those instances are not running yet ([Candidate.Ready] is false).
+//   - ActionTrail records of RunInstances, whatever launched the instances:
+//     "<svc>:ActionTrail:ApiCall" (API and SDK calls), ":ActionTrail:ConsoleOperation"
+//     (the ECS console) and ":ActionTrail:AliyunServiceEvent" (a cloud service such as
+//     Auto Scaling), with the new ids in data.referencedResources["ACS::ECS::Instance"]
+//     and/or data.responseElements.InstanceIdSets.InstanceIdSet; those instances are
+//     not running yet ([Candidate.Ready] is false).
 //
 // Time fields are kept as strings: their formats vary in the wild. Parse
 // returns an Invalid error (package fault) only when the payload as a whole is
@@ -30,13 +33,28 @@ import (
 
 // Limits on untrusted input.
 const (
-	MaxPayloadBytes       = 4 << 20
-	MaxEvents             = 1000
-	MaxRunInstancesIDs    = 100
-	typeStateChange       = "ecs:Instance:StateChange"
-	typeFirstHeartbeat    = "ecs:CloudAssistant:FirstHeartbeat"
-	actionTrailTypeSuffix = ":ActionTrail:ApiCall"
+	MaxPayloadBytes    = 4 << 20
+	MaxEvents          = 1000
+	MaxRunInstancesIDs = 100
+	typeStateChange    = "ecs:Instance:StateChange"
+	typeFirstHeartbeat = "ecs:CloudAssistant:FirstHeartbeat"
 )
+
+// ActionTrailTypes are the suffixes of the event types EventBridge gives
+// ActionTrail records (write events only): API calls, console operations and
+// calls made by another cloud service on the account's behalf. A RunInstances
+// record may arrive as any of them; s.yaml's filter pattern lists the same
+// three (a test keeps them in step).
+var ActionTrailTypes = []string{":ActionTrail:ApiCall", ":ActionTrail:ConsoleOperation", ":ActionTrail:AliyunServiceEvent"}
+
+func isActionTrail(typ string) bool {
+	for _, suf := range ActionTrailTypes {
+		if strings.HasSuffix(typ, suf) {
+			return true
+		}
+	}
+	return false
+}
 
 // Trigger names what announced an instance.
 type Trigger string
@@ -251,7 +269,7 @@ func classify(ev Event, defaultRegion string) (cands []Candidate, ignored string
 		}
 		return []Candidate{c}, "", nil
 
-	case strings.HasSuffix(ev.Type, actionTrailTypeSuffix):
+	case isActionTrail(ev.Type):
 		var d trailData
 		if err := json.Unmarshal(ev.Data, &d); err != nil || len(ev.Data) == 0 {
 			return nil, "", []error{fmt.Errorf("data is not an ActionTrail record")}
@@ -262,9 +280,9 @@ func classify(ev Event, defaultRegion string) (cands []Candidate, ignored string
 		if d.ErrorCode != "" {
 			return nil, fmt.Sprintf("RunInstances failed with %s", clip(d.ErrorCode)), nil
 		}
-		ids := d.Referenced["ACS::ECS::Instance"]
+		ids := d.instanceIDs()
 		if len(ids) == 0 {
-			return nil, "", []error{fmt.Errorf("RunInstances event names no instance in data.referencedResources[\"ACS::ECS::Instance\"]")}
+			return nil, "", []error{fmt.Errorf("RunInstances event names no instance in data.referencedResources[\"ACS::ECS::Instance\"] or data.responseElements.InstanceIdSets.InstanceIdSet")}
 		}
 		if len(ids) > MaxRunInstancesIDs {
 			rejected = append(rejected, fmt.Errorf("%d instance ids, more than %d: the extra ones are dropped", len(ids), MaxRunInstancesIDs))
@@ -302,6 +320,26 @@ type trailData struct {
 	AcsRegion  string              `json:"acsRegion"`
 	ErrorCode  string              `json:"errorCode"`
 	Referenced map[string][]string `json:"referencedResources"`
+	Response   struct {
+		InstanceIDSets struct {
+			InstanceIDSet []string `json:"InstanceIdSet"`
+		} `json:"InstanceIdSets"`
+	} `json:"responseElements"`
+}
+
+// instanceIDs is the union, in order and without repeats, of the ids a
+// RunInstances record names: real records carry them in both places, some
+// in only one.
+func (d trailData) instanceIDs() []string {
+	var ids []string
+	seen := map[string]bool{}
+	for _, id := range append(d.Referenced["ACS::ECS::Instance"], d.Response.InstanceIDSets.InstanceIDSet...) {
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }
 
 // candidate picks the first non-empty id reference (a bare id or an ARN such
