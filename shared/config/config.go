@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -60,10 +61,18 @@ type Config struct {
 	// RetryBaseDelay and RetryMaxDelay bound the back-off after transient
 	// errors (throttling, 5xx, network).
 	RetryBaseDelay, RetryMaxDelay time.Duration
-	// CoalesceDelay, when positive, makes the install function queue new
-	// instances for that long instead of installing them at once, so the
-	// poller installs instances from many events in shared calls.
+	// CoalesceDelay, when positive (the default), makes the install
+	// function queue new instances for that long instead of installing them
+	// itself: the poller, which runs one invocation at a time, then decides
+	// every install, so an instance announced by two or three events at once
+	// is installed once, and instances from many events share calls. 0
+	// installs in the install function at once (faster by the delay, but
+	// simultaneous events for one instance may then install it twice).
 	CoalesceDelay time.Duration
+	// ReinstallStatuses are the operator-set client statuses (STOPPED,
+	// DEACTIVATED, UNINSTALLING, UNINSTALL_FAILED) installed over anyway;
+	// empty by default: such an instance ends as SKIPPED naming the status.
+	ReinstallStatuses map[string]bool
 	// MessagePriority is the MNS priority of job messages (1..16).
 	MessagePriority int
 	// CrossAccountType, CrossAccountUserID and CrossAccountRoleName are passed
@@ -136,7 +145,8 @@ func Variables() []Variable {
 		{Name: "MAX_INSTALL_ATTEMPTS", Default: "2", Doc: "Install tasks per instance in all (first + reinstalls after INSTALL_FAILED/DEACTIVATED/UNKNOWN), 1..10."},
 		{Name: "RETRY_BASE_DELAY", Default: "5s", Doc: "First back-off after a transient error (throttling, 5xx, network); doubles each time."},
 		{Name: "RETRY_MAX_DELAY", Default: "2m", Doc: "Largest back-off after transient errors."},
-		{Name: "INSTALL_COALESCE_DELAY", Default: "0s", Doc: "When above 0, new instances wait this long in the queue so the poller installs instances from many events in shared calls of up to 20 (fewer HBR calls and tasks, that much more latency). 0 installs at once."},
+		{Name: "INSTALL_COALESCE_DELAY", Default: "5s", Doc: "New instances wait this long in the queue, then the poller (one invocation at a time) decides every install: an instance announced by several events is installed once, and instances from many events share calls of up to 20. 0 makes the install function install at once (that much faster, but simultaneous events for one instance may then install it twice)."},
+		{Name: "REINSTALL_STATUSES", Doc: "Comma-separated client statuses an operator sets (STOPPED, DEACTIVATED, UNINSTALLING, UNINSTALL_FAILED) that are installed over anyway. Empty: such an instance ends as SKIPPED naming the status."},
 		{Name: "MESSAGE_PRIORITY", Default: "8", Doc: "MNS priority of job messages, 1 (highest) to 16."},
 		{Name: "CROSS_ACCOUNT_TYPE", Doc: "SELF_ACCOUNT or CROSS_ACCOUNT, passed to InstallBackupClients; empty to omit."},
 		{Name: "CROSS_ACCOUNT_USER_ID", Doc: "Source account id for cross-account backup (required with CROSS_ACCOUNT)."},
@@ -169,6 +179,33 @@ var (
 func validHost(s string) bool {
 	host, port, hasPort := strings.Cut(s, ":")
 	return hostRule.Valid(host) && (!hasPort || portRule.Valid(port))
+}
+
+// HoldStatuses are the client statuses an operator sets, which are left as
+// they are unless REINSTALL_STATUSES names them (package install decides
+// with the same list; a test keeps the two in step).
+var HoldStatuses = []string{"DEACTIVATED", "STOPPED", "UNINSTALLING", "UNINSTALL_FAILED"}
+
+func reinstallStatuses(v string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, f := range strings.Split(v, ",") {
+		f = strings.ToUpper(strings.TrimSpace(f))
+		if f == "" {
+			continue
+		}
+		if !slices.Contains(HoldStatuses, f) {
+			return nil, fmt.Errorf("REINSTALL_STATUSES: %q is not one of %s", clipValue(f), strings.Join(HoldStatuses, ", "))
+		}
+		out[f] = true
+	}
+	return out, nil
+}
+
+func clipValue(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
 }
 
 // Load reads and validates the configuration. getenv is os.Getenv in
@@ -291,6 +328,11 @@ func Load(getenv func(string) string) (Config, error) {
 	default:
 		errs = append(errs, fmt.Errorf("LOG_LEVEL=%q: want debug, info, warn or error", c.LogLevel))
 	}
+	reinstall, err := reinstallStatuses(get("REINSTALL_STATUSES"))
+	if err != nil {
+		errs = append(errs, err)
+	}
+	c.ReinstallStatuses = reinstall
 	c.Mode = strings.ToLower(get("MODE"))
 	if c.Mode != ModeEnforce && c.Mode != ModeAudit {
 		errs = append(errs, fmt.Errorf("MODE=%q: want enforce or audit", c.Mode))

@@ -221,9 +221,10 @@ func hasURL(s string) bool {
 
 // CloudAssistantReady asks DescribeCloudAssistantStatus whether Cloud
 // Assistant is running on each of ids (chunks of MaxAssistantIDs). The map
-// has an entry for every distinct ID: true only when the service reported
-// CloudAssistantStatus "true"; an instance the service did not report is
-// false. An empty list makes no call. Errors: Invalid for a malformed ID (no
+// has an entry for every instance the service reported: true when its
+// CloudAssistantStatus is "true"; an instance the service did not report has
+// no entry (unknown: not created yet, or gone), which callers must not read
+// as "not ready". An empty list makes no call. Errors: Invalid for a malformed ID (no
 // call); otherwise see the package comment.
 func (c *Client) CloudAssistantReady(ctx context.Context, ids []string) (map[string]bool, error) {
 	const op = "ecs.DescribeCloudAssistantStatus"
@@ -231,10 +232,13 @@ func (c *Client) CloudAssistantReady(ctx context.Context, ids []string) (map[str
 	if err != nil {
 		return nil, err
 	}
-	ready := make(map[string]bool, len(ids))
+	// Only the instances the service answers for are in the map: one it
+	// does not list (not created yet, or gone) is unknown, not "not ready".
+	asked := make(map[string]bool, len(ids))
 	for _, id := range ids {
-		ready[id] = false
+		asked[id] = true
 	}
+	ready := make(map[string]bool, len(ids))
 	for chunk := range slices.Chunk(ids, MaxAssistantIDs) {
 		query := make(map[string]string, len(chunk))
 		for i, id := range chunk {
@@ -256,7 +260,7 @@ func (c *Client) CloudAssistantReady(ctx context.Context, ids []string) (map[str
 			return nil, err
 		}
 		for _, s := range out.Set {
-			if _, asked := ready[s.InstanceID]; asked {
+			if asked[s.InstanceID] {
 				ready[s.InstanceID] = strings.EqualFold(string(s.CloudAssistantStatus), "true")
 			}
 		}

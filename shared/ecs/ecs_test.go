@@ -269,7 +269,7 @@ func TestCloudAssistantReady(t *testing.T) {
 
 	got, err := c.CloudAssistantReady(context.Background(), ask)
 	require.NoError(t, err)
-	assert.Equal(t, map[string]bool{"i-ready": true, "i-soon": false, "i-none": false, "i-stopped": false, "i-unknown": false}, got)
+	assert.Equal(t, map[string]bool{"i-ready": true, "i-soon": false, "i-none": false, "i-stopped": false}, got)
 	req := rec.Params()[0]
 	assert.Equal(t, "DescribeCloudAssistantStatus", req.Get("Action"))
 	assert.Equal(t, "i-ready", req.Get("InstanceId.1"))

@@ -32,6 +32,9 @@ func (d *Deps) deliver(ctx context.Context, cloud *session, res install.Result) 
 	for _, r := range res.Outcomes {
 		rec.Record(ctx, r)
 	}
+	for _, j := range res.Joined {
+		rec.Joined(ctx, j)
+	}
 	d.tag(ctx, cloud, res.Outcomes)
 	d.publish(ctx, cloud, res.Outcomes)
 	if len(res.Next) == 0 {

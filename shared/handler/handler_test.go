@@ -119,7 +119,10 @@ func (f *fakeCloud) Send(_ context.Context, m taskqueue.Message) (string, error)
 type recorder struct {
 	accepted []outcome.Acceptance
 	records  []outcome.Record
+	joined   []outcome.Join
 }
+
+func (r *recorder) Joined(_ context.Context, j outcome.Join) { r.joined = append(r.joined, j) }
 
 func (r *recorder) Accepted(_ context.Context, a outcome.Acceptance) {
 	r.accepted = append(r.accepted, a)

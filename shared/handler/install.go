@@ -42,6 +42,9 @@ type Deps struct {
 	// the topic, not only the problems.
 	TagKey    string
 	NotifyAll bool
+	// Reinstall lists the operator-set client statuses installed over
+	// anyway (see install.Service.Reinstall).
+	Reinstall map[string]bool
 }
 
 // DepsFrom fills the configuration part of Deps from cfg.
@@ -53,6 +56,7 @@ func DepsFrom(cfg config.Config) Deps {
 		Audit:     cfg.Audit(),
 		TagKey:    cfg.OutcomeTagKey,
 		NotifyAll: cfg.NotifyAll,
+		Reinstall: cfg.ReinstallStatuses,
 	}
 }
 
@@ -73,7 +77,7 @@ func (d *Deps) defaults() {
 
 func (d *Deps) installService(s *session) *install.Service {
 	return &install.Service{HBR: s.installer, ECS: s.inventory, Scope: d.Scope, Audit: d.Audit,
-		Policy: d.Policy, Now: d.Now, Jitter: d.Jitter}
+		Policy: d.Policy, Now: d.Now, Jitter: d.Jitter, Reinstall: d.Reinstall}
 }
 
 // Install handles EventBridge ECS events.

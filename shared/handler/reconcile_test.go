@@ -122,6 +122,8 @@ func (r *sweepRecorder) Accepted(_ context.Context, a outcome.Acceptance) {
 	r.cloud.note("accepted " + a.InstanceID)
 }
 
+func (r *sweepRecorder) Joined(context.Context, outcome.Join) {}
+
 func (r *sweepRecorder) Record(_ context.Context, o outcome.Record) {
 	r.mu.Lock()
 	r.records = append(r.records, o)

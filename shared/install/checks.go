@@ -2,6 +2,10 @@ package install
 
 import (
 	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -115,15 +119,124 @@ func (s *Service) inventory(ctx context.Context, region string) (Inventory, erro
 	return s.ECS(ctx, region)
 }
 
+// ready asks ECS whether each instance's Cloud Assistant is up before HBR
+// is asked anything: an instance announced by RunInstances or by its Running
+// state change usually is not yet, and InstallBackupClients would only
+// refuse it. An instance ECS reports not ready waits for the readiness
+// delay; one ECS does not answer for is left to HBR to judge. When the check
+// fails transiently the chunk backs off; when it fails for good (say, no
+// ecs:DescribeCloudAssistantStatus permission) the chunk goes on without it:
+// the check only saves calls.
+func (s *Service) ready(ctx context.Context, region string, c chunk, retries int) (chunk, Result) {
+	var res Result
+	inv, err := s.ECS(ctx, region)
+	var ready map[string]bool
+	if err == nil {
+		ready, err = inv.CloudAssistantReady(ctx, c.ids)
+	}
+	switch {
+	case err == nil:
+	case fault.Is(err, fault.Retryable) || fault.IsContext(err):
+		return chunk{}, s.transient(region, c.all(), retries+1, fault.CodeOf(err), s.now())
+	default:
+		return c, res
+	}
+	rest := chunk{jobs: map[string][]job.Instance{}}
+	var waiting []job.Instance
+	for _, id := range c.ids {
+		if up, answered := ready[id]; answered && !up {
+			waiting = append(waiting, c.jobs[id]...)
+			continue
+		}
+		rest.ids = append(rest.ids, id)
+		rest.jobs[id] = c.jobs[id]
+	}
+	if len(waiting) > 0 {
+		res.Merge(s.wait(region, waiting, CodeCloudAssistDown, s.now()))
+	}
+	return rest, res
+}
+
+// Backup-client statuses DescribeBackupClients reports (HBR 2017-09-08).
+const (
+	ClientRegistered      = "REGISTERED"
+	ClientActivated       = "ACTIVATED"
+	ClientDeactivated     = "DEACTIVATED"
+	ClientInstalling      = "INSTALLING"
+	ClientInstallFailed   = "INSTALL_FAILED"
+	ClientNotInstalled    = "NOT_INSTALLED"
+	ClientUpgrading       = "UPGRADING"
+	ClientUpgradeFailed   = "UPGRADE_FAILED"
+	ClientUninstalling    = "UNINSTALLING"
+	ClientUninstallFailed = "UNINSTALL_FAILED"
+	ClientStopped         = "STOPPED"
+	ClientUnknown         = "UNKNOWN"
+)
+
+// ClientAction is what the existing-client check does with a client found
+// before this job installed anything.
+type ClientAction string
+
+const (
+	// ActionDone: the client works; the job ends (ALREADY_INSTALLED).
+	ActionDone ClientAction = "done"
+	// ActionWait: the client is on its way somewhere; look again after the
+	// readiness delay, for as long as an install task may run.
+	ActionWait ClientAction = "wait"
+	// ActionHold: an operator's choice; end as SKIPPED naming the status,
+	// unless REINSTALL_STATUSES lists it.
+	ActionHold ClientAction = "hold"
+	// ActionInstall: no working client; install.
+	ActionInstall ClientAction = "install"
+)
+
+// ClientActions is the decision for every status DescribeBackupClients can
+// report (the README's table is this map). A status not listed is installed
+// over, as before statuses were told apart.
+var ClientActions = map[string]ClientAction{
+	ClientActivated:       ActionDone,
+	ClientInstalling:      ActionWait,
+	ClientUpgrading:       ActionWait,
+	ClientRegistered:      ActionWait,
+	ClientStopped:         ActionHold,
+	ClientDeactivated:     ActionHold,
+	ClientUninstalling:    ActionHold,
+	ClientUninstallFailed: ActionHold,
+	ClientInstallFailed:   ActionInstall,
+	ClientUpgradeFailed:   ActionInstall,
+	ClientNotInstalled:    ActionInstall,
+	ClientUnknown:         ActionInstall,
+}
+
+// HoldStatuses are the statuses REINSTALL_STATUSES may name.
+func HoldStatuses() []string {
+	var out []string
+	for st, a := range ClientActions {
+		if a == ActionHold {
+			out = append(out, st)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // existing asks HBR which instances of the chunk already have a client, for
-// the jobs that have not started an install yet. An ACTIVATED client ends
-// the job: ALREADY_INSTALLED when the client predates the event that
-// announced the instance, INSTALLED when it was created after it (by this
-// job's own install, delivered twice, or another job's), so that duplicate
-// deliveries reach the same decision. An INSTALLING client is checked again
-// after the readiness delay rather than installed twice. When the check
-// fails transiently the chunk is retried with back-off; when it fails for
-// good the install goes ahead (the check only saves work).
+// the jobs that have not started an install yet (and those waiting for a
+// client to settle), and decides with [ClientActions]:
+//
+//   - a client created at or after the job's own announcement (compared in
+//     whole seconds, HBR's precision) was installed by another job for the
+//     same launch (or this job's own attempt, delivered twice): the job
+//     joins that install without a record of its own, and the owner records
+//     the outcome;
+//   - otherwise the status decides: ACTIVATED ends the job as
+//     ALREADY_INSTALLED; INSTALLING, UPGRADING and REGISTERED are waited
+//     for; STOPPED, DEACTIVATED, UNINSTALLING and UNINSTALL_FAILED end as
+//     SKIPPED naming the status (an operator's choice) unless Reinstall
+//     lists it; the rest are installed.
+//
+// When the check fails transiently the chunk is retried with back-off; when
+// it fails for good the install goes ahead (the check only saves work).
 func (s *Service) existing(ctx context.Context, cl Installer, region string, c chunk, retries int) (chunk, Result) {
 	var res Result
 	var ask []string
@@ -142,35 +255,48 @@ func (s *Service) existing(ctx context.Context, cl Installer, region string, c c
 	switch {
 	case err == nil:
 	case fault.Is(err, fault.Retryable) || fault.IsContext(err):
-		// Installing blind now could start a second install next to one a
-		// duplicate delivery already started; a throttled check is retried
-		// like a throttled install.
+		// Installing blind now could start a second install next to one
+		// another job already started; a throttled check is retried like a
+		// throttled install.
 		return chunk{}, s.transient(region, c.all(), retries+1, fault.CodeOf(err), s.now())
 	default:
 		// Permanent (say, no hbr:DescribeBackupClients permission): the
 		// check only saves work, so the install goes ahead.
 		return c, res
 	}
-	byID := map[string]hbr.BackupClient{}
-	for _, bc := range clients {
-		if prev, ok := byID[bc.InstanceID]; !ok || prev.Status != clientActivated {
-			byID[bc.InstanceID] = bc
-		}
-	}
+	byID := clientsByInstance(clients)
 	now := s.now()
 	rest := chunk{jobs: map[string][]job.Instance{}}
-	var installing []job.Instance
+	waits := map[string][]job.Instance{}
 	for _, id := range c.ids {
 		bc, found := byID[id]
 		var keep []job.Instance
 		for _, in := range c.jobs[id] {
-			switch {
-			case !lookFirst(in) || !found:
+			if !lookFirst(in) || !found {
 				keep = append(keep, in)
-			case bc.Status == clientActivated:
+				continue
+			}
+			if in.Attempts == 0 && createdSince(bc, announced(in)) {
+				res.Joined = append(res.Joined, outcome.Join{JobID: in.JobID, InstanceID: id, Region: region,
+					OriginEventID: in.OriginEventID, ClientID: bc.ClientID,
+					Owner:  fmt.Sprintf("the install that created client %s at %s (%s)", orUnknown(bc.ClientID), time.Unix(bc.CreatedTime, 0).UTC().Format(time.RFC3339), bc.Status),
+					Reason: "the client was created after this job's event: another job for the same launch installed it"})
+				continue
+			}
+			status := strings.ToUpper(bc.Status)
+			switch ClientActions[status] {
+			case ActionDone:
 				res.Outcomes = append(res.Outcomes, s.alreadyThere(region, in, bc))
-			case bc.Status == clientInstalling:
-				installing = append(installing, s.awaitOther(in, now))
+			case ActionWait:
+				code := waitCode(status)
+				waits[code] = append(waits[code], s.awaitOther(in, now))
+			case ActionHold:
+				if s.Reinstall[status] {
+					keep = append(keep, in)
+					continue
+				}
+				res.Outcomes = append(res.Outcomes, Record(region, in, outcome.Skipped, status,
+					fmt.Sprintf("client %s: set by an operator, left as it is (REINSTALL_STATUSES overrides)", status), "", bc.ClientID))
 			default:
 				keep = append(keep, in)
 			}
@@ -180,20 +306,65 @@ func (s *Service) existing(ctx context.Context, cl Installer, region string, c c
 			rest.jobs[id] = keep
 		}
 	}
-	if len(installing) > 0 {
-		res.Merge(s.wait(region, installing, CodeClientInstalling, now))
+	for _, code := range slices.Sorted(maps.Keys(waits)) {
+		res.Merge(s.wait(region, waits[code], code, now))
 	}
 	return rest, res
 }
 
-// alreadyThere is the outcome of a job that found an ACTIVATED client.
-func (s *Service) alreadyThere(region string, in job.Instance, bc hbr.BackupClient) outcome.Record {
-	since := in.EventTime
-	if since.IsZero() {
-		since = in.FirstSeen
+// waitCode is the LastCode of a job waiting for a client in status.
+func waitCode(status string) string {
+	if status == ClientInstalling {
+		return CodeClientInstalling
 	}
-	created := time.Unix(bc.CreatedTime, 0)
-	if bc.CreatedTime > 0 && !created.Before(since) {
+	var b strings.Builder
+	b.WriteString("Client")
+	for _, w := range strings.Split(strings.ToLower(status), "_") {
+		if w != "" {
+			b.WriteString(strings.ToUpper(w[:1]) + w[1:])
+		}
+	}
+	return b.String()
+}
+
+// waitingOnClient reports whether code marks a job waiting for a client to
+// settle (see waitCode).
+func waitingOnClient(code string) bool {
+	return strings.HasPrefix(code, "Client")
+}
+
+// createdSince reports whether the client is known to have been created at
+// or after t, at HBR's precision: CreatedTime is whole seconds, so t is
+// truncated to the second (a client created in the same second as the event
+// counts as after it). An unknown creation time (0) is not "since".
+func createdSince(bc hbr.BackupClient, t time.Time) bool {
+	return bc.CreatedTime > 0 && bc.CreatedTime >= t.Unix()
+}
+
+// clientsByInstance keeps one client per instance: an ACTIVATED one if any,
+// else the most recently created.
+func clientsByInstance(clients []hbr.BackupClient) map[string]hbr.BackupClient {
+	byID := map[string]hbr.BackupClient{}
+	for _, bc := range clients {
+		prev, ok := byID[bc.InstanceID]
+		switch {
+		case !ok:
+		case strings.EqualFold(prev.Status, ClientActivated):
+			continue
+		case !strings.EqualFold(bc.Status, ClientActivated) && bc.CreatedTime < prev.CreatedTime:
+			continue
+		}
+		byID[bc.InstanceID] = bc
+	}
+	return byID
+}
+
+// alreadyThere is the outcome of a job that found an ACTIVATED client:
+// ALREADY_INSTALLED when the client predates the instance's announcement
+// (whole seconds), INSTALLED when it does not (this job's own install, seen
+// again by a reinstall or a confirmation).
+func (s *Service) alreadyThere(region string, in job.Instance, bc hbr.BackupClient) outcome.Record {
+	if createdSince(bc, announced(in)) {
 		return Record(region, in, outcome.Installed, "", "backup client activated", "", bc.ClientID)
 	}
 	return Record(region, in, outcome.AlreadyInstalled, "",
@@ -202,17 +373,17 @@ func (s *Service) alreadyThere(region string, in job.Instance, bc hbr.BackupClie
 
 // lookFirst reports whether the instance's client is looked at before an
 // install: before a job's first attempt, and whenever the job is waiting
-// for another task's install (a reinstall that finds one must not start a
+// for a client to settle (a reinstall that finds one must not start a
 // second).
 func lookFirst(in job.Instance) bool {
-	return in.Attempts == 0 || in.LastCode == CodeClientInstalling
+	return in.Attempts == 0 || waitingOnClient(in.LastCode)
 }
 
-// awaitOther prepares an instance to wait for another task that is
-// installing its client (a duplicate delivery's twin, or another job): the
-// wait may last as long as that task can, not just the readiness window.
+// awaitOther prepares an instance to wait for a client to settle (another
+// install, an upgrade, a registration): the wait may last as long as an
+// install task can, not just the readiness window.
 func (s *Service) awaitOther(in job.Instance, now time.Time) job.Instance {
-	if in.LastCode != CodeClientInstalling {
+	if !waitingOnClient(in.LastCode) {
 		if until := now.Add(s.Policy.TaskTimeout + s.Policy.DeadlineMargin); until.After(in.ReadyBy) {
 			in.ReadyBy = until
 		}
@@ -258,20 +429,18 @@ func (s *Service) Confirm(ctx context.Context, region string, verdicts []Verdict
 		}
 		return final, nil
 	}
-	byID := map[string]hbr.BackupClient{}
-	for _, bc := range clients {
-		if prev, ok := byID[bc.InstanceID]; !ok || prev.Status != clientActivated {
-			byID[bc.InstanceID] = bc
-		}
-	}
+	byID := clientsByInstance(clients)
 	for _, v := range verdicts {
 		bc := byID[v.Instance.ID]
-		switch bc.Status {
-		case clientActivated:
+		switch strings.ToUpper(bc.Status) {
+		case ClientActivated:
+			// The verdict is corrected; the new record names it, in case a
+			// copy of the job already wrote it.
 			r := s.alreadyThere(region, v.Instance, bc)
 			r.TaskID = v.Record.TaskID
+			r.Supersedes = v.Record.JobID + "/" + string(v.Record.Outcome)
 			final = append(final, r)
-		case clientInstalling:
+		case ClientInstalling:
 			busy = append(busy, v)
 		default:
 			final = append(final, v.Record)

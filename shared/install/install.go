@@ -40,14 +40,11 @@ type Installer interface {
 	DescribeBackupClients(ctx context.Context, instanceIDs []string) ([]hbr.BackupClient, error)
 }
 
-// Client statuses that decide the existing-client check.
-const (
-	clientActivated  = "ACTIVATED"
-	clientInstalling = "INSTALLING"
-	// CodeClientInstalling marks an instance whose client another task is
-	// installing: it is checked again later instead of installed twice.
-	CodeClientInstalling = "ClientInstalling"
-)
+// CodeClientInstalling marks an instance whose client another task is
+// installing: it is checked again later instead of installed twice. Other
+// transitional statuses wait with "Client" + the status in camel case
+// (ClientUpgrading, ClientRegistered).
+const CodeClientInstalling = "ClientInstalling"
 
 // Policy holds the timing and retry rules.
 type Policy struct {
@@ -108,16 +105,19 @@ type Next struct {
 	Delay   time.Duration
 }
 
-// Result is what a step decided: final outcomes and follow-up messages.
+// Result is what a step decided: final outcomes, follow-up messages, and the
+// jobs that joined another job's install instead of recording an outcome.
 type Result struct {
 	Outcomes []outcome.Record
 	Next     []Next
+	Joined   []outcome.Join
 }
 
 // Merge appends o to r.
 func (r *Result) Merge(o Result) {
 	r.Outcomes = append(r.Outcomes, o.Outcomes...)
 	r.Next = append(r.Next, o.Next...)
+	r.Joined = append(r.Joined, o.Joined...)
 }
 
 // Service runs the install step.
@@ -136,9 +136,16 @@ type Service struct {
 	// Audit makes the step install nothing: an instance in scope, without a
 	// client and ready ends as WOULD_INSTALL.
 	Audit bool
-	// ECS returns the inventory for a region; needed only with Scope or
-	// Audit.
+	// ECS returns the inventory for a region. With Scope or Audit it is
+	// required; otherwise, when set, Cloud Assistant's readiness is checked
+	// in ECS before HBR is asked, so that instances announced before their
+	// agent is up cost no HBR calls.
 	ECS func(ctx context.Context, region string) (Inventory, error)
+	// Reinstall lists the client statuses an operator sets (STOPPED,
+	// DEACTIVATED, UNINSTALLING, UNINSTALL_FAILED) that are installed over
+	// anyway; by default an instance in one of them ends as SKIPPED naming
+	// the status.
+	Reinstall map[string]bool
 }
 
 // Inventory describes instances (ecs.Client satisfies it).
@@ -244,15 +251,22 @@ func (s *Service) install(ctx context.Context, region string, instances []job.In
 	return res
 }
 
-// process runs one chunk through the checks, in order: scope (ECS), an
-// existing client (HBR), then the install, or in audit mode the readiness
-// check that decides WOULD_INSTALL. Each check takes its instances out of
-// the chunk.
+// process runs one chunk through the checks, in order: one owner per
+// instance (the other jobs join it), scope (ECS), Cloud Assistant readiness
+// (ECS), an existing client (HBR), then the install, or in audit mode the
+// readiness check that decides WOULD_INSTALL. Each check takes its
+// instances out of the chunk.
 func (s *Service) process(ctx context.Context, cl Installer, region string, c chunk, retries int) Result {
 	var res Result
+	c, res.Joined = elect(region, c)
 	if !s.Scope.Empty() || s.Audit {
 		var done Result
 		c, done = s.inScope(ctx, region, c, retries)
+		res.Merge(done)
+	}
+	if len(c.ids) > 0 && !s.Audit && s.ECS != nil {
+		var done Result
+		c, done = s.ready(ctx, region, c, retries)
 		res.Merge(done)
 	}
 	if len(c.ids) > 0 {
@@ -267,8 +281,60 @@ func (s *Service) process(ctx context.Context, cl Installer, region string, c ch
 		res.Merge(s.wouldInstall(ctx, region, c, retries))
 		return res
 	}
-	res.Merge(s.installChunk(ctx, cl, region, c, retries))
+	res.Merge(s.installChunk(ctx, cl, region, c, retries, true))
 	return res
+}
+
+// elect keeps one job per instance: the owner, which alone installs and
+// records the outcome. The others (two or three events announcing the same
+// instance, handled in one invocation) join it without a record of their
+// own. The owner is the job furthest along (most install attempts), then the
+// one announced first, then the smallest job id, so every copy of a batch
+// elects the same one. Copies of the owner itself (a message delivered twice)
+// are dropped silently.
+func elect(region string, c chunk) (chunk, []outcome.Join) {
+	var joined []outcome.Join
+	for _, id := range c.ids {
+		jobs := c.jobs[id]
+		if len(jobs) < 2 {
+			continue
+		}
+		owner := jobs[0]
+		for _, in := range jobs[1:] {
+			if ownsBefore(in, owner) {
+				owner = in
+			}
+		}
+		for _, in := range jobs {
+			if in.JobID == owner.JobID {
+				continue
+			}
+			joined = append(joined, outcome.Join{JobID: in.JobID, InstanceID: id, Region: region, Owner: owner.JobID,
+				OriginEventID: in.OriginEventID, Reason: "another job for the same instance is handled in the same batch"})
+		}
+		c.jobs[id] = []job.Instance{owner}
+	}
+	return c, joined
+}
+
+func ownsBefore(a, b job.Instance) bool {
+	if a.Attempts != b.Attempts {
+		return a.Attempts > b.Attempts
+	}
+	ta, tb := announced(a), announced(b)
+	if !ta.Equal(tb) {
+		return ta.Before(tb)
+	}
+	return a.JobID < b.JobID
+}
+
+// announced is when the instance was announced to the job: the event's time
+// when it could be read, else when the system accepted it.
+func announced(in job.Instance) time.Time {
+	if !in.EventTime.IsZero() {
+		return in.EventTime
+	}
+	return in.FirstSeen
 }
 
 // chunk is up to 20 distinct instance ids; each id may belong to several jobs
@@ -308,27 +374,26 @@ func groupByID(instances []job.Instance) []chunk {
 	return chunks
 }
 
-func (s *Service) installChunk(ctx context.Context, cl Installer, region string, c chunk, retries int) Result {
+func (s *Service) installChunk(ctx context.Context, cl Installer, region string, c chunk, retries int, split bool) Result {
 	var res Result
 	now := s.now()
 	out, err := cl.InstallBackupClients(ctx, c.ids)
 	if err != nil {
 		code := fault.CodeOf(err)
 		switch {
-		case (isNotReadyCode(code) || code == CodeInstanceNotExists) && len(c.ids) > 1:
-			// The call failed as a whole because of one instance: split it so
-			// one bad instance cannot hold the others back.
-			half := len(c.ids) / 2
-			for _, part := range [][]string{c.ids[:half], c.ids[half:]} {
-				sub := chunk{ids: part, jobs: map[string][]job.Instance{}}
-				for _, id := range part {
-					sub.jobs[id] = c.jobs[id]
-				}
-				res.Merge(s.installChunk(ctx, cl, region, sub, retries))
-			}
-			return res
+		case (isNotReadyCode(code) || code == CodeInstanceNotExists) && len(c.ids) > 1 && split:
+			// The call failed as a whole because of some instance: ask ECS
+			// once which are usable and install those once more, so one bad
+			// instance cannot hold the others back (at most two calls more
+			// per chunk, never a cascade).
+			return s.splitChunk(ctx, cl, region, c, retries, code)
 		case isNotReadyCode(code):
 			return s.wait(region, c.all(), code, now)
+		case code == CodeInstanceNotExists && len(c.ids) > 1:
+			// Still refused as a whole after the split: which one is gone is
+			// unknown, so they are all looked at again (GONE at the deadline
+			// if ECS never lists them).
+			return s.wait(region, c.all(), CodeInstanceNotFound, now)
 		case code == CodeInstanceNotExists:
 			for _, in := range c.all() {
 				res.Outcomes = append(res.Outcomes, record(region, in, outcome.Gone, code, "instance does not exist", ""))
@@ -381,7 +446,9 @@ func (s *Service) installChunk(ctx context.Context, cl Installer, region string,
 	if len(notReady) > 0 {
 		res.Merge(s.wait(region, notReady, lastCode, now))
 	}
-	if len(started) > 0 {
+	// One poll message per 20 instances: a chunk holds one job per
+	// instance, but the message limit must hold whatever the caller passed.
+	for _, part := range job.Chunk(started, job.MaxInstances) {
 		res.Next = append(res.Next, Next{
 			Message: job.Message{
 				Version:       job.Version,
@@ -390,12 +457,62 @@ func (s *Service) installChunk(ctx context.Context, cl Installer, region string,
 				TaskID:        out.TaskID,
 				TaskStartedAt: now,
 				Deadline:      now.Add(s.Policy.TaskTimeout + s.Policy.DeadlineMargin),
-				OriginEventID: started[0].OriginEventID,
-				Instances:     started,
+				OriginEventID: part[0].OriginEventID,
+				Instances:     part,
 				SentAt:        now,
 			},
 			Delay: s.Policy.FirstPollDelay,
 		})
+	}
+	return res
+}
+
+// splitChunk handles a call rejected as a whole with a not-ready or
+// not-exists code: one ECS call picks the instances that can be installed
+// (Cloud Assistant ready, or listed at all), one more install call takes
+// them, and the others wait for the readiness delay. Without ECS, or when it
+// fails, every instance waits.
+func (s *Service) splitChunk(ctx context.Context, cl Installer, region string, c chunk, retries int, code string) Result {
+	now := s.now()
+	if s.ECS == nil {
+		return s.wait(region, c.all(), code, now)
+	}
+	inv, err := s.ECS(ctx, region)
+	usable := map[string]bool{}
+	if err == nil {
+		if code == CodeInstanceNotExists {
+			var found []ecs.Instance
+			found, err = inv.DescribeInstances(ctx, c.ids)
+			for _, e := range found {
+				usable[e.ID] = true
+			}
+		} else {
+			usable, err = inv.CloudAssistantReady(ctx, c.ids)
+		}
+	}
+	if err != nil {
+		return s.wait(region, c.all(), code, now)
+	}
+	var res Result
+	next := chunk{jobs: map[string][]job.Instance{}}
+	var waiting []job.Instance
+	for _, id := range c.ids {
+		if usable[id] {
+			next.ids = append(next.ids, id)
+			next.jobs[id] = c.jobs[id]
+			continue
+		}
+		waiting = append(waiting, c.jobs[id]...)
+	}
+	waitCode := code
+	if code == CodeInstanceNotExists {
+		waitCode = CodeInstanceNotFound
+	}
+	if len(waiting) > 0 {
+		res.Merge(s.wait(region, waiting, waitCode, now))
+	}
+	if len(next.ids) > 0 {
+		res.Merge(s.installChunk(ctx, cl, region, next, retries, false))
 	}
 	return res
 }

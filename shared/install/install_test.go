@@ -9,6 +9,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/config"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecs"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbr"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
@@ -182,29 +184,109 @@ func TestNotReadyDelayGrowsAndEndsAtDeadline(t *testing.T) {
 	}
 }
 
-func TestTopLevelNotReadySplitsTheChunk(t *testing.T) {
-	bad := "i-002"
-	s, calls := newService(func(ids []string) (hbr.InstallResult, error) {
-		for _, id := range ids {
-			if id == bad {
-				return hbr.InstallResult{}, apiErr(fault.Permanent, CodeInstanceNotRunning)
-			}
-		}
-		return allValid(ids)
-	}, t0)
-	res := s.Install(context.Background(), "cn-hangzhou", instances(8), 0)
-	started, retried := 0, 0
-	for _, n := range res.Next {
-		if n.Message.Kind == job.KindPoll {
-			started += len(n.Message.Instances)
-		} else {
-			assert.Equal(t, []string{bad}, n.Message.IDs())
-			retried++
+// inventoryFunc is a hand-written fake Inventory: each call to
+// CloudAssistantReady answers with the next map of answers (the last one
+// repeats); DescribeInstances lists the instances in listed.
+type inventoryFunc struct {
+	answers []map[string]bool
+	listed  []string
+	calls   int
+}
+
+func (f *inventoryFunc) CloudAssistantReady(_ context.Context, ids []string) (map[string]bool, error) {
+	a := f.answers[min(f.calls, len(f.answers)-1)]
+	f.calls++
+	out := map[string]bool{}
+	for _, id := range ids {
+		if v, ok := a[id]; ok {
+			out[id] = v
 		}
 	}
-	assert.Equal(t, 7, started, "one not-ready instance does not hold the others back")
-	assert.Equal(t, 1, retried)
-	assert.LessOrEqual(t, len(*calls), 8)
+	return out, nil
+}
+
+func (f *inventoryFunc) DescribeInstances(_ context.Context, ids []string) ([]ecs.Instance, error) {
+	f.calls++
+	var out []ecs.Instance
+	for _, id := range f.listed {
+		out = append(out, ecs.Instance{ID: id, Status: ecs.StatusRunning})
+	}
+	return out, nil
+}
+
+func TestTopLevelRefusalAddsAtMostTwoCalls(t *testing.T) {
+	bad := "i-002"
+	refuse := func(code string) installFunc {
+		return func(ids []string) (hbr.InstallResult, error) {
+			for _, id := range ids {
+				if id == bad {
+					return hbr.InstallResult{}, apiErr(fault.Permanent, code)
+				}
+			}
+			return allValid(ids)
+		}
+	}
+	allReadyBut := map[string]bool{}
+	var listed []string
+	for _, in := range instances(20) {
+		allReadyBut[in.ID] = in.ID != bad
+		if in.ID != bad {
+			listed = append(listed, in.ID)
+		}
+	}
+	tests := map[string]struct {
+		code     string
+		inv      *inventoryFunc
+		started  int
+		calls    int
+		waitCode string
+	}{
+		// The readiness check before the call knew nothing yet; the
+		// refusal makes it ask once more and install the ready ones.
+		"not ready, ECS picks the ready ones": {CodeCloudAssistDown, &inventoryFunc{answers: []map[string]bool{{}, allReadyBut}}, 19, 2, CodeCloudAssistDown},
+		"not exists, ECS lists the others":    {CodeInstanceNotExists, &inventoryFunc{answers: []map[string]bool{{}}, listed: listed}, 19, 2, CodeInstanceNotFound},
+		"no ECS: everyone waits, no cascade":  {CodeInstanceNotRunning, nil, 0, 1, CodeInstanceNotRunning},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			s, calls := newService(refuse(tt.code), t0)
+			if tt.inv != nil {
+				s.ECS = func(context.Context, string) (Inventory, error) { return tt.inv, nil }
+			}
+			res := s.Install(context.Background(), "cn-hangzhou", instances(20), 0)
+			started, waiting := 0, 0
+			for _, n := range res.Next {
+				if n.Message.Kind == job.KindPoll {
+					started += len(n.Message.Instances)
+					continue
+				}
+				for _, in := range n.Message.Instances {
+					waiting++
+					assert.Equal(t, tt.waitCode, in.LastCode)
+				}
+			}
+			assert.Equal(t, tt.started, started, "one refused instance does not hold the others back")
+			assert.Equal(t, 20-tt.started, waiting)
+			assert.Equal(t, tt.calls, len(*calls), "InstallBackupClients calls for one chunk")
+			assert.Empty(t, res.Outcomes)
+		})
+	}
+}
+
+func TestNotReadyInECSCostsNoHBRCall(t *testing.T) {
+	s, calls := newService(allValid, t0)
+	inv := &inventoryFunc{answers: []map[string]bool{{"i-000": false, "i-001": true}}}
+	s.ECS = func(context.Context, string) (Inventory, error) { return inv, nil }
+	res := s.Install(context.Background(), "cn-hangzhou", instances(3), 0)
+	require.Len(t, *calls, 1)
+	assert.Equal(t, []string{"i-001", "i-002"}, (*calls)[0], "i-002 is unknown to ECS: HBR judges it")
+	var retried []string
+	for _, n := range res.Next {
+		if n.Message.Kind == job.KindInstallRetry {
+			retried = append(retried, n.Message.IDs()...)
+		}
+	}
+	assert.Equal(t, []string{"i-000"}, retried)
 }
 
 func TestTransientErrorsBackOff(t *testing.T) {
@@ -246,15 +328,56 @@ func TestPermanentErrorFailsTheChunk(t *testing.T) {
 func TestSameInstanceFromTwoJobsIsInstalledOnce(t *testing.T) {
 	s, calls := newService(allValid, t0)
 	a := instances(1)[0]
+	a.EventTime = t0.Add(-time.Minute)
 	b := a
 	b.JobID = job.JobID("acs.ecs", "other-event", a.ID)
-	res := s.Install(context.Background(), "cn-hangzhou", []job.Instance{a, b}, 0)
+	b.EventTime = t0.Add(-30 * time.Second)
+	res := s.Install(context.Background(), "cn-hangzhou", []job.Instance{b, a, a}, 0)
 	require.Len(t, *calls, 1)
 	assert.Equal(t, []string{a.ID}, (*calls)[0])
 	require.Len(t, res.Next, 1)
-	assert.Len(t, res.Next[0].Message.Instances, 2, "both jobs follow the one task")
-	_, err := job.Encode(res.Next[0].Message)
-	assert.NoError(t, err)
+	require.Len(t, res.Next[0].Message.Instances, 1, "the owner alone follows the task")
+	assert.Equal(t, a.JobID, res.Next[0].Message.Instances[0].JobID, "the job announced first owns the install")
+	require.Len(t, res.Joined, 1, "the other job joins; the owner's copy is dropped silently")
+	assert.Equal(t, outcome.Join{JobID: b.JobID, InstanceID: a.ID, Region: "cn-hangzhou", Owner: a.JobID,
+		Reason: "another job for the same instance is handled in the same batch"}, res.Joined[0])
+}
+
+// A batch can hold 20 instances each announced by two jobs, or install
+// retries of 20 + 1 + 1 instances that overlap: the poll message still holds
+// at most 20 entries (before, it held one per job and failed to encode).
+func TestPollMessagesHoldAtMostTwentyWhateverTheOverlap(t *testing.T) {
+	twice := instances(20)
+	for _, in := range instances(20) {
+		in.JobID = job.JobID("acs.ecs", "second-event", in.ID)
+		twice = append(twice, in)
+	}
+	overlap := instances(20)
+	extra := instances(21)[20]
+	again := instances(1)[0]
+	again.JobID = job.JobID("acs.ecs", "heartbeat", again.ID)
+	overlap = append(overlap, extra, again)
+	for name, ins := range map[string][]job.Instance{"20 ids × 2 jobs": twice, "20 + 1 + 1": overlap} {
+		t.Run(name, func(t *testing.T) {
+			s, _ := newService(allValid, t0)
+			res := s.Install(context.Background(), "cn-hangzhou", ins, 0)
+			polled := map[string]int{}
+			for _, n := range res.Next {
+				require.Equal(t, job.KindPoll, n.Message.Kind)
+				assert.LessOrEqual(t, len(n.Message.Instances), job.MaxInstances)
+				_, err := job.Encode(n.Message)
+				require.NoError(t, err, "every poll message encodes")
+				for _, in := range n.Message.Instances {
+					polled[in.ID]++
+				}
+			}
+			assert.Empty(t, res.Outcomes, "nothing ends FAILED for want of a message")
+			for id, n := range polled {
+				assert.Equal(t, 1, n, "%s is followed by one job", id)
+			}
+			assert.Len(t, res.Joined, len(ins)-len(polled))
+		})
+	}
 }
 
 func TestDeferSchedulesReadinessRetry(t *testing.T) {
@@ -276,16 +399,20 @@ func TestBackoff(t *testing.T) {
 }
 
 func TestExistingClients(t *testing.T) {
-	ins := instances(4)
+	ins := instances(5)
 	for i := range ins {
 		ins[i].EventTime = t0.Add(-time.Minute)
 	}
 	ins[3].Attempts = 1 // a reinstall is never short-cut
+	// The event time keeps fractions; HBR's CreatedTime is whole seconds: a
+	// client created in the event's own second was created after it.
+	ins[4].EventTime = t0.Add(-time.Minute + 700*time.Millisecond)
 	fake := &withClients{installFunc: allValid, clients: []hbr.BackupClient{
 		{InstanceID: "i-000", ClientID: "c-old", Status: "ACTIVATED", CreatedTime: t0.Add(-24 * time.Hour).Unix()},
 		{InstanceID: "i-001", ClientID: "c-new", Status: "ACTIVATED", CreatedTime: t0.Unix()},
-		{InstanceID: "i-002", ClientID: "c-busy", Status: "INSTALLING"},
-		{InstanceID: "i-003", ClientID: "c-x", Status: "ACTIVATED", CreatedTime: 1},
+		{InstanceID: "i-002", ClientID: "c-busy", Status: "INSTALLING", CreatedTime: t0.Add(-2 * time.Minute).Unix()},
+		{InstanceID: "i-003", ClientID: "c-x", Status: "INSTALL_FAILED", CreatedTime: t0.Unix()},
+		{InstanceID: "i-004", ClientID: "c-same", Status: "INSTALLING", CreatedTime: t0.Add(-time.Minute).Unix()},
 	}}
 	var installed [][]string
 	s := &Service{
@@ -299,20 +426,124 @@ func TestExistingClients(t *testing.T) {
 	}
 	res := s.Install(context.Background(), "cn-hangzhou", ins, 0)
 	got := outcomesByID(res.Outcomes)
+	assert.Len(t, res.Outcomes, 1)
 	assert.Equal(t, outcome.AlreadyInstalled, got["i-000"].Outcome, "a client older than the event")
 	assert.Equal(t, "c-old", got["i-000"].ClientID)
-	assert.Equal(t, outcome.Installed, got["i-001"].Outcome, "a client created after the event: this job's own install, delivered twice")
+	var joined []string
+	for _, j := range res.Joined {
+		joined = append(joined, j.InstanceID)
+		assert.Contains(t, j.Owner, "the install that created client")
+	}
+	assert.Equal(t, []string{"i-001", "i-004"}, joined, "clients created since the event belong to another job's install")
 	require.Len(t, installed, 1)
 	assert.Equal(t, []string{"i-003"}, installed[0], "only the reinstall is installed")
 	var kinds []job.Kind
 	for _, n := range res.Next {
 		kinds = append(kinds, n.Message.Kind)
 		if n.Message.Kind == job.KindInstallRetry {
-			assert.Equal(t, []string{"i-002"}, n.Message.IDs())
+			assert.Equal(t, []string{"i-002"}, n.Message.IDs(), "an install older than the event is waited for")
 			assert.Equal(t, CodeClientInstalling, n.Message.Instances[0].LastCode)
 		}
 	}
 	assert.ElementsMatch(t, []job.Kind{job.KindPoll, job.KindInstallRetry}, kinds)
+}
+
+// TestClientStatuses gives each row of the README's status table a test: a
+// client that predates the job's event, in each status HBR can report.
+func TestClientStatuses(t *testing.T) {
+	tests := []struct {
+		status    string
+		reinstall bool
+		want      outcome.Kind // "" when the job goes on
+		install   bool
+		waitCode  string
+	}{
+		{status: "ACTIVATED", want: outcome.AlreadyInstalled},
+		{status: "INSTALLING", waitCode: CodeClientInstalling},
+		{status: "UPGRADING", waitCode: "ClientUpgrading"},
+		{status: "REGISTERED", waitCode: "ClientRegistered"},
+		{status: "STOPPED", want: outcome.Skipped},
+		{status: "DEACTIVATED", want: outcome.Skipped},
+		{status: "UNINSTALLING", want: outcome.Skipped},
+		{status: "UNINSTALL_FAILED", want: outcome.Skipped},
+		{status: "STOPPED", reinstall: true, install: true},
+		{status: "INSTALL_FAILED", install: true},
+		{status: "UPGRADE_FAILED", install: true},
+		{status: "NOT_INSTALLED", install: true},
+		{status: "UNKNOWN", install: true},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%s reinstall=%v", tt.status, tt.reinstall), func(t *testing.T) {
+			in := instances(1)[0]
+			in.EventTime = t0
+			installs := 0
+			s := &Service{
+				HBR: func(context.Context, string) (Installer, error) {
+					return &withClients{installFunc: func(ids []string) (hbr.InstallResult, error) {
+						installs++
+						return allValid(ids)
+					}, clients: []hbr.BackupClient{{InstanceID: in.ID, ClientID: "c-1", Status: tt.status, CreatedTime: t0.Add(-time.Hour).Unix()}}}, nil
+				},
+				Policy: testPolicy(), Now: func() time.Time { return t0 },
+			}
+			if tt.reinstall {
+				s.Reinstall = map[string]bool{tt.status: true}
+			}
+			res := s.Install(context.Background(), "cn-hangzhou", []job.Instance{in}, 0)
+			if tt.want != "" {
+				require.Len(t, res.Outcomes, 1)
+				assert.Equal(t, tt.want, res.Outcomes[0].Outcome)
+				if tt.want == outcome.Skipped {
+					assert.Equal(t, tt.status, res.Outcomes[0].Code, "the outcome names the status")
+					assert.Contains(t, res.Outcomes[0].Reason, tt.status)
+				}
+			} else {
+				assert.Empty(t, res.Outcomes)
+			}
+			assert.Equal(t, tt.install, installs == 1, "installed")
+			if tt.waitCode != "" {
+				require.Len(t, res.Next, 1)
+				assert.Equal(t, job.KindInstallRetry, res.Next[0].Message.Kind)
+				assert.Equal(t, tt.waitCode, res.Next[0].Message.Instances[0].LastCode)
+				assert.Equal(t, t0.Add(17*time.Minute), res.Next[0].Message.Instances[0].ReadyBy, "waited for as long as an install task may run")
+			}
+		})
+	}
+	for _, st := range []string{"REGISTERED", "ACTIVATED", "DEACTIVATED", "INSTALLING", "INSTALL_FAILED", "NOT_INSTALLED",
+		"UPGRADING", "UPGRADE_FAILED", "UNINSTALLING", "UNINSTALL_FAILED", "STOPPED", "UNKNOWN"} {
+		assert.Contains(t, ClientActions, st, "every documented status has a decision")
+	}
+	assert.Equal(t, config.HoldStatuses, HoldStatuses(), "REINSTALL_STATUSES accepts exactly the held statuses")
+}
+
+// A transitional client that settles is decided on its next look.
+func TestTransitionalClientIsLookedAtAgain(t *testing.T) {
+	in := instances(1)[0]
+	in.EventTime = t0
+	in.LastCode = "ClientUpgrading"
+	in.NotReady = 1
+	s := &Service{
+		HBR: func(context.Context, string) (Installer, error) {
+			return &withClients{installFunc: allValid, clients: []hbr.BackupClient{
+				{InstanceID: in.ID, ClientID: "c-1", Status: "ACTIVATED", CreatedTime: t0.Add(-time.Hour).Unix()}}}, nil
+		},
+		Policy: testPolicy(), Now: func() time.Time { return t0.Add(time.Minute) },
+	}
+	res := s.Install(context.Background(), "cn-hangzhou", []job.Instance{in}, 0)
+	require.Len(t, res.Outcomes, 1)
+	assert.Equal(t, outcome.AlreadyInstalled, res.Outcomes[0].Outcome)
+
+	// One that never settles ends as TIMEOUT naming the status.
+	s.HBR = func(context.Context, string) (Installer, error) {
+		return &withClients{installFunc: allValid, clients: []hbr.BackupClient{
+			{InstanceID: in.ID, ClientID: "c-1", Status: "UPGRADING", CreatedTime: t0.Add(-time.Hour).Unix()}}}, nil
+	}
+	s.Now = func() time.Time { return t0.Add(time.Hour) }
+	in.ReadyBy = t0.Add(30 * time.Minute)
+	res = s.Install(context.Background(), "cn-hangzhou", []job.Instance{in}, 0)
+	require.Len(t, res.Outcomes, 1)
+	assert.Equal(t, outcome.Timeout, res.Outcomes[0].Outcome)
+	assert.Equal(t, "ClientUpgrading", res.Outcomes[0].Code)
 }
 
 func TestExistingCheckThrottledIsRetried(t *testing.T) {

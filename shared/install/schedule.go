@@ -20,6 +20,10 @@ func (s *Service) expired(region string, in job.Instance) outcome.Record {
 		return record(region, in, outcome.Timeout, CodeDeadline,
 			"another install of the backup client was still running at the deadline", "")
 	}
+	if waitingOnClient(in.LastCode) {
+		return record(region, in, outcome.Timeout, in.LastCode,
+			fmt.Sprintf("the backup client did not settle (%s) by the deadline", in.LastCode), "")
+	}
 	if isNotReadyCode(in.LastCode) || (in.LastCode == "" && in.NotReady > 0) {
 		return record(region, in, outcome.NotReady, in.LastCode,
 			fmt.Sprintf("instance not ready (%s) by the readiness deadline", orUnknown(in.LastCode)), "")

@@ -176,16 +176,21 @@ func TestE2EFailOnceThenSucceed(t *testing.T) {
 
 func TestE2ETaskExpiresOrIsCancelled(t *testing.T) {
 	t.Parallel()
-	r := run(t, Options{Instances: map[string]hbrsim.Behavior{
-		"i-expire01": {TaskEnd: "expired", InstallDuration: time.Second},
-		"i-cancel01": {TaskEnd: "cancelled", InstallDuration: time.Second},
-		"i-gone0001": {Gone: true},
-	}}, 60*time.Second, func(c *Cloud) {
-		publish(t, c, runningEvent("i-expire01"), runningEvent("i-cancel01"), runningEvent("i-gone0001"))
-	})
-	assert.Equal(t, "TIMEOUT", r.Outcomes["i-expire01"].Outcome)
-	assert.Equal(t, "CANCELLED", r.Outcomes["i-cancel01"].Outcome)
-	assert.Equal(t, "GONE", r.Outcomes["i-gone0001"].Outcome)
+	// One cloud per task ending: instances announced together share one
+	// install task, and a task ends one way for all of them.
+	for _, tt := range []struct{ id, end, want string }{
+		{"i-expire01", "expired", "TIMEOUT"},
+		{"i-cancel01", "cancelled", "CANCELLED"},
+	} {
+		r := run(t, Options{Instances: map[string]hbrsim.Behavior{
+			tt.id:        {TaskEnd: tt.end, InstallDuration: time.Second},
+			"i-gone0001": {Gone: true},
+		}}, 60*time.Second, func(c *Cloud) {
+			publish(t, c, runningEvent(tt.id), runningEvent("i-gone0001"))
+		})
+		assert.Equal(t, tt.want, r.Outcomes[tt.id].Outcome)
+		assert.Equal(t, "GONE", r.Outcomes["i-gone0001"].Outcome)
+	}
 }
 
 func TestE2ESlowTaskTimesOutAtDeadline(t *testing.T) {

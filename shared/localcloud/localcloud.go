@@ -251,7 +251,9 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 		"RETRY_BASE_DELAY":     secs(t.RetryBase),
 		"RETRY_MAX_DELAY":      secs(t.RetryMax),
 		"MAX_INSTALL_ATTEMPTS": strconv.Itoa(max(t.MaxAttempts, 1)),
-		"LOG_LEVEL":            "info",
+		// The install function's settle delay, shortened like the others.
+		"INSTALL_COALESCE_DELAY": "1",
+		"LOG_LEVEL":              "info",
 	}
 	for k, v := range opts.Env {
 		env[k] = v

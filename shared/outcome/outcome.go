@@ -102,6 +102,22 @@ type Record struct {
 	// Detail is free text for humans (the full error); it may differ between
 	// duplicate deliveries and is not part of the decision.
 	Detail string
+	// Supersedes, when set, names the record this one corrects, as
+	// "<jobId>/<OUTCOME>": a failure verdict of the same job that a copy of
+	// the job may have written before the client turned out ACTIVATED.
+	Supersedes string
+}
+
+// Join notes a job that found another job's install for its instance and
+// joined it instead of recording an outcome of its own: one outcome record
+// per instance per launch, written by the owner.
+type Join struct {
+	JobID, InstanceID, Region, OriginEventID string
+	// Owner names the owning job (its job id when it is known, else the
+	// install it started); ClientID is the client found, if any.
+	Owner, ClientID string
+	// Reason says how the owner was found.
+	Reason string
 }
 
 // Recorder receives outcome records and acceptance notices.
@@ -110,6 +126,9 @@ type Recorder interface {
 	Accepted(ctx context.Context, a Acceptance)
 	// Record reports an instance's final outcome.
 	Record(ctx context.Context, r Record)
+	// Joined notes a job that joined another job's install (no outcome of
+	// its own).
+	Joined(ctx context.Context, j Join)
 }
 
 // Acceptance notes an instance the system has taken responsibility for.
@@ -132,6 +151,19 @@ func (l Log) Accepted(ctx context.Context, a Acceptance) {
 		slog.String("region", a.Region),
 		slog.String("trigger", a.Trigger),
 		slog.String("originEventId", a.OriginEventID),
+	)
+}
+
+// Joined implements Recorder: a DEBUG line "joined" naming the owner.
+func (l Log) Joined(ctx context.Context, j Join) {
+	l.Logger.LogAttrs(ctx, slog.LevelDebug, "joined",
+		slog.String("jobId", j.JobID),
+		slog.String("instanceId", j.InstanceID),
+		slog.String("region", j.Region),
+		slog.String("owner", j.Owner),
+		slog.String("clientId", j.ClientID),
+		slog.String("reason", j.Reason),
+		slog.String("originEventId", j.OriginEventID),
 	)
 }
 
@@ -162,5 +194,6 @@ func (l Log) Record(ctx context.Context, r Record) {
 		slog.Float64("elapsedSeconds", float64(int64(elapsed*1000))/1000),
 		slog.String("originEventId", r.OriginEventID),
 		slog.String("detail", r.Detail),
+		slog.String("supersedes", r.Supersedes),
 	)
 }
