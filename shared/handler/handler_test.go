@@ -1,11 +1,9 @@
 package handler
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -267,32 +265,6 @@ func TestPollerGarbagePayloadIsDropped(t *testing.T) {
 	sum, err := NewPoller(deps(&fakeCloud{}, &recorder{})).Handle(context.Background(), json.RawMessage(`"just a string"`))
 	require.NoError(t, err)
 	assert.Len(t, sum.Dropped, 1)
-}
-
-func TestLogsCarryRequestFieldsNotSecrets(t *testing.T) {
-	var buf bytes.Buffer
-	c := &fakeCloud{install: func([]string) (hbr.InstallResult, error) {
-		return hbr.InstallResult{}, fault.Wrap("hbr.InstallBackupClients", fault.Permanent, "Forbidden.RAM", fmt.Errorf("denied"))
-	}}
-	d := deps(c, nil)
-	d.Outcomes = nil
-	d.Logger = slog.New(slog.NewJSONHandler(&buf, nil))
-	_, err := NewInstall(d).Handle(context.Background(), event(t, "instance-running.json"))
-	require.NoError(t, err)
-	var rec map[string]any
-	for _, line := range bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n")) {
-		var m map[string]any
-		require.NoError(t, json.Unmarshal(line, &m))
-		if m["msg"] == "outcome" {
-			rec = m
-		}
-	}
-	require.NotNil(t, rec, "an outcome record is logged")
-	for _, k := range []string{"jobId", "instanceId", "region", "outcome", "reason", "taskId", "clientId", "attempts", "elapsedSeconds"} {
-		assert.Contains(t, rec, k)
-	}
-	assert.Equal(t, "FAILED", rec["outcome"])
-	assert.Equal(t, "Forbidden.RAM", rec["code"])
 }
 
 func TestInstallCoalesceDelayDefersToThePoller(t *testing.T) {
