@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -206,18 +205,6 @@ var ClientActions = map[string]ClientAction{
 	ClientUpgradeFailed:   ActionInstall,
 	ClientNotInstalled:    ActionInstall,
 	ClientUnknown:         ActionInstall,
-}
-
-// HoldStatuses are the statuses REINSTALL_STATUSES may name.
-func HoldStatuses() []string {
-	var out []string
-	for st, a := range ClientActions {
-		if a == ActionHold {
-			out = append(out, st)
-		}
-	}
-	sort.Strings(out)
-	return out
 }
 
 // existing asks HBR which instances of the chunk already have a client, for
