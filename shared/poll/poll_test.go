@@ -268,3 +268,42 @@ func TestFailureVerdictsAreConfirmedAgainstTheClient(t *testing.T) {
 		})
 	}
 }
+
+// Three install-retry messages of 20 + 1 + 1 instances, the last two for
+// instances the first already holds (other events of the same launch): one
+// install call, one poll message of at most 20 entries that encodes, and
+// the extra jobs join the owners instead of riding along (before, the poll
+// message held 22 entries, failed to encode, and every instance in it ended
+// FAILED while its task ran on).
+func TestOverlappingInstallRetriesMakeOnePollMessagePerTwenty(t *testing.T) {
+	f := &fakeHBR{}
+	s := newService(f, t0)
+	retry := func(event string, at time.Duration, ids ...string) job.Message {
+		m := job.Message{Version: job.Version, Kind: job.KindInstallRetry, Region: "cn-hangzhou",
+			Deadline: t0.Add(10 * time.Minute), SentAt: t0}
+		for _, id := range ids {
+			m.Instances = append(m.Instances, job.Instance{ID: id, JobID: job.JobID("acs.ecs", event, id),
+				EventTime: t0.Add(at), FirstSeen: t0, ReadyBy: t0.Add(10 * time.Minute)})
+		}
+		return m
+	}
+	var twenty []string
+	for i := range 20 {
+		twenty = append(twenty, fmt.Sprintf("i-%03d", i))
+	}
+	res := s.Handle(context.Background(), []job.Message{
+		retry("heartbeat", 0, "i-003"), retry("run-instances", -time.Minute, twenty...), retry("running", -30*time.Second, "i-003"),
+	})
+	require.Len(t, f.installed, 1)
+	assert.Len(t, f.installed[0], 20)
+	require.Len(t, res.Next, 1)
+	assert.Len(t, res.Next[0].Message.Instances, 20)
+	_, err := job.Encode(res.Next[0].Message)
+	require.NoError(t, err)
+	assert.Empty(t, res.Outcomes)
+	require.Len(t, res.Joined, 2)
+	for _, j := range res.Joined {
+		assert.Equal(t, "i-003", j.InstanceID)
+		assert.Equal(t, job.JobID("acs.ecs", "run-instances", "i-003"), j.Owner)
+	}
+}
