@@ -16,7 +16,11 @@ import (
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbr"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbrsim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/protect"
 )
+
+// The binding step calls the adapter through its own interface.
+var _ protect.Binder = (*hbr.Client)(nil)
 
 func TestBindAndDescribePolicyBindings(t *testing.T) {
 	sim, _, _, base := startSim(t)
