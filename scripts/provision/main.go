@@ -61,6 +61,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		tagWrite    = fs.Bool("tag-writeback", false, "allow ecs:TagResources on the account's instances (for OUTCOME_TAG_KEY)")
 		topic       = fs.String("topic", "", "allow mns:PublishMessage on this MNS topic (for OUTCOME_TOPIC)")
 		audit       = fs.Bool("audit", false, "allow ecs:DescribeCloudAssistantStatus (for MODE=audit)")
+		bind        = fs.Bool("bind", false, "allow hbr:CreatePolicyBindings and hbr:DescribePolicyBindings (for BACKUP_POLICY_ID / BACKUP_POLICY_BY_TAG)")
 		ramEndpoint = fs.String("ram-endpoint", provision.RAMEndpoint, "RAM endpoint (host or URL)")
 		stsEndpoint = fs.String("sts-endpoint", provision.STSEndpoint, "STS endpoint (host or URL)")
 		mnsEndpoint = fs.String("mns-endpoint", provision.DefaultMNSEndpoint, "MNS endpoint; {account} and {region} are replaced")
@@ -103,6 +104,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			TagWriteback: *tagWrite,
 			Topic:        *topic,
 			Audit:        *audit,
+			Bind:         *bind,
 		},
 		RoleName:       *role,
 		PolicyName:     *policyName,

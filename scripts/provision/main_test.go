@@ -81,10 +81,14 @@ func TestDryRunOptionalPermissions(t *testing.T) {
 		{"tag write-back", []string{"-tag-writeback"}, []statement{
 			{"ecs:TagResources", []any{"acs:ecs:cn-hangzhou:4444:instance/*", "acs:ecs:cn-beijing:4444:instance/*"}},
 		}},
-		{"all", []string{"-audit", "-topic", "hbr-alerts", "-tag-writeback"}, []statement{
+		{"bind", []string{"-bind"}, []statement{
+			{[]any{"hbr:CreatePolicyBindings", "hbr:DescribePolicyBindings"}, "*"},
+		}},
+		{"all", []string{"-audit", "-bind", "-topic", "hbr-alerts", "-tag-writeback"}, []statement{
 			{"ecs:TagResources", []any{"acs:ecs:cn-hangzhou:4444:instance/*", "acs:ecs:cn-beijing:4444:instance/*"}},
 			{"mns:PublishMessage", []any{"acs:mns:cn-hangzhou:4444:/topics/hbr-alerts/messages", "acs:mns:cn-beijing:4444:/topics/hbr-alerts/messages"}},
 			{"ecs:DescribeCloudAssistantStatus", "*"},
+			{[]any{"hbr:CreatePolicyBindings", "hbr:DescribePolicyBindings"}, "*"},
 		}},
 	}
 	for _, tc := range tests {

@@ -19,6 +19,7 @@ import (
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecs"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ident"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/protect"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/scope"
 )
 
@@ -100,6 +101,10 @@ type Config struct {
 	// the poller per minute; ReconcileMax bounds the instances one sweep
 	// lists.
 	ReconcileRate, ReconcileMax int
+	// Protect says which backup policy each instance is bound to once its
+	// client is ACTIVATED (BACKUP_POLICY_ID, BACKUP_POLICY_BY_TAG); the zero
+	// value (nothing set) binds nothing. Pass it to protect.Service.
+	Protect protect.Settings
 }
 
 // Modes.
@@ -111,10 +116,14 @@ const (
 // Audit reports whether the functions only report what they would do.
 func (c Config) Audit() bool { return c.Mode == ModeAudit }
 
-// NeedsECS reports whether the configuration makes the functions call ECS.
+// NeedsECS reports whether the configuration makes the functions call ECS
+// (tag-based backup policies need the instances' tags).
 func (c Config) NeedsECS() bool {
-	return c.Audit() || !c.Scope.Empty() || c.OutcomeTagKey != ""
+	return c.Audit() || !c.Scope.Empty() || c.OutcomeTagKey != "" || c.Protect.NeedsTags()
 }
+
+// Binds reports whether instances are bound to a backup policy.
+func (c Config) Binds() bool { return c.Protect.Enabled() }
 
 // Variable documents one environment variable.
 type Variable struct {
@@ -163,6 +172,8 @@ func Variables() []Variable {
 		{Name: "NOTIFY", Default: "problems", Doc: "problems publishes every outcome except INSTALLED, ALREADY_INSTALLED and SKIPPED; all publishes every outcome."},
 		{Name: "RECONCILE_RATE", Default: "600", Doc: "Instances per minute a reconcile sweep hands to the poller (spread with message delays)."},
 		{Name: "RECONCILE_MAX_INSTANCES", Default: "10000", Doc: "Upper bound of instances one reconcile sweep lists."},
+		{Name: protect.EnvPolicyID, Doc: "HBR backup policy (po-…) that every instance ending with an ACTIVATED client is bound to (ECS_FILE), unless BACKUP_POLICY_BY_TAG picks another. Empty with BACKUP_POLICY_BY_TAG empty: no binding."},
+		{Name: protect.EnvPolicyByTag, Doc: "Comma-separated key=value:po-… (tag has that value) or key:po-… (tag present) terms; the first term the instance's tags match picks its policy, else BACKUP_POLICY_ID; no match and no BACKUP_POLICY_ID leaves it INSTALLED. Needs the instance's tags (ECS DescribeInstances)."},
 	}
 }
 
@@ -366,6 +377,9 @@ func Load(getenv func(string) string) (Config, error) {
 		c.NotifyAll = true
 	default:
 		errs = append(errs, fmt.Errorf("NOTIFY=%q: want problems or all", n))
+	}
+	if c.Protect, err = protect.Parse(get(protect.EnvPolicyID), get(protect.EnvPolicyByTag)); err != nil {
+		errs = append(errs, err)
 	}
 	c.ReconcileRate = num("RECONCILE_RATE", 1, 100000)
 	c.ReconcileMax = num("RECONCILE_MAX_INSTANCES", 1, 1000000)

@@ -52,6 +52,29 @@ func TestLoadCoverageSettings(t *testing.T) {
 	assert.True(t, c.NotifyAll)
 }
 
+func TestLoadBackupPolicy(t *testing.T) {
+	c, err := Load(env(base()))
+	require.NoError(t, err)
+	assert.False(t, c.Binds(), "nothing set: no binding")
+
+	m := base()
+	m["BACKUP_POLICY_ID"] = "po-000abc"
+	c, err = Load(env(m))
+	require.NoError(t, err)
+	assert.True(t, c.Binds())
+	assert.Equal(t, "po-000abc", c.Protect.Default)
+	assert.False(t, c.NeedsECS(), "a default policy needs no tags")
+
+	m["BACKUP_POLICY_BY_TAG"] = "env=prod:po-aaa,env=dev:po-bbb"
+	c, err = Load(env(m))
+	require.NoError(t, err)
+	assert.Len(t, c.Protect.Rules, 2)
+	assert.True(t, c.NeedsECS(), "tag rules need the instances' tags")
+	policy, ok := c.Protect.PolicyFor(map[string]string{"env": "dev"})
+	assert.True(t, ok)
+	assert.Equal(t, "po-bbb", policy)
+}
+
 func TestLoadOverrides(t *testing.T) {
 	m := base()
 	m["FIRST_POLL_DELAY"] = "2"
@@ -95,6 +118,8 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"bad topic", map[string]string{"OUTCOME_TOPIC": "no spaces please"}, "OUTCOME_TOPIC"},
 		{"notify", map[string]string{"NOTIFY": "sometimes"}, "NOTIFY"},
 		{"plain http ecs", map[string]string{"ECS_ENDPOINT": "http://ecs.cn-hangzhou.aliyuncs.com"}, "ECS_ENDPOINT"},
+		{"bad policy id", map[string]string{"BACKUP_POLICY_ID": "policy-1"}, "BACKUP_POLICY_ID"},
+		{"bad policy term", map[string]string{"BACKUP_POLICY_BY_TAG": "env=prod:po-a,env=dev"}, `BACKUP_POLICY_BY_TAG: term "env=dev"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

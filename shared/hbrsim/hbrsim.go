@@ -1,6 +1,7 @@
 // Package hbrsim emulates the Cloud Backup (HBR) OpenAPI 2017-09-08 actions
-// this project uses: InstallBackupClients, DescribeTask and
-// DescribeBackupClients. It speaks the real RPC wire protocol (signature,
+// this project uses: InstallBackupClients, DescribeTask,
+// DescribeBackupClients, CreatePolicyBindings and DescribePolicyBindings
+// (policies and bindings: policy.go). It speaks the real RPC wire protocol (signature,
 // envelopes, string error codes; see shared/rpcsim) so the real core SDK, the
 // shared/hbr adapter and the compiled function binaries can be driven
 // against it, in tests and in a long-running demo.
@@ -152,6 +153,8 @@ type Server struct {
 	instances map[string]*instance
 	tasks     map[string]*task
 	order     []*task
+
+	pol policyState // backup policies and bindings (policy.go)
 }
 
 type instance struct {
@@ -203,6 +206,8 @@ func New(opts Options) *Server {
 	s.rpc.Handle("InstallBackupClients", s.installBackupClients)
 	s.rpc.Handle("DescribeTask", s.describeTask)
 	s.rpc.Handle("DescribeBackupClients", s.describeBackupClients)
+	s.rpc.Handle("CreatePolicyBindings", s.createPolicyBindings)
+	s.rpc.Handle("DescribePolicyBindings", s.describePolicyBindings)
 	return s
 }
 

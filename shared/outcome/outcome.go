@@ -43,33 +43,65 @@ const (
 	// WouldInstall: audit mode; the instance is in scope, has no client and
 	// is ready, so enforce mode would install it.
 	WouldInstall Kind = "WOULD_INSTALL"
+
+	// Protected: the client is ACTIVATED and the instance is now bound to a
+	// backup policy; PolicyID names it.
+	Protected Kind = "PROTECTED"
+	// AlreadyProtected: the instance was already bound to a backup policy
+	// (the configured one or another), which PolicyID names; it was not
+	// rebound.
+	AlreadyProtected Kind = "ALREADY_PROTECTED"
+	// BindFailed: the client is ACTIVATED but binding it to the policy
+	// (PolicyID) failed for good; Code says why.
+	BindFailed Kind = "BIND_FAILED"
+	// WouldProtect: audit mode; the instance has no binding and enforce mode
+	// would bind it to PolicyID.
+	WouldProtect Kind = "WOULD_PROTECT"
 )
 
 // Problem reports whether an outcome needs someone's attention: everything
-// but INSTALLED, ALREADY_INSTALLED and SKIPPED.
+// but INSTALLED, ALREADY_INSTALLED, SKIPPED, PROTECTED and
+// ALREADY_PROTECTED. BIND_FAILED is a problem (the instance is not backed
+// up) even though its client is ACTIVATED; the audit kinds WOULD_INSTALL and
+// WOULD_PROTECT count as problems so that audit runs are published.
 func (k Kind) Problem() bool {
-	return k != Installed && k != AlreadyInstalled && k != Skipped
+	switch k {
+	case Installed, AlreadyInstalled, Skipped, Protected, AlreadyProtected:
+		return false
+	}
+	return true
 }
+
+// Audit reports whether the kind is an audit-mode verdict (WOULD_INSTALL,
+// WOULD_PROTECT): reported, but nothing went wrong.
+func (k Kind) Audit() bool { return k == WouldInstall || k == WouldProtect }
 
 // Slug is the kind as a short lower-case word (at most 16 characters, the
 // MNS message-tag limit): installed, already, failed, not-ready, gone,
-// timeout, cancelled, skipped, would-install.
+// timeout, cancelled, skipped, would-install, protected, already-bound,
+// bind-failed, would-protect.
 func (k Kind) Slug() string {
-	if k == AlreadyInstalled {
+	switch k {
+	case AlreadyInstalled:
 		return "already"
+	case AlreadyProtected:
+		return "already-bound"
 	}
 	return strings.ToLower(strings.ReplaceAll(string(k), "_", "-"))
 }
 
 // TagValue is the value written on the instance for its outcome:
 // installed, already-installed, failed:<code>, skipped:<rule>, not-ready,
-// gone, timeout, cancelled, would-install. It fits ECS's tag rules (at most
-// 128 characters, no URL).
+// gone, timeout, cancelled, would-install, protected:<policy>,
+// already-protected:<policy>, bind-failed:<code>, would-protect:<policy>. It
+// fits ECS's tag rules (at most 128 characters, no URL).
 func (r Record) TagValue() string {
 	v := strings.ToLower(strings.ReplaceAll(string(r.Outcome), "_", "-"))
 	switch r.Outcome {
-	case Failed:
+	case Failed, BindFailed:
 		v += ":" + r.Code
+	case Protected, AlreadyProtected, WouldProtect:
+		v += ":" + r.PolicyID
 	case Skipped:
 		v += ":" + strings.TrimPrefix(r.Reason, "excluded by ")
 	}
@@ -81,7 +113,8 @@ func (r Record) TagValue() string {
 }
 
 // Kinds lists every outcome kind, in the order reports print them.
-var Kinds = []Kind{Installed, AlreadyInstalled, Failed, NotReady, Gone, Timeout, Cancelled, Skipped, WouldInstall}
+var Kinds = []Kind{Installed, AlreadyInstalled, Failed, NotReady, Gone, Timeout, Cancelled, Skipped, WouldInstall,
+	Protected, AlreadyProtected, BindFailed, WouldProtect}
 
 // Record is one instance's outcome. Outcome and Code are the decision: a
 // duplicate delivery that reaches the same decision writes the same two
@@ -102,6 +135,10 @@ type Record struct {
 	// Detail is free text for humans (the full error); it may differ between
 	// duplicate deliveries and is not part of the decision.
 	Detail string
+	// PolicyID is the backup policy of the binding outcomes (PROTECTED,
+	// ALREADY_PROTECTED, BIND_FAILED, WOULD_PROTECT); logged as "policyId",
+	// omitted when empty.
+	PolicyID string
 	// Supersedes, when set, names the record this one corrects, as
 	// "<jobId>/<OUTCOME>": a failure verdict of the same job that a copy of
 	// the job may have written before the client turned out ACTIVATED.
@@ -137,7 +174,8 @@ type Acceptance struct {
 }
 
 // Log writes records as slog entries: msg "accepted" (INFO) and msg "outcome"
-// (INFO for INSTALLED, WARN otherwise) with the fields the README documents.
+// (WARN for problems, INFO otherwise and for audit verdicts) with the fields
+// the README documents; "policyId" only when the record names a policy.
 type Log struct {
 	Logger *slog.Logger
 	Now    func() time.Time
@@ -174,14 +212,14 @@ func (l Log) Record(ctx context.Context, r Record) {
 		now = l.Now
 	}
 	level := slog.LevelInfo
-	if r.Outcome.Problem() && r.Outcome != WouldInstall {
+	if r.Outcome.Problem() && !r.Outcome.Audit() {
 		level = slog.LevelWarn
 	}
 	elapsed := 0.0
 	if !r.FirstSeen.IsZero() {
 		elapsed = now().Sub(r.FirstSeen).Seconds()
 	}
-	l.Logger.LogAttrs(ctx, level, "outcome",
+	attrs := []slog.Attr{
 		slog.String("jobId", r.JobID),
 		slog.String("instanceId", r.InstanceID),
 		slog.String("region", r.Region),
@@ -195,5 +233,9 @@ func (l Log) Record(ctx context.Context, r Record) {
 		slog.String("originEventId", r.OriginEventID),
 		slog.String("detail", r.Detail),
 		slog.String("supersedes", r.Supersedes),
-	)
+	}
+	if r.PolicyID != "" {
+		attrs = append(attrs, slog.String("policyId", r.PolicyID))
+	}
+	l.Logger.LogAttrs(ctx, level, "outcome", attrs...)
 }

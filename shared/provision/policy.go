@@ -52,10 +52,15 @@ type PolicyParams struct {
 	// Audit adds ecs:DescribeCloudAssistantStatus (MODE=audit checks
 	// readiness instead of installing).
 	Audit bool
+	// Bind adds hbr:CreatePolicyBindings and hbr:DescribePolicyBindings
+	// (BACKUP_POLICY_ID or BACKUP_POLICY_BY_TAG binds instances to backup
+	// policies). Neither action has resource-level permissions (HBR API
+	// reference, RAM authorization tables), hence Resource "*".
+	Bind bool
 }
 
 // OptionalStatements returns the statements the optional features add to
-// the template, in a fixed order (tag write-back, topic, audit), with the
+// the template, in a fixed order (tag write-back, topic, audit, bind), with the
 // same placeholders as the template (${REGION}, ${ACCOUNT_ID}) and the
 // topic's name written in.
 func (p PolicyParams) OptionalStatements() []map[string]any {
@@ -70,6 +75,10 @@ func (p PolicyParams) OptionalStatements() []map[string]any {
 	}
 	if p.Audit {
 		out = append(out, map[string]any{"Effect": "Allow", "Action": "ecs:DescribeCloudAssistantStatus", "Resource": "*"})
+	}
+	if p.Bind {
+		out = append(out, map[string]any{"Effect": "Allow",
+			"Action": []any{"hbr:CreatePolicyBindings", "hbr:DescribePolicyBindings"}, "Resource": "*"})
 	}
 	return out
 }

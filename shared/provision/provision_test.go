@@ -87,6 +87,7 @@ func TestRenderPolicyOptionalStatements(t *testing.T) {
 			`"acs:mns:cn-hangzhou:1234567890123456:/topics/hbr-alerts/messages",` +
 			`"acs:mns:cn-shanghai:1234567890123456:/topics/hbr-alerts/messages"]}`
 		audit = `{"Action":"ecs:DescribeCloudAssistantStatus","Effect":"Allow","Resource":"*"}`
+		bind  = `{"Action":["hbr:CreatePolicyBindings","hbr:DescribePolicyBindings"],"Effect":"Allow","Resource":"*"}`
 	)
 	tests := []struct {
 		name   string
@@ -97,7 +98,8 @@ func TestRenderPolicyOptionalStatements(t *testing.T) {
 		{"tag write-back", func(p *PolicyParams) { p.TagWriteback = true }, []string{tags}},
 		{"topic", func(p *PolicyParams) { p.Topic = "hbr-alerts" }, []string{topic}},
 		{"audit", func(p *PolicyParams) { p.Audit = true }, []string{audit}},
-		{"all three", func(p *PolicyParams) { p.TagWriteback, p.Topic, p.Audit = true, "hbr-alerts", true }, []string{tags, topic, audit}},
+		{"bind", func(p *PolicyParams) { p.Bind = true }, []string{bind}},
+		{"all four", func(p *PolicyParams) { p.TagWriteback, p.Topic, p.Audit, p.Bind = true, "hbr-alerts", true, true }, []string{tags, topic, audit, bind}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
