@@ -21,6 +21,7 @@ import (
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/install"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/notify"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/poll"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/protect"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/taskqueue"
 )
 
@@ -28,6 +29,7 @@ import (
 type HBR interface {
 	install.Installer
 	poll.TaskReader
+	protect.Binder
 }
 
 // Sender sends one message to the job queue (taskqueue.Sender satisfies it).
@@ -172,6 +174,10 @@ func (s *session) installer(ctx context.Context, region string) (install.Install
 }
 
 func (s *session) tasks(ctx context.Context, region string) (poll.TaskReader, error) {
+	return s.client(ctx, region)
+}
+
+func (s *session) binder(ctx context.Context, region string) (protect.Binder, error) {
 	return s.client(ctx, region)
 }
 

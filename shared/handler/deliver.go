@@ -178,5 +178,6 @@ func notice(r outcome.Record) map[string]any {
 	return map[string]any{
 		"jobId": r.JobID, "instanceId": r.InstanceID, "region": r.Region, "outcome": r.Outcome,
 		"reason": r.Reason, "code": r.Code, "taskId": r.TaskID, "clientId": r.ClientID, "attempts": r.Attempts,
+		"policyId": r.PolicyID,
 	}
 }

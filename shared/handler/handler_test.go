@@ -94,6 +94,14 @@ func (f *fakeCloud) DescribeBackupClients(context.Context, []string) ([]hbr.Back
 	return nil, nil
 }
 
+// CreatePolicyBindings and DescribePolicyBindings: no backup policy is
+// configured in these tests, so binding is never called.
+func (f *fakeCloud) CreatePolicyBindings(context.Context, string, []string) error { return nil }
+
+func (f *fakeCloud) DescribePolicyBindings(context.Context, []string) (map[string]string, error) {
+	return nil, nil
+}
+
 func (f *fakeCloud) DescribeTask(_ context.Context, id string) (hbr.Task, error) { return f.task(id) }
 
 func (f *fakeCloud) Send(_ context.Context, m taskqueue.Message) (string, error) {

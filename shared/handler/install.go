@@ -14,6 +14,8 @@ import (
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/install"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/outcome"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/poll"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/protect"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/scope"
 )
 
@@ -45,6 +47,9 @@ type Deps struct {
 	// Reinstall lists the operator-set client statuses installed over
 	// anyway (see install.Service.Reinstall).
 	Reinstall map[string]bool
+	// Protect says which backup policy an instance whose client is
+	// ACTIVATED is bound to; binding is off when it names none.
+	Protect protect.Settings
 }
 
 // DepsFrom fills the configuration part of Deps from cfg.
@@ -57,6 +62,7 @@ func DepsFrom(cfg config.Config) Deps {
 		TagKey:    cfg.OutcomeTagKey,
 		NotifyAll: cfg.NotifyAll,
 		Reinstall: cfg.ReinstallStatuses,
+		Protect:   cfg.Protect,
 	}
 }
 
@@ -73,6 +79,13 @@ func (d *Deps) defaults() {
 	if d.Outcomes == nil {
 		d.Outcomes = outcome.Log{Logger: d.Logger, Now: d.Now}
 	}
+}
+
+// pollService is the poll step over the invocation's clients, with the
+// install step and the binding step it ends with.
+func (d *Deps) pollService(s *session) *poll.Service {
+	return &poll.Service{Tasks: s.tasks, Install: d.installService(s), Now: d.Now,
+		Protect: &protect.Service{HBR: s.binder, Settings: d.Protect, Audit: d.Audit}}
 }
 
 func (d *Deps) installService(s *session) *install.Service {
@@ -159,7 +172,7 @@ func (h *Install) Handle(ctx context.Context, payload []byte) (InstallSummary, e
 			res.Merge(svc.Defer(region, ready[region], d))
 			continue
 		}
-		res.Merge(svc.Install(ctx, region, ready[region], 0))
+		res.Merge(h.installDirect(ctx, s, svc, region, ready[region]))
 	}
 	for _, region := range keys(later) {
 		res.Merge(svc.Defer(region, later[region], h.Policy.ReadinessWait(1)))
@@ -173,6 +186,12 @@ func (h *Install) Handle(ctx context.Context, payload []byte) (InstallSummary, e
 	log.InfoContext(ctx, "install done", slog.Int("events", sum.Events), slog.Int("accepted", sum.Accepted),
 		slog.Int("ignored", sum.Ignored), slog.Int("rejected", len(sum.Rejected)), slog.Int("queued", sent))
 	return sum, nil
+}
+
+// installDirect installs in the install function itself
+// (INSTALL_COALESCE_DELAY=0), ending with the binding step like the poller.
+func (d *Deps) installDirect(ctx context.Context, s *session, svc *install.Service, region string, ins []job.Instance) install.Result {
+	return d.pollService(s).Bind(ctx, svc.Install(ctx, region, ins, 0))
 }
 
 func keys(m map[string][]job.Instance) []string {

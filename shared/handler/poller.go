@@ -6,7 +6,6 @@ import (
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/poll"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/queueevent"
 )
 
@@ -59,7 +58,7 @@ func (h *Poller) Handle(ctx context.Context, payload []byte) (PollerSummary, err
 		return sum, nil
 	}
 	s := newSession(h.Cloud)
-	svc := &poll.Service{Tasks: s.tasks, Install: h.installService(s), Now: h.Now}
+	svc := h.pollService(s)
 	res := svc.Handle(ctx, msgs)
 	sum.Outcomes = countOutcomes(res.Outcomes)
 	sent, err := h.deliver(ctx, s, res)

@@ -48,6 +48,15 @@ func (f *sweepCloud) HBR(context.Context, string) (HBR, error) { return f, nil }
 func (f *sweepCloud) ECS(context.Context, string) (ECS, error) { return f, nil }
 func (f *sweepCloud) Queue(context.Context) (Sender, error)    { return f, nil }
 func (f *sweepCloud) Topic(context.Context) (Publisher, error) { return nil, nil }
+
+// CreatePolicyBindings and DescribePolicyBindings: no backup policy is
+// configured in these tests, so binding is never called.
+func (f *sweepCloud) CreatePolicyBindings(context.Context, string, []string) error { return nil }
+
+func (f *sweepCloud) DescribePolicyBindings(context.Context, []string) (map[string]string, error) {
+	return nil, nil
+}
+
 func (f *sweepCloud) DescribeTask(context.Context, string) (hbr.Task, error) {
 	return hbr.Task{}, errors.New("a sweep never polls")
 }

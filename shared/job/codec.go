@@ -51,7 +51,7 @@ func (m Message) Validate() error {
 	switch {
 	case m.Version != Version:
 		return fault.Invalidf(op, "unsupported schema version %d (want %d)", m.Version, Version)
-	case m.Kind != KindPoll && m.Kind != KindInstallRetry:
+	case m.Kind != KindPoll && m.Kind != KindInstallRetry && m.Kind != KindBind:
 		return fault.Invalidf(op, "unknown kind %q", m.Kind)
 	case !ValidRegion(m.Region):
 		return fault.Invalidf(op, "invalid region %q", m.Region)
@@ -83,6 +83,10 @@ func (m Message) Validate() error {
 			return fault.Invalidf(op, "instance %s: originEventId longer than %d bytes", in.ID, MaxOriginLen)
 		case len(in.LastCode) > 128:
 			return fault.Invalidf(op, "instance %s: lastCode too long", in.ID)
+		case m.Kind == KindBind && in.Installed != "INSTALLED" && in.Installed != "ALREADY_INSTALLED":
+			return fault.Invalidf(op, "bind message: instance %s has installed %q (want INSTALLED or ALREADY_INSTALLED)", in.ID, truncate(in.Installed))
+		case in.ClientID != "" && !ident.CloudID.Valid(in.ClientID), in.TaskID != "" && !ident.CloudID.Valid(in.TaskID):
+			return fault.Invalidf(op, "instance %s: invalid clientId or taskId", in.ID)
 		}
 		seen[in.ID+"\x00"+in.JobID] = true
 	}
@@ -155,5 +159,5 @@ func (m Message) Describe() string {
 	if m.Kind == KindPoll {
 		return fmt.Sprintf("poll %s #%d (%d instances)", m.TaskID, m.PollCount+1, len(m.Instances))
 	}
-	return fmt.Sprintf("install-retry (%d instances)", len(m.Instances))
+	return fmt.Sprintf("%s (%d instances)", m.Kind, len(m.Instances))
 }

@@ -31,6 +31,9 @@ const (
 	KindInstallRetry Kind = "install-retry"
 	// KindPoll asks for DescribeTask on TaskID.
 	KindPoll Kind = "poll"
+	// KindBind asks for the instances, whose clients are ACTIVATED, to be
+	// bound to their backup policy (a binding that failed transiently).
+	KindBind Kind = "bind"
 )
 
 // Message is one job message on the queue.
@@ -85,6 +88,12 @@ type Instance struct {
 	NotReady int `json:"notReady,omitempty"`
 	// LastCode is the most recent failure code (for the final reason).
 	LastCode string `json:"lastCode,omitempty"`
+	// Installed, ClientID and TaskID are set in bind messages: the outcome
+	// the instance reached before binding (INSTALLED or ALREADY_INSTALLED,
+	// which it keeps when no policy applies), its client and install task.
+	Installed string `json:"installed,omitempty"`
+	ClientID  string `json:"clientId,omitempty"`
+	TaskID    string `json:"taskId,omitempty"`
 }
 
 // JobID derives the job id of an instance announced by the event with the

@@ -12,6 +12,8 @@ package poll
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -21,6 +23,7 @@ import (
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/install"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/outcome"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/protect"
 )
 
 // Client statuses DescribeTask reports per instance.
@@ -43,6 +46,10 @@ type Service struct {
 	// Install is the install step, used for install-retry messages and
 	// reinstalls.
 	Install *install.Service
+	// Protect binds instances whose client is ACTIVATED to their backup
+	// policy; nil, or with no policy configured, leaves their records as
+	// they are.
+	Protect *protect.Service
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -76,13 +83,24 @@ func (s *Service) Handle(ctx context.Context, msgs []job.Message) install.Result
 		}
 	}
 	seen := map[string]bool{}
+	deadline := map[string]time.Time{}
+	binds := map[string][]job.Message{}
 	for _, m := range msgs {
 		k := key(m)
 		if seen[k] {
 			continue // the same message twice in one batch
 		}
 		seen[k] = true
+		for _, in := range m.Instances {
+			by := in.ReadyBy
+			if m.Kind == job.KindPoll {
+				by = m.Deadline
+			}
+			deadline[in.JobID+"/"+in.ID] = by
+		}
 		switch m.Kind {
+		case job.KindBind:
+			binds[m.Region] = append(binds[m.Region], m)
 		case job.KindPoll:
 			r, again := s.poll(ctx, m)
 			res.Merge(r)
@@ -102,7 +120,24 @@ func (s *Service) Handle(ctx context.Context, msgs []job.Message) install.Result
 		p := reinstall[region]
 		res.Merge(s.Install.Install(ctx, region, p.instances, p.retries))
 	}
+	res = s.bind(ctx, res, deadline)
+	for _, region := range slices.Sorted(maps.Keys(binds)) {
+		var ins []job.Instance
+		retries := 0
+		for _, m := range binds[region] {
+			ins = append(ins, m.Instances...)
+			retries = max(retries, m.Retries)
+		}
+		res.Merge(s.protect(ctx, region, ins, retries))
+	}
 	return res
+}
+
+// Bind binds the instances of res whose client is ACTIVATED to their backup
+// policy (see bind); for a step run outside Handle, such as the install
+// function installing at once.
+func (s *Service) Bind(ctx context.Context, res install.Result) install.Result {
+	return s.bind(ctx, res, nil)
 }
 
 type pending struct {
