@@ -88,7 +88,7 @@ fuzz: ## Short fuzz runs of the event, queue-event and job parsers (FUZZTIME=10s
 		$(GO) test -run='^$$' -fuzz="^$${t#*:}\$$" -fuzztime=$(FUZZTIME) ./shared/$${t%%:*}; \
 	done
 
-provision: ## Create or update the RAM role, its policy and the MNS queues in REGIONS (ARGS=-dry-run to preview; -tag-writeback, -topic NAME, -audit add permissions)
+provision: ## Create or update the RAM role, its policy and the MNS queues in REGIONS (ARGS=-dry-run to preview; -tag-writeback, -topic NAME, -bind add permissions)
 	$(GO) run ./scripts/provision -regions '$(REGIONS)' -queue '$(QUEUE_NAME)' -dlq '$(DLQ_NAME)' \
 		-role '$(ROLE_NAME)' -policy-name '$(POLICY_NAME)' $(ARGS)
 

@@ -12,8 +12,8 @@
 // The policy grants what the default configuration uses; the optional
 // features add their own statement when asked: -tag-writeback
 // (OUTCOME_TAG_KEY: ecs:TagResources on the account's instances), -topic NAME
-// (OUTCOME_TOPIC: mns:PublishMessage on that topic) and -audit (MODE=audit:
-// ecs:DescribeCloudAssistantStatus).
+// (OUTCOME_TOPIC: mns:PublishMessage on that topic) and -bind
+// (BACKUP_POLICY_ID / BACKUP_POLICY_BY_TAG: the two policy-binding actions).
 package main
 
 import (
@@ -60,7 +60,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		dryRun      = fs.Bool("dry-run", false, "print the rendered policy and the plan; change nothing")
 		tagWrite    = fs.Bool("tag-writeback", false, "allow ecs:TagResources on the account's instances (for OUTCOME_TAG_KEY)")
 		topic       = fs.String("topic", "", "allow mns:PublishMessage on this MNS topic (for OUTCOME_TOPIC)")
-		audit       = fs.Bool("audit", false, "allow ecs:DescribeCloudAssistantStatus (for MODE=audit)")
 		bind        = fs.Bool("bind", false, "allow hbr:CreatePolicyBindings and hbr:DescribePolicyBindings (for BACKUP_POLICY_ID / BACKUP_POLICY_BY_TAG)")
 		ramEndpoint = fs.String("ram-endpoint", provision.RAMEndpoint, "RAM endpoint (host or URL)")
 		stsEndpoint = fs.String("sts-endpoint", provision.STSEndpoint, "STS endpoint (host or URL)")
@@ -103,7 +102,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			DLQ:          *dlq,
 			TagWriteback: *tagWrite,
 			Topic:        *topic,
-			Audit:        *audit,
 			Bind:         *bind,
 		},
 		RoleName:       *role,

@@ -49,9 +49,6 @@ type PolicyParams struct {
 	// Topic, when set, adds mns:PublishMessage on that topic in every
 	// region (OUTCOME_TOPIC).
 	Topic string
-	// Audit adds ecs:DescribeCloudAssistantStatus (MODE=audit checks
-	// readiness instead of installing).
-	Audit bool
 	// Bind adds hbr:CreatePolicyBindings and hbr:DescribePolicyBindings
 	// (BACKUP_POLICY_ID or BACKUP_POLICY_BY_TAG binds instances to backup
 	// policies). Neither action has resource-level permissions (HBR API
@@ -60,7 +57,7 @@ type PolicyParams struct {
 }
 
 // OptionalStatements returns the statements the optional features add to
-// the template, in a fixed order (tag write-back, topic, audit, bind), with the
+// the template, in a fixed order (tag write-back, topic, bind), with the
 // same placeholders as the template (${REGION}, ${ACCOUNT_ID}) and the
 // topic's name written in.
 func (p PolicyParams) OptionalStatements() []map[string]any {
@@ -72,9 +69,6 @@ func (p PolicyParams) OptionalStatements() []map[string]any {
 	if p.Topic != "" {
 		out = append(out, map[string]any{"Effect": "Allow", "Action": "mns:PublishMessage",
 			"Resource": "acs:mns:" + PlaceholderRegion + ":" + PlaceholderAccount + ":/topics/" + p.Topic + "/messages"})
-	}
-	if p.Audit {
-		out = append(out, map[string]any{"Effect": "Allow", "Action": "ecs:DescribeCloudAssistantStatus", "Resource": "*"})
 	}
 	if p.Bind {
 		out = append(out, map[string]any{"Effect": "Allow",

@@ -47,7 +47,7 @@ func testPlan(t *testing.T) Plan {
 // testPlan.
 const wantPolicy = `{"Statement":[` +
 	`{"Action":["hbr:InstallBackupClients","hbr:DescribeTask","hbr:DescribeBackupClients"],"Effect":"Allow","Resource":"*"},` +
-	`{"Action":"ecs:DescribeInstances","Effect":"Allow","Resource":"*"},` +
+	`{"Action":["ecs:DescribeInstances","ecs:DescribeCloudAssistantStatus"],"Effect":"Allow","Resource":"*"},` +
 	`{"Action":"mns:SendMessage","Effect":"Allow","Resource":[` +
 	`"acs:mns:cn-hangzhou:1234567890123456:/queues/hbr-autoinstall-jobs/messages",` +
 	`"acs:mns:cn-shanghai:1234567890123456:/queues/hbr-autoinstall-jobs/messages",` +
@@ -67,7 +67,7 @@ func TestRenderPolicyRepositoryTemplate(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, `{"Statement":[`+
 		`{"Action":["hbr:InstallBackupClients","hbr:DescribeTask","hbr:DescribeBackupClients"],"Effect":"Allow","Resource":"*"},`+
-		`{"Action":"ecs:DescribeInstances","Effect":"Allow","Resource":"*"},`+
+		`{"Action":["ecs:DescribeInstances","ecs:DescribeCloudAssistantStatus"],"Effect":"Allow","Resource":"*"},`+
 		`{"Action":"mns:SendMessage","Effect":"Allow","Resource":[`+
 		`"acs:mns:ap-southeast-1:1234567890123456:/queues/hbr-autoinstall-jobs/messages",`+
 		`"acs:mns:ap-southeast-1:1234567890123456:/queues/hbr-autoinstall-dlq/messages"]}`+
@@ -86,8 +86,7 @@ func TestRenderPolicyOptionalStatements(t *testing.T) {
 		topic = `{"Action":"mns:PublishMessage","Effect":"Allow","Resource":[` +
 			`"acs:mns:cn-hangzhou:1234567890123456:/topics/hbr-alerts/messages",` +
 			`"acs:mns:cn-shanghai:1234567890123456:/topics/hbr-alerts/messages"]}`
-		audit = `{"Action":"ecs:DescribeCloudAssistantStatus","Effect":"Allow","Resource":"*"}`
-		bind  = `{"Action":["hbr:CreatePolicyBindings","hbr:DescribePolicyBindings"],"Effect":"Allow","Resource":"*"}`
+		bind = `{"Action":["hbr:CreatePolicyBindings","hbr:DescribePolicyBindings"],"Effect":"Allow","Resource":"*"}`
 	)
 	tests := []struct {
 		name   string
@@ -97,9 +96,8 @@ func TestRenderPolicyOptionalStatements(t *testing.T) {
 		{"none", func(*PolicyParams) {}, nil},
 		{"tag write-back", func(p *PolicyParams) { p.TagWriteback = true }, []string{tags}},
 		{"topic", func(p *PolicyParams) { p.Topic = "hbr-alerts" }, []string{topic}},
-		{"audit", func(p *PolicyParams) { p.Audit = true }, []string{audit}},
 		{"bind", func(p *PolicyParams) { p.Bind = true }, []string{bind}},
-		{"all four", func(p *PolicyParams) { p.TagWriteback, p.Topic, p.Audit, p.Bind = true, "hbr-alerts", true, true }, []string{tags, topic, audit, bind}},
+		{"all four", func(p *PolicyParams) { p.TagWriteback, p.Topic, p.Bind = true, "hbr-alerts", true }, []string{tags, topic, bind}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -318,7 +316,7 @@ func TestRunConvergesDrift(t *testing.T) {
 	const oldPolicy = `{"Version":"1","Statement":[{"Effect":"Allow","Action":"hbr:*","Resource":"*"}]}`
 	reformatted := "{\n  \"Version\": \"1\",\n  \"Statement\": [\n" +
 		"{\"Effect\": \"Allow\", \"Resource\": \"*\", \"Action\": [\"hbr:DescribeTask\", \"hbr:InstallBackupClients\", \"hbr:DescribeBackupClients\"]},\n" +
-		"{\"Effect\": \"Allow\", \"Resource\": \"*\", \"Action\": [\"ecs:DescribeInstances\"]},\n" +
+		"{\"Effect\": \"Allow\", \"Resource\": \"*\", \"Action\": [\"ecs:DescribeInstances\", \"ecs:DescribeCloudAssistantStatus\"]},\n" +
 		"{\"Effect\": \"Allow\", \"Action\": [\"mns:SendMessage\"], \"Resource\": [\n" +
 		"\"acs:mns:cn-hangzhou:1234567890123456:/queues/hbr-autoinstall-dlq/messages\",\n" +
 		"\"acs:mns:cn-shanghai:1234567890123456:/queues/hbr-autoinstall-dlq/messages\",\n" +
