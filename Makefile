@@ -39,7 +39,7 @@ POLICY_NAME ?= hbr-autoinstall-fc-policy
 # Every eventbridge trigger that is not the first of its function is listed
 # here as <resource>:<trigger> and deployed once more on its own.
 EXTRA_TRIGGERS ?= install:ecs-runinstances
-# Extra arguments for demo, bench, chaos, provision and deploy.
+# Extra arguments for demo, bench, chaos, provision, deploy and smoke.
 ARGS     ?=
 # Resource (s.yaml) that make invoke-<event> invokes; by default the poller
 # for events/poller-*.json and the install function for the others.
@@ -70,7 +70,7 @@ build: $(addprefix build-,$(FUNCTIONS)) ## Build every function for FC (linux/am
 build-%:
 	$(BUILD_ENV) $(GO) build -trimpath -ldflags='$(LDFLAGS)' -o $(DIST)/$*/main ./functions/$*
 
-tools: $(S_STAMP) ## Install the pinned Serverless Devs CLI (s $(S_VERSION)) into .tools/ with npm (once)
+tools: $(S_STAMP) ## Install the pinned Serverless Devs CLI (S_VERSION) into .tools/ with npm (once)
 
 $(S_STAMP):
 	@command -v npm >/dev/null || { echo "make tools: npm not found; install Node.js (with npm)" >&2; exit 1; }
@@ -130,6 +130,11 @@ invoke-%: $(S_DEP) ## Invoke a deployed function with events/<name>.json (poller
 
 invoke-reconcile: $(S_DEP) ## Run the deployed reconcile sweep by hand in the first region of REGIONS (a dry run; RECONCILE_EVENT='{}' queues installs)
 	REGION=$(firstword $(REGIONS)) $(S_ENV) $(S) reconcile invoke -e '$(RECONCILE_EVENT)'
+
+smoke: $(S_DEP) ## Check the deployed stack in each of REGIONS: a synthetic event must end GONE; prints the queue depths (ARGS=-h for flags)
+	@failed=0; for region in $(REGIONS); do \
+		$(S_ENV) $(GO) run ./scripts/smoke -s '$(S)' -region $$region -queue '$(QUEUE_NAME)' -dlq '$(DLQ_NAME)' $(ARGS) || failed=1; \
+	done; exit $$failed
 
 clean: ## Remove build and coverage output (not the tools in .tools/)
 	rm -rf $(DIST) coverage.out coverage.html

@@ -66,10 +66,11 @@ func execCommand(ctx context.Context, dir string, env []string, name string, arg
 }
 
 // Error codes in the CLI's output that Run diagnoses: FC's FunctionNotFound,
-// and the ways a caller is refused (RAM denial, bad or expired keys).
+// and the ways a caller is refused (RAM denial, bad or expired keys, or no
+// credentials at all: s then cannot render ${config('AccountID')}).
 var (
 	missingRe = regexp.MustCompile(`FunctionNotFound`)
-	deniedRe  = regexp.MustCompile(`AccessDenied|Forbidden|NoPermission|InvalidAccessKeyId|SignatureDoesNotMatch|InvalidSecurityToken|is not authorized`)
+	deniedRe  = regexp.MustCompile(`AccessDenied|Forbidden|NoPermission|InvalidAccessKeyId|SignatureDoesNotMatch|InvalidSecurityToken|is not authorized|config\('AccountID'\) not found`)
 )
 
 func classifyCLI(err error, text string) error {

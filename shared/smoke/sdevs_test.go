@@ -52,6 +52,8 @@ func TestServerlessDevsInvoke(t *testing.T) {
 			"", ErrInvocationDenied, "AccessDenied"},
 		{"bad keys", fakeCLI{err: errors.New("exit status 1"), stderr: "InvalidAccessKeyId.NotFound"},
 			"", ErrInvocationDenied, ""},
+		{"no credentials", fakeCLI{err: errors.New("exit status 1"), stdout: "Error Message:\n >> 1| acs:mns:${vars.region}:${config('AccountID')}:/queues\nRuntimeError: config('AccountID') not found"},
+			"", ErrInvocationDenied, "not found"},
 		{"other failure", fakeCLI{err: errors.New("exit status 1"), stderr: "getaddrinfo ENOTFOUND"},
 			"", nil, "ENOTFOUND"},
 	}

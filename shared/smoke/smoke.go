@@ -294,7 +294,7 @@ func invokeFailure(res Result, fn string, err error) Result {
 		res.Diagnosis = fmt.Sprintf("function %s is not deployed in this region: run make deploy (%v)", fn, err)
 	case errors.Is(err, ErrInvocationDenied):
 		res.Failure = InvocationDenied
-		res.Diagnosis = fmt.Sprintf("not allowed to invoke %s: the credentials of s (s config) need fc:InvokeFunction, e.g. AliyunFCFullAccess (%v)", fn, err)
+		res.Diagnosis = fmt.Sprintf("not allowed to invoke %s: s needs credentials (s config add; alias default, or ARGS='-a <alias>') allowed fc:InvokeFunction, e.g. AliyunFCFullAccess (%v)", fn, err)
 	case errors.As(err, &fe) && permissionCode(fe.Message):
 		res.Failure = HBRPermissionDenied
 		res.Diagnosis = fmt.Sprintf("%s failed with a permission error: the function role lacks a permission it needs; run make provision and check the role's policy (%v)", fn, err)
