@@ -94,7 +94,6 @@ const (
 )
 
 var (
-	regionRe  = regexp.MustCompile(`^[a-z]{2}(-[a-z0-9]+)+$`)
 	queueRe   = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]{0,119}$`)
 	envKeyRe  = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*$`)
 	accountRe = `([0-9]+|\$\{[^}]+\})`
@@ -214,10 +213,9 @@ func (c *checker) function(fn Function, used, triggers map[string]bool) {
 		}
 	})
 
+	// fc3's schema checks the region (IRegion) and the types of the
+	// environment variables (IKV); what follows is this project's own.
 	region, _ := props["region"].(string)
-	if !regionRe.MatchString(region) {
-		c.add(r, "props.region", "%q is not a region id", region)
-	}
 	c.code(r, props, used)
 	if role, _ := props["role"].(string); strings.TrimSpace(role) == "" {
 		c.add(r, "props.role", "missing: the functions call HBR and MNS with the role's credentials")
@@ -307,7 +305,6 @@ func (c *checker) environment(r string, props map[string]any) map[string]string 
 		p := "props.environmentVariables." + k
 		s, ok := raw[k].(string)
 		if !ok {
-			c.add(r, p, "value must be a string, got %s", jsonType(raw[k]))
 			s = fmt.Sprint(raw[k])
 		}
 		env[k] = s

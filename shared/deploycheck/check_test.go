@@ -165,7 +165,7 @@ func TestCheckFindsProblems(t *testing.T) {
 		}, "FC_REGION is set by Function Compute"},
 		{"non-string variable", func(t *testing.T, s Spec, r *Rules) {
 			set(t, s, "poller.props.environmentVariables", map[string]any{"QUEUE_NAME": "jobs", "POLL_INTERVAL": 30})
-		}, "value must be a string, got integer"},
+		}, "props.environmentVariables.POLL_INTERVAL: got number, want string"},
 		{"default drifted", func(t *testing.T, s Spec, r *Rules) {
 			set(t, s, "poller.props.environmentVariables", map[string]any{"QUEUE_NAME": "jobs", "POLL_INTERVAL": "45s"})
 		}, `"45s" differs from the code's default "30s"`},

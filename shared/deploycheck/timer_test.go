@@ -45,9 +45,9 @@ func TestCheckTimerTriggers(t *testing.T) {
 		{"payload not an object", func(t *testing.T, s Spec) { set(t, s, cfg+"payload", `[true]`) },
 			"payload: must be a JSON object"},
 		{"enable as a string", func(t *testing.T, s Spec) { set(t, s, cfg+"enable", "true") },
-			"enable: want true or false, got string"},
+			"enable: got string, want boolean"},
 		{"enable missing", func(t *testing.T, s Spec) { set(t, s, cfg+"enable", nil) },
-			"enable: "},
+			"triggerConfig.enable: required but missing"},
 		{"misspelt cron key", func(t *testing.T, s Spec) {
 			set(t, s, cfg+"cronExpression", nil)
 			set(t, s, cfg+"cronExpresion", "0 0 3 * * *")

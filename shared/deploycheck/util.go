@@ -3,7 +3,6 @@ package deploycheck
 import (
 	"encoding/json"
 	"fmt"
-	"math"
 	"strings"
 )
 
@@ -62,26 +61,4 @@ func number(v any) (float64, bool) {
 		return f, err == nil
 	}
 	return 0, false
-}
-
-func jsonType(v any) string {
-	switch v.(type) {
-	case nil:
-		return "null"
-	case bool:
-		return "boolean"
-	case string:
-		return "string"
-	case map[string]any:
-		return "object"
-	case []any:
-		return "array"
-	}
-	if f, ok := number(v); ok {
-		if f == math.Trunc(f) {
-			return "integer"
-		}
-		return "number"
-	}
-	return fmt.Sprintf("%T", v)
 }
