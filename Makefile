@@ -9,7 +9,18 @@ SHELL       := bash
 MAKEFLAGS   += --no-print-directory
 
 GO       ?= go
-S        ?= s
+# Serverless Devs CLI: `make tools` installs this pinned version from npm into
+# $(TOOLS) (git-ignored); `make test` renders s.yaml with it. deploy, invoke-*
+# and smoke use a global `s` when there is one, else the pinned one.
+S_VERSION ?= 3.1.10
+TOOLS    ?= .tools
+S_LOCAL  := $(TOOLS)/node_modules/.bin/s
+S_STAMP  := $(TOOLS)/.serverless-devs-s-$(S_VERSION)
+ifeq ($(origin S),undefined)
+S := $(if $(shell command -v s 2>/dev/null),s,$(S_LOCAL))
+endif
+# The pinned s is installed first when S is it.
+S_DEP     = $(if $(filter $(S_LOCAL),$(S)),tools)
 # Functions to build: each is ./functions/<fn>, built to dist/<fn>/main, which
 # s.yaml deploys with `code: ./dist/<fn>` and `handler: main`.
 FUNCTIONS ?= install poller reconcile
@@ -28,7 +39,7 @@ POLICY_NAME ?= hbr-autoinstall-fc-policy
 # Every eventbridge trigger that is not the first of its function is listed
 # here as <resource>:<trigger> and deployed once more on its own.
 EXTRA_TRIGGERS ?= install:ecs-runinstances
-# Extra arguments for demo, bench, chaos, provision and deploy.
+# Extra arguments for demo, bench, chaos, provision, deploy and smoke.
 ARGS     ?=
 # Resource (s.yaml) that make invoke-<event> invokes; by default the poller
 # for events/poller-*.json and the install function for the others.
@@ -45,7 +56,7 @@ LDFLAGS   := -s -w -buildid=
 # Names passed to s.yaml (see its vars).
 S_ENV = QUEUE_NAME=$(QUEUE_NAME) DLQ_NAME=$(DLQ_NAME) ROLE_NAME=$(ROLE_NAME)
 
-.PHONY: help build test lint demo bench chaos fuzz provision deploy invoke-reconcile clean
+.PHONY: help build tools test lint demo bench chaos fuzz provision deploy invoke-reconcile smoke clean
 
 help: ## List the targets
 	@echo "Usage: make <target> [VAR=value ...]"
@@ -59,11 +70,21 @@ build: $(addprefix build-,$(FUNCTIONS)) ## Build every function for FC (linux/am
 build-%:
 	$(BUILD_ENV) $(GO) build -trimpath -ldflags='$(LDFLAGS)' -o $(DIST)/$*/main ./functions/$*
 
-test: ## gofmt check, go vet and every test with -race (end-to-end tests build the binaries themselves)
+tools: $(S_STAMP) ## Install the pinned Serverless Devs CLI (S_VERSION) into .tools/ with npm (once)
+
+$(S_STAMP):
+	@command -v npm >/dev/null || { echo "make tools: npm not found; install Node.js (with npm)" >&2; exit 1; }
+	npm install --prefix $(TOOLS) --no-save --no-package-lock --no-audit --no-fund --loglevel=error \
+		@serverless-devs/s@$(S_VERSION)
+	@test -x $(S_LOCAL) || { echo "make tools: $(S_LOCAL) was not installed" >&2; exit 1; }
+	@rm -f $(TOOLS)/.serverless-devs-s-*
+	@touch $@
+
+test: tools ## gofmt check, go vet and every test with -race (end-to-end tests build the binaries themselves; s.yaml is rendered by the pinned s)
 	@unformatted="$$(gofmt -l .)"; \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change these files:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
-	$(GO) test -race -count=1 ./...
+	DEPLOYCHECK_S=$(abspath $(S_LOCAL)) $(GO) test -race -count=1 ./...
 
 lint: ## gofmt check, go vet, and go.mod/go.sum tidiness (read-only)
 	@unformatted="$$(gofmt -l .)"; \
@@ -92,8 +113,7 @@ provision: ## Create or update the RAM role, its policy and the MNS queues in RE
 	$(GO) run ./scripts/provision -regions '$(REGIONS)' -queue '$(QUEUE_NAME)' -dlq '$(DLQ_NAME)' \
 		-role '$(ROLE_NAME)' -policy-name '$(POLICY_NAME)' $(ARGS)
 
-deploy: ## s deploy -y once per region in REGIONS (needs Serverless Devs: npm i -g @serverless-devs/s)
-	@command -v $(S) >/dev/null || { echo "make deploy: '$(S)' not found; install Serverless Devs: npm i -g @serverless-devs/s" >&2; exit 1; }
+deploy: $(S_DEP) ## s deploy -y once per region in REGIONS (a global s, else the pinned one in .tools/)
 	for region in $(REGIONS); do \
 		REGION=$$region $(S_ENV) $(S) deploy -y $(ARGS); \
 		for t in $(EXTRA_TRIGGERS); do \
@@ -104,16 +124,19 @@ deploy: ## s deploy -y once per region in REGIONS (needs Serverless Devs: npm i 
 # make invoke-<name> invokes a deployed function with events/<name>.json, in
 # the first region of REGIONS: the poller for poller-* events, otherwise the
 # install function (FN= overrides).
-invoke-%: ## Invoke a deployed function with events/<name>.json (poller-* → poller, others → install; FN= overrides)
+invoke-%: $(S_DEP) ## Invoke a deployed function with events/<name>.json (poller-* → poller, others → install; FN= overrides)
 	@test -f events/$*.json || { echo "make invoke-$*: events/$*.json does not exist" >&2; exit 1; }
-	@command -v $(S) >/dev/null || { echo "make invoke-$*: '$(S)' not found; install Serverless Devs: npm i -g @serverless-devs/s" >&2; exit 1; }
 	REGION=$(firstword $(REGIONS)) $(S_ENV) $(S) $(or $(FN),$(if $(filter poller-%,$*),poller,install)) invoke --event-file events/$*.json
 
-invoke-reconcile: ## Run the deployed reconcile sweep by hand in the first region of REGIONS (a dry run; RECONCILE_EVENT='{}' queues installs)
-	@command -v $(S) >/dev/null || { echo "make invoke-reconcile: '$(S)' not found; install Serverless Devs: npm i -g @serverless-devs/s" >&2; exit 1; }
+invoke-reconcile: $(S_DEP) ## Run the deployed reconcile sweep by hand in the first region of REGIONS (a dry run; RECONCILE_EVENT='{}' queues installs)
 	REGION=$(firstword $(REGIONS)) $(S_ENV) $(S) reconcile invoke -e '$(RECONCILE_EVENT)'
 
-clean: ## Remove build and coverage output
+smoke: $(S_DEP) ## Check the deployed stack in each of REGIONS: a synthetic event must end GONE; prints the queue depths (ARGS=-h for flags)
+	@failed=0; for region in $(REGIONS); do \
+		$(S_ENV) $(GO) run ./scripts/smoke -s '$(S)' -region $$region -queue '$(QUEUE_NAME)' -dlq '$(DLQ_NAME)' $(ARGS) || failed=1; \
+	done; exit $$failed
+
+clean: ## Remove build and coverage output (not the tools in .tools/)
 	rm -rf $(DIST) coverage.out coverage.html
 
 # print-VAR prints a variable's value (used by the s.yaml consistency test).

@@ -3,18 +3,21 @@
 // accepts — before a deploy, because fc3 only logs schema errors at debug
 // level and silently ignores misspelt keys.
 //
-// [Parse] renders the variables of an s.yaml ([Env] supplies the
-// environment); [Check] then compares the rendered spec with [Rules]: the
-// binaries the Makefile builds ([ParseBuildCommands]), the environment
-// variables the code reads (shared/config's list), the fc3 props schema
-// ([LoadSchema], from [ReferenceSchemaPath]) and the project's deployment
-// rules (EventBridge
-// trigger fields, filter patterns, dead-letter ARNs, queue names, timeouts,
-// the fc3 trigger-ordering quirk, timer expressions and payloads).
+// Serverless Devs itself renders the file: [Preview] runs the pinned
+// `s preview -o json` (the Makefile installs it into .tools/) and
+// [ParsePreview] reads its output. [Check] then compares the rendered spec
+// with [Rules]: fc3's published props schema ([LoadSchema], validated by
+// github.com/santhosh-tekuri/jsonschema), and what only this project knows:
+// the binaries the Makefile builds ([ParseBuildCommands]), the environment
+// variables the code reads (shared/config's list), and the deployment rules
+// the schema leaves open (EventBridge trigger fields, filter patterns,
+// dead-letter ARNs, queue names, timeouts, the fc3 trigger-ordering quirk,
+// timer expressions and payloads).
 //
-// Check returns problems as values, not errors; Parse and ParseSchema return
-// plain errors for unreadable input. Nothing here is classified with
-// shared/fault: this package runs in tests and tools, not in the functions.
+// Check returns problems as values, not errors; Preview, ParsePreview and
+// LoadSchema return plain errors for unreadable input. Nothing here is
+// classified with shared/fault: this package runs in tests and tools, not
+// in the functions.
 package deploycheck
 
 import (
@@ -91,7 +94,6 @@ const (
 )
 
 var (
-	regionRe  = regexp.MustCompile(`^[a-z]{2}(-[a-z0-9]+)+$`)
 	queueRe   = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]{0,119}$`)
 	envKeyRe  = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*$`)
 	accountRe = `([0-9]+|\$\{[^}]+\})`
@@ -199,7 +201,7 @@ func (c *checker) function(fn Function, used, triggers map[string]bool) {
 		return
 	}
 	if c.rules.Schema != nil {
-		for _, is := range c.rules.Schema.Validate(props, true) {
+		for _, is := range c.rules.Schema.Validate(props) {
 			c.add(r, join("props", is.Path), "%s", is.Message)
 		}
 	}
@@ -211,10 +213,9 @@ func (c *checker) function(fn Function, used, triggers map[string]bool) {
 		}
 	})
 
+	// fc3's schema checks the region (IRegion) and the types of the
+	// environment variables (IKV); what follows is this project's own.
 	region, _ := props["region"].(string)
-	if !regionRe.MatchString(region) {
-		c.add(r, "props.region", "%q is not a region id", region)
-	}
 	c.code(r, props, used)
 	if role, _ := props["role"].(string); strings.TrimSpace(role) == "" {
 		c.add(r, "props.role", "missing: the functions call HBR and MNS with the role's credentials")
@@ -237,6 +238,11 @@ func (c *checker) function(fn Function, used, triggers map[string]bool) {
 		}
 		names[name] = true
 		typ, _ := tr["triggerType"].(string)
+		if c.rules.Schema != nil {
+			for _, is := range c.rules.Schema.ValidateTriggerConfig(typ, tr["triggerConfig"]) {
+				c.add(r, join(p+".triggerConfig", is.Path), "%s", is.Message)
+			}
+		}
 		if typ == "timer" {
 			cfg, _ := tr["triggerConfig"].(map[string]any)
 			c.timer(r, p+".triggerConfig", cfg)
@@ -299,7 +305,6 @@ func (c *checker) environment(r string, props map[string]any) map[string]string 
 		p := "props.environmentVariables." + k
 		s, ok := raw[k].(string)
 		if !ok {
-			c.add(r, p, "value must be a string, got %s", jsonType(raw[k]))
 			s = fmt.Sprint(raw[k])
 		}
 		env[k] = s
@@ -357,11 +362,6 @@ func (c *checker) eventBridge(r, p, region string, cfg map[string]any, env map[s
 		c.add(r, p, "missing")
 		return
 	}
-	for _, k := range []string{"triggerEnable", "asyncInvocationType", "eventRuleFilterPattern", "eventSourceConfig", "eventSinkConfig", "runOptions"} {
-		if _, ok := cfg[k]; !ok {
-			c.add(r, join(p, k), "required by fc3's IEventBridge schema but missing")
-		}
-	}
 	if pat, ok := cfg["eventRuleFilterPattern"].(string); ok {
 		var v any
 		if err := json.Unmarshal([]byte(pat), &v); err != nil {
@@ -373,10 +373,7 @@ func (c *checker) eventBridge(r, p, region string, cfg map[string]any, env map[s
 
 	src, _ := cfg["eventSourceConfig"].(map[string]any)
 	srcType, _ := src["eventSourceType"].(string)
-	params, hasParams := src["eventSourceParameters"].(map[string]any)
-	if src != nil && !hasParams {
-		c.add(r, join(p, "eventSourceConfig.eventSourceParameters"), "required by fc3's schema (use {} for Default)")
-	}
+	params, _ := src["eventSourceParameters"].(map[string]any)
 	c.unknownKeys(r, join(p, "eventSourceConfig.eventSourceParameters"), params, sourceParamKeys)
 	sink, _ := cfg["eventSinkConfig"].(map[string]any)
 	delivery, _ := sink["deliveryOption"].(map[string]any)

@@ -1,7 +1,6 @@
 package deploycheck
 
 import (
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -30,13 +29,10 @@ func fixtureRules(t *testing.T) Rules {
 	}
 }
 
+// fixtureSpec is testdata/s.yaml rendered by s preview, with defaults.
 func fixtureSpec(t *testing.T) Spec {
 	t.Helper()
-	data, err := os.ReadFile("testdata/s.yaml")
-	require.NoError(t, err)
-	spec, err := Parse(data, MapEnv(nil))
-	require.NoError(t, err)
-	return spec
+	return preview(t, "shared/deploycheck/testdata/s.yaml", nil)
 }
 
 // set replaces the value at a dotted path ("install.props.triggers[0].x")
@@ -94,7 +90,16 @@ func TestCheckFindsProblems(t *testing.T) {
 		}, `install: props.memorySzie: unknown key (fc3 would ignore it silently); did you mean "memorySize"?`},
 		{"memory not a multiple of 64", func(t *testing.T, s Spec, r *Rules) {
 			set(t, s, "install.props.memorySize", 100)
-		}, "props.memorySize: 100 is not a multiple of 64"},
+		}, "props.memorySize: multipleOf: got 100, want 64"},
+		{"misspelt trigger key", func(t *testing.T, s Spec, r *Rules) {
+			set(t, s, "install.props.triggers[0].qualifer", "LATEST")
+		}, `install: props.triggers[0].qualifer: unknown key (fc3 would ignore it silently); did you mean "qualifier"?`},
+		{"misspelt eventbridge config key", func(t *testing.T, s Spec, r *Rules) {
+			set(t, s, "install.props.triggers[0].triggerConfig.triggerEnabel", true)
+		}, `install: props.triggers[0].triggerConfig.triggerEnabel: unknown key (fc3 would ignore it silently); did you mean "triggerEnable"?`},
+		{"wrong type in a trigger config", func(t *testing.T, s Spec, r *Rules) {
+			set(t, s, "install.props.triggers[0].triggerConfig.triggerEnable", "yes")
+		}, `install: props.triggers[0].triggerConfig.triggerEnable: got string, want boolean`},
 		{"misspelt runOptions key", func(t *testing.T, s Spec, r *Rules) {
 			set(t, s, trigger+"runOptions.errorTolerance", "ALL")
 		}, `runOptions.errorTolerance: unknown key (fc3 and FC would ignore it silently); did you mean "errorsTolerance"?`},
@@ -109,10 +114,10 @@ func TestCheckFindsProblems(t *testing.T) {
 		}, "eventRuleFilterPattern: must be a JSON object"},
 		{"missing IEventBridge field", func(t *testing.T, s Spec, r *Rules) {
 			set(t, s, "install.props.triggers[0].triggerConfig.runOptions", nil)
-		}, "triggerConfig.runOptions: required by fc3's IEventBridge schema but missing"},
+		}, "install: props.triggers[0].triggerConfig.runOptions: required but missing"},
 		{"missing eventSourceParameters", func(t *testing.T, s Spec, r *Rules) {
 			set(t, s, "install.props.triggers[0].triggerConfig.eventSourceConfig.eventSourceParameters", nil)
-		}, "eventSourceParameters: required by fc3's schema"},
+		}, "triggerConfig.eventSourceConfig.eventSourceParameters: required but missing"},
 		{"malformed dead-letter ARN", func(t *testing.T, s Spec, r *Rules) {
 			set(t, s, trigger+"runOptions.deadLetterQueue.Arn", "acs:mns:cn-hangzhou:123:queues/dead-letters")
 		}, `want acs:mns:<region>:<account>:/queues/<name>`},
@@ -160,7 +165,7 @@ func TestCheckFindsProblems(t *testing.T) {
 		}, "FC_REGION is set by Function Compute"},
 		{"non-string variable", func(t *testing.T, s Spec, r *Rules) {
 			set(t, s, "poller.props.environmentVariables", map[string]any{"QUEUE_NAME": "jobs", "POLL_INTERVAL": 30})
-		}, "value must be a string, got integer"},
+		}, "props.environmentVariables.POLL_INTERVAL: got number, want string"},
 		{"default drifted", func(t *testing.T, s Spec, r *Rules) {
 			set(t, s, "poller.props.environmentVariables", map[string]any{"QUEUE_NAME": "jobs", "POLL_INTERVAL": "45s"})
 		}, `"45s" differs from the code's default "30s"`},
@@ -193,7 +198,7 @@ func TestCheckFindsProblems(t *testing.T) {
 		}, `duplicate trigger name "first"`},
 		{"bad region", func(t *testing.T, s Spec, r *Rules) {
 			set(t, s, "poller.props.region", "hangzhou")
-		}, "props.region: hangzhou is not one of [ap-northeast-1"},
+		}, "props.region: value must be one of 'ap-northeast-1'"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -213,7 +218,7 @@ func TestCheckFindsProblems(t *testing.T) {
 
 func TestCheckWithoutEditionOrResources(t *testing.T) {
 	t.Parallel()
-	spec, err := Parse([]byte("edition: 1.0.0\nname: x\n"), MapEnv(nil))
+	spec, err := NewSpec(map[string]any{"edition": "1.0.0", "name": "x"})
 	require.NoError(t, err)
 	problems := Check(spec, Rules{})
 	require.Len(t, problems, 2)

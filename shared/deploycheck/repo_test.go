@@ -2,11 +2,11 @@ package deploycheck
 
 import (
 	"bytes"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -15,11 +15,8 @@ import (
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/config"
 )
 
-// repoRoot is the module root, two levels above this package.
-const repoRoot = "../.."
-
-// cleanEnv is a minimal environment for make and s, so that variables of
-// the calling shell (REGION, QUEUE_NAME, MAKEFLAGS, …) do not leak in.
+// cleanEnv is a minimal environment for make, so that variables of the
+// calling shell (REGION, QUEUE_NAME, MAKEFLAGS, …) do not leak in.
 func cleanEnv() []string {
 	env := []string{"PATH=" + os.Getenv("PATH")}
 	if home := os.Getenv("HOME"); home != "" {
@@ -44,21 +41,17 @@ func runMake(t *testing.T, args ...string) string {
 	return string(out)
 }
 
-func repoSpec(t *testing.T) Spec {
+// repoSpec is the repository's s.yaml rendered by s preview with vars as
+// the only environment.
+func repoSpec(t *testing.T, vars map[string]string) Spec {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(repoRoot, "s.yaml"))
-	require.NoError(t, err)
-	spec, err := Parse(data, MapEnv(nil))
-	require.NoError(t, err)
-	return spec
+	return preview(t, "s.yaml", vars)
 }
 
-// TestRepositorySpec checks the real s.yaml against the real Makefile,
-// shared/config's variable list and fc3's schema.
-func TestRepositorySpec(t *testing.T) {
-	t.Parallel()
-	spec := repoSpec(t)
-
+// repoRules are the rules the repository's s.yaml must satisfy: the real
+// Makefile, shared/config's variable list and fc3's schema.
+func repoRules(t *testing.T) Rules {
+	t.Helper()
 	builds := ParseBuildCommands(runMake(t, "-n", "build"))
 	require.NotEmpty(t, builds, "make -n build printed no go build command")
 	for bin, pkg := range builds {
@@ -67,22 +60,57 @@ func TestRepositorySpec(t *testing.T) {
 			assert.True(t, info.IsDir(), pkg)
 		}
 	}
-
 	var vars []Variable
 	for _, v := range config.Variables() {
 		vars = append(vars, Variable{Name: v.Name, Default: v.Default, Required: v.Required, Platform: v.Platform})
 	}
-	schema := referenceSchema(t)
+	return Rules{
+		Variables:     vars,
+		BuildOutputs:  builds,
+		Schema:        referenceSchema(t),
+		ExtraTriggers: strings.Fields(runMake(t, "print-EXTRA_TRIGGERS")),
+	}
+}
 
-	problems := Check(spec, Rules{
-		Variables:      vars,
-		BuildOutputs:   builds,
-		Schema:         schema,
-		ExtraTriggers:  strings.Fields(runMake(t, "print-EXTRA_TRIGGERS")),
-		ExpectDefaults: true,
-	})
-	for _, p := range problems {
-		t.Errorf("s.yaml: %s", p)
+// TestRepositorySpec checks the real s.yaml, as s preview renders it, with
+// the defaults (every environment variable must then carry the code's
+// default) and with the overrides the README documents.
+func TestRepositorySpec(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name     string
+		vars     map[string]string
+		defaults bool
+		check    func(t *testing.T, fn Function)
+	}{
+		{"defaults", nil, true, func(t *testing.T, fn Function) {
+			assert.Equal(t, "cn-hangzhou", fn.Props["region"])
+			assert.Equal(t, "auto", fn.Props["logConfig"])
+		}},
+		{"overrides", map[string]string{
+			"REGION": "cn-shanghai", "QUEUE_NAME": "q1", "POLL_INTERVAL": "45s",
+			"LOG_CONFIG": `{"project":"p","logstore":"l"}`,
+		}, false, func(t *testing.T, fn Function) {
+			assert.Equal(t, "cn-shanghai", fn.Props["region"])
+			assert.Equal(t, map[string]any{"project": "p", "logstore": "l"}, fn.Props["logConfig"])
+			assert.Equal(t, "45s", dig(fn.Props, "environmentVariables", "POLL_INTERVAL"))
+			assert.Equal(t, "q1", dig(fn.Props, "environmentVariables", "QUEUE_NAME"))
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			spec := repoSpec(t, tc.vars)
+			rules := repoRules(t)
+			rules.ExpectDefaults = tc.defaults
+			for _, p := range Check(spec, rules) {
+				t.Errorf("s.yaml: %s", p)
+			}
+			require.NotEmpty(t, spec.Functions)
+			for _, fn := range spec.Functions {
+				tc.check(t, fn)
+			}
+		})
 	}
 }
 
@@ -90,7 +118,7 @@ func TestRepositorySpec(t *testing.T) {
 // are the ones s.yaml deploys against by default.
 func TestMakefileNamesMatchSpec(t *testing.T) {
 	t.Parallel()
-	vars, ok := repoSpec(t).Doc["vars"].(map[string]any)
+	vars, ok := repoSpec(t, nil).Doc["vars"].(map[string]any)
 	require.True(t, ok)
 	cases := []struct{ makeVar, specVar string }{
 		{"QUEUE_NAME", "queueName"},
@@ -106,57 +134,20 @@ func TestMakefileNamesMatchSpec(t *testing.T) {
 	assert.Equal(t, vars["region"], regions[0], "s.yaml's default region should be the Makefile's first")
 }
 
-// referenceSchema loads the fc3 schema from the reference material beside
-// the repository (CI has it too). Without it the schema part of the checks is
-// skipped, loudly; the project's own rules are still checked.
+// referenceSchema loads fc3's props schema from testdata (see
+// testdata/README.md for its source).
 func referenceSchema(t *testing.T) *Schema {
 	t.Helper()
-	path := filepath.Join(repoRoot, ReferenceSchemaPath)
-	if _, err := os.Stat(path); os.IsNotExist(err) {
-		t.Logf("no %s: s.yaml is not validated against the fc3 schema", path)
-		return nil
-	}
-	schema, err := LoadSchema(path)
-	require.NoError(t, err)
+	schemaOnce.Do(func() { schema, schemaErr = LoadSchema("testdata/fc3-schema.json") })
+	require.NoError(t, schemaErr)
 	return schema
 }
 
-// TestRenderMatchesServerlessDevs compares Parse's rendering of s.yaml with
-// `s preview`, when Serverless Devs is installed (it is not in CI).
-func TestRenderMatchesServerlessDevs(t *testing.T) {
-	t.Parallel()
-	if _, err := exec.LookPath("s"); err != nil {
-		t.Skip("Serverless Devs (s) is not installed")
-	}
-	envs := []map[string]string{
-		nil,
-		{"REGION": "cn-shanghai", "QUEUE_NAME": "q1", "LOG_CONFIG": `{"project":"p","logstore":"l"}`, "POLL_INTERVAL": "45s"},
-	}
-	for _, env := range envs {
-		cmd := exec.Command("s", "preview", "-o", "json")
-		cmd.Dir = repoRoot
-		cmd.Env = cleanEnv()
-		for k, v := range env {
-			cmd.Env = append(cmd.Env, k+"="+v)
-		}
-		out, err := cmd.Output()
-		require.NoError(t, err)
-		start := bytes.IndexByte(out, '{')
-		require.GreaterOrEqual(t, start, 0, "no JSON in s preview output: %s", out)
-		var want any
-		require.NoError(t, json.Unmarshal(out[start:], &want))
-
-		data, err := os.ReadFile(filepath.Join(repoRoot, "s.yaml"))
-		require.NoError(t, err)
-		spec, err := Parse(data, MapEnv(env))
-		require.NoError(t, err)
-		raw, err := json.Marshal(spec.Doc)
-		require.NoError(t, err)
-		var got any
-		require.NoError(t, json.Unmarshal(raw, &got))
-		assert.Equal(t, want, got, "env %v", env)
-	}
-}
+var (
+	schemaOnce sync.Once
+	schema     *Schema
+	schemaErr  error
+)
 
 // TestReadmeListsEveryVariable keeps the README's configuration table in step
 // with shared/config.

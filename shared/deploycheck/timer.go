@@ -16,12 +16,11 @@ var (
 	cronField = regexp.MustCompile(`^[A-Za-z0-9*?,/\-]+$`)
 )
 
-// timer checks one timer trigger's config. fc3's schema takes a trigger
-// config that matches any trigger type's, so a timer config can pass it
-// while wrong as a timer's: here cronExpression must be one FC accepts
-// ("@every <duration>" of at least a minute, or six cron fields after an
-// optional CRON_TZ=<zone>), enable a boolean, and the payload, which the
-// function decodes, a JSON object.
+// timer checks what fc3's ITimerTriggerConfig schema leaves out: that
+// cronExpression is one FC accepts ("@every <duration>" of at least a
+// minute, or six cron fields after an optional CRON_TZ=<zone>; s does not
+// check it either), and that the payload, which the function decodes, is a
+// JSON object.
 func (c *checker) timer(r, p string, cfg map[string]any) {
 	if cfg == nil {
 		c.add(r, p, "missing")
@@ -34,9 +33,6 @@ func (c *checker) timer(r, p string, cfg map[string]any) {
 		if msg := checkCron(expr); msg != "" {
 			c.add(r, join(p, "cronExpression"), "%q: %s", expr, msg)
 		}
-	}
-	if _, ok := cfg["enable"].(bool); !ok {
-		c.add(r, join(p, "enable"), "want true or false, got %s", jsonType(cfg["enable"]))
 	}
 	if payload, ok := cfg["payload"].(string); ok && strings.TrimSpace(payload) != "" {
 		var v any

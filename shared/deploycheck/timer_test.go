@@ -1,42 +1,12 @@
 package deploycheck
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-// timerSpec is a one-function spec with a timer trigger.
-const timerSpec = `
-edition: 3.0.0
-name: fixture
-resources:
-  reconcile:
-    component: fc3
-    props:
-      region: cn-hangzhou
-      functionName: fixture-reconcile
-      runtime: go1
-      handler: main
-      code: ./dist/reconcile
-      memorySize: 128
-      timeout: 300
-      role: fixture-role
-      environmentVariables:
-        QUEUE_NAME: jobs
-      triggers:
-        - triggerName: daily
-          triggerType: timer
-          qualifier: LATEST
-          triggerConfig:
-            cronExpression: CRON_TZ=Asia/Shanghai 0 0 3 * * *
-            enable: true
-            payload: '{}'
-`
 
 func timerRules(t *testing.T) Rules {
 	t.Helper()
@@ -75,9 +45,9 @@ func TestCheckTimerTriggers(t *testing.T) {
 		{"payload not an object", func(t *testing.T, s Spec) { set(t, s, cfg+"payload", `[true]`) },
 			"payload: must be a JSON object"},
 		{"enable as a string", func(t *testing.T, s Spec) { set(t, s, cfg+"enable", "true") },
-			"enable: want true or false, got string"},
+			"enable: got string, want boolean"},
 		{"enable missing", func(t *testing.T, s Spec) { set(t, s, cfg+"enable", nil) },
-			"enable: "},
+			"triggerConfig.enable: required but missing"},
 		{"misspelt cron key", func(t *testing.T, s Spec) {
 			set(t, s, cfg+"cronExpression", nil)
 			set(t, s, cfg+"cronExpresion", "0 0 3 * * *")
@@ -86,8 +56,7 @@ func TestCheckTimerTriggers(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			spec, err := Parse([]byte(timerSpec), MapEnv(nil))
-			require.NoError(t, err)
+			spec := preview(t, "shared/deploycheck/testdata/timer.yaml", nil)
 			tt.mutate(t, spec)
 			problems := Check(spec, timerRules(t))
 			if tt.want == "" {
@@ -108,8 +77,6 @@ func TestCheckTimerTriggers(t *testing.T) {
 // schedule overridden and checks the timer trigger it deploys.
 func TestRepositoryTimerOverrides(t *testing.T) {
 	t.Parallel()
-	data, err := os.ReadFile(filepath.Join(repoRoot, "s.yaml"))
-	require.NoError(t, err)
 	tests := []struct {
 		env          map[string]string
 		wantCron     string
@@ -121,8 +88,7 @@ func TestRepositoryTimerOverrides(t *testing.T) {
 		{map[string]string{"RECONCILE_SCHEDULE": "0 3 * * *"}, "0 3 * * *", true, true},
 	}
 	for _, tt := range tests {
-		spec, err := Parse(data, MapEnv(tt.env))
-		require.NoError(t, err)
+		spec := preview(t, "s.yaml", tt.env)
 		var trigger map[string]any
 		for _, fn := range spec.Functions {
 			if fn.Resource == "reconcile" {

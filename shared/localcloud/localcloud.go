@@ -21,6 +21,7 @@ import (
 	"math/rand/v2"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -89,6 +90,10 @@ type Options struct {
 	Env map[string]string
 	// OnEntry receives the timeline as it happens.
 	OnEntry func(Entry)
+	// OnOutput receives every line a function writes (its logs), with the
+	// function's name (install, poller, reconcile); calls are serialised
+	// per function and the slice is the callee's.
+	OnOutput func(function string, line []byte)
 }
 
 // Entry is one line of the timeline.
@@ -260,7 +265,7 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 	}
 	for _, fn := range Functions {
 		f, err := fcsim.Start(ctx, fcsim.Config{
-			Name: "hbr-autoinstall-" + fn, Binary: opts.Binaries[fn], Env: env,
+			Name: functionPrefix + fn, Binary: opts.Binaries[fn], Env: env,
 			Timeout: opts.FunctionTimeout, Region: opts.Region, AccountID: opts.AccountID,
 			Credentials: creds, MaxInstances: opts.MaxInstances, Output: c.onOutput,
 		})
@@ -294,6 +299,9 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 	ok = true
 	return c, nil
 }
+
+// functionPrefix starts each function's name under the FC emulator.
+const functionPrefix = "hbr-autoinstall-"
 
 func secs(d time.Duration) string {
 	return strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10)
@@ -472,6 +480,9 @@ func (c *Cloud) addError(s string) {
 
 // onOutput reads the functions' JSON log lines.
 func (c *Cloud) onOutput(function string, _ int, line []byte) {
+	if c.opts.OnOutput != nil {
+		c.opts.OnOutput(strings.TrimPrefix(function, functionPrefix), line)
+	}
 	if len(line) == 0 || line[0] != '{' {
 		return
 	}
