@@ -14,7 +14,8 @@ import (
 	"time"
 )
 
-// Version is the schema version this code writes and reads.
+// Version is the version of poll and install-retry messages: the lowest
+// reader version that can act on them (see ReaderVersion for the rule).
 const Version = 1
 
 // MaxInstances bounds the instances in one message: the HBR limit of one
@@ -31,6 +32,7 @@ const (
 	KindInstallRetry Kind = "install-retry"
 	// KindPoll asks for DescribeTask on TaskID.
 	KindPoll Kind = "poll"
+	// KindSweep is declared in version.go.
 )
 
 // Message is one job message on the queue.
@@ -61,6 +63,12 @@ type Message struct {
 	Instances []Instance `json:"instances"`
 	// SentAt is when the message was produced.
 	SentAt time.Time `json:"sentAt"`
+	// Hops counts how often a poller too old to read the message put it
+	// back on the queue (see Defer).
+	Hops int `json:"hops,omitempty"`
+	// Sweep is the state of the reconcile sweep a KindSweep message
+	// continues.
+	Sweep *Sweep `json:"sweep,omitempty"`
 }
 
 // Instance is one instance's place in its job.
