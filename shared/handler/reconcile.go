@@ -55,7 +55,8 @@ func NewReconcile(d Deps, rate, max int) *Reconcile {
 }
 
 // stopper returns the rule that ends a part: when the context's deadline
-// (or, without one, Budget from now) is less than Reserve away. Deadlines
+// (or, without one, Budget from now) is less than Reserve away, or a
+// quarter of the time left at the start, whichever is less. Deadlines
 // are wall-clock time, so this reads the real clock, not Deps.Now.
 func (h *Reconcile) stopper(ctx context.Context) func() bool {
 	if h.Stop != nil {
@@ -65,7 +66,9 @@ func (h *Reconcile) stopper(ctx context.Context) func() bool {
 	if !ok {
 		deadline = time.Now().Add(h.Budget + h.Reserve)
 	}
-	return func() bool { return time.Until(deadline) < h.Reserve }
+	// A short timeout (the local cloud's 30 s) keeps a quarter of it.
+	reserve := min(h.Reserve, time.Until(deadline)/4)
+	return func() bool { return time.Until(deadline) < reserve }
 }
 
 func (h *Reconcile) service(ctx context.Context, s *session) *reconcile.Service {

@@ -361,13 +361,14 @@ func TestReconcilePartEndsBeforeTheDeadline(t *testing.T) {
 		want     bool
 	}{
 		{"far deadline", 10 * time.Minute, false},
-		{"within the reserve", DefaultReserve / 2, true},
+		{"a short timeout keeps a quarter", 20 * time.Second, false},
+		{"past the deadline", -time.Second, true},
 		{"no deadline: the budget", 0, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			if tc.deadline > 0 {
+			if tc.deadline != 0 {
 				var cancel context.CancelFunc
 				ctx, cancel = context.WithTimeout(ctx, tc.deadline)
 				defer cancel()
