@@ -34,6 +34,9 @@ type Config struct {
 	AccountID string
 	// QueueName is the MNS queue that carries job messages.
 	QueueName string
+	// DLQName is the dead-letter queue (same endpoint): the poller sends
+	// there, with the reason, a message it cannot act on.
+	DLQName string
 	// MNSEndpoint is the MNS endpoint URL.
 	MNSEndpoint string
 	// HBREndpoint is the HBR endpoint: a host, a host with a {region}
@@ -141,6 +144,7 @@ func Variables() []Variable {
 		{Name: "FC_REGION", Required: true, Platform: true, Doc: "Region of the function (set by Function Compute). Default region of events; region of the queue."},
 		{Name: "FC_ACCOUNT_ID", Platform: true, Doc: "Account id (set by Function Compute). Needed to derive MNS_ENDPOINT when it is not set."},
 		{Name: "QUEUE_NAME", Required: true, Doc: "MNS queue that carries job messages (the poller's trigger queue)."},
+		{Name: "DLQ_NAME", Default: "hbr-autoinstall-dlq", Doc: "MNS dead-letter queue (same endpoint as the job queue): the poller sends a message it cannot act on there itself, with the reason."},
 		{Name: "MNS_ENDPOINT", Default: "https://${FC_ACCOUNT_ID}.mns.${FC_REGION}.aliyuncs.com", Doc: "MNS endpoint. Use https://<account>.mns.<region>-internal.aliyuncs.com inside a VPC. http:// is accepted only for loopback emulators."},
 		{Name: "HBR_ENDPOINT", Default: "hbr.{region}.aliyuncs.com", Doc: "HBR endpoint: a host, a host with a {region} placeholder (hbr-vpc.{region}.aliyuncs.com), or an https URL. Always called over HTTPS (http only for loopback emulators)."},
 		{Name: "API_TIMEOUT", Default: "10s", Doc: "Timeout of each HBR or MNS call."},
@@ -171,9 +175,9 @@ func Variables() []Variable {
 		{Name: "OUTCOME_TOPIC", Doc: "When set, outcome records are published to this MNS topic (same endpoint as the queue) for alerts."},
 		{Name: "NOTIFY", Default: "problems", Doc: "problems publishes every outcome except INSTALLED, ALREADY_INSTALLED and SKIPPED; all publishes every outcome."},
 		{Name: "RECONCILE_RATE", Default: "600", Doc: "Instances per minute a reconcile sweep hands to the poller (spread with message delays)."},
-		{Name: "RECONCILE_MAX_INSTANCES", Default: "10000", Doc: "Upper bound of instances one reconcile sweep lists."},
 		{Name: protect.EnvPolicyID, Doc: "HBR backup policy (po-…) that every instance ending with an ACTIVATED client is bound to (ECS_FILE), unless BACKUP_POLICY_BY_TAG picks another. Empty with BACKUP_POLICY_BY_TAG empty: no binding."},
 		{Name: protect.EnvPolicyByTag, Doc: "Comma-separated key=value:po-… (tag has that value) or key:po-… (tag present) terms; the first term the instance's tags match picks its policy, else BACKUP_POLICY_ID; no match and no BACKUP_POLICY_ID leaves it INSTALLED. Needs the instance's tags (ECS DescribeInstances)."},
+		{Name: "RECONCILE_MAX_INSTANCES", Default: "1000000", Doc: "Upper bound of the instances one reconcile sweep looks at, over all its parts (the default covers any region)."},
 	}
 }
 
@@ -261,6 +265,7 @@ func Load(getenv func(string) string) (Config, error) {
 		Region:               get("FC_REGION"),
 		AccountID:            get("FC_ACCOUNT_ID"),
 		QueueName:            get("QUEUE_NAME"),
+		DLQName:              get("DLQ_NAME"),
 		MNSEndpoint:          get("MNS_ENDPOINT"),
 		HBREndpoint:          get("HBR_ENDPOINT"),
 		APITimeout:           dur("API_TIMEOUT", time.Second, 5*time.Minute),
@@ -295,6 +300,9 @@ func Load(getenv func(string) string) (Config, error) {
 		errs = append(errs, errors.New("QUEUE_NAME is required: the MNS queue the poller is triggered by"))
 	case !ident.QueueName.Valid(c.QueueName):
 		errs = append(errs, fmt.Errorf("QUEUE_NAME=%q: an MNS queue name is 1-120 letters, digits or '-', starting with a letter", c.QueueName))
+	}
+	if !ident.QueueName.Valid(c.DLQName) {
+		errs = append(errs, fmt.Errorf("DLQ_NAME=%q: an MNS queue name is 1-120 letters, digits or '-', starting with a letter", c.DLQName))
 	}
 	if c.MNSEndpoint == "" {
 		if c.AccountID == "" {

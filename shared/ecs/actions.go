@@ -22,9 +22,9 @@ const (
 	// DescribeCloudAssistantStatus call takes (documented limit);
 	// CloudAssistantReady chunks longer lists.
 	MaxAssistantIDs = 50
-	// MaxListPages bounds ListInstances: MaxListPages pages of PageSize
-	// instances (10,000) is more than this project expects in one region.
-	MaxListPages = 100
+	// MaxTokenLen bounds the NextToken ListInstancesPage accepts from its
+	// caller (a continuation message carries it).
+	MaxTokenLen = 1024
 	// PageSize is the MaxResults asked of DescribeInstances (its maximum).
 	PageSize = 100
 	// MaxTagKeyLen and MaxTagValueLen are the documented limits of a tag,
@@ -73,23 +73,77 @@ func (c *Client) DescribeInstances(ctx context.Context, ids []string) ([]Instanc
 }
 
 // ListInstances returns every instance of the region with the given status
-// (one of the Status* constants; "" for all), following pages of PageSize.
-// It is meant for a reconcile sweep. Errors carry Op "ecs.DescribeInstances",
-// the action called: Invalid for an unknown status
-// (no call); Permanent if the listing does not end within MaxListPages
-// pages; otherwise see the package comment.
+// (one of the Status* constants; "" for all), following NextToken through
+// pages of PageSize, however many there are. A sweep that must stop and
+// resume uses ListInstancesPage instead. Errors carry Op
+// "ecs.DescribeInstances", the action called: Invalid for an unknown status
+// (no call); Permanent if the service hands back a token it already gave
+// (the listing would never end); otherwise see the package comment.
 func (c *Client) ListInstances(ctx context.Context, status string) ([]Instance, error) {
+	var all []Instance
+	seen := map[string]bool{}
+	token := ""
+	for {
+		page, err := c.ListInstancesPage(ctx, status, token)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page.Instances...)
+		if page.NextToken == "" {
+			return all, nil
+		}
+		if seen[page.NextToken] {
+			return nil, fault.Wrap("ecs.DescribeInstances", fault.Permanent, "",
+				fmt.Errorf("the listing does not advance: NextToken %q came back twice", clipToken(page.NextToken)))
+		}
+		seen[page.NextToken] = true
+		token = page.NextToken
+	}
+}
+
+// Page is one page of a listing.
+type Page struct {
+	Instances []Instance
+	// NextToken continues the listing; "" after the last page.
+	NextToken string
+}
+
+// ListInstancesPage returns one page of up to PageSize instances with the
+// given status ("" for all), starting at token ("" for the first page). A
+// page's NextToken may be kept (in a message) and passed back later to go
+// on. Errors: Invalid for an unknown status or a token longer than
+// MaxTokenLen or holding control characters (no call); an expired or
+// foreign token is the service's InvalidParameter (Permanent); otherwise see
+// the package comment.
+func (c *Client) ListInstancesPage(ctx context.Context, status, token string) (Page, error) {
 	const op = "ecs.DescribeInstances"
-	query := map[string]string{}
+	query := map[string]string{"MaxResults": strconv.Itoa(PageSize)}
 	switch status {
 	case "":
 	case StatusPending, StatusRunning, StatusStarting, StatusStopping, StatusStopped:
 		query["Status"] = status
 	default:
-		return nil, fault.Invalidf(op, "status %q must be one of %s, %s, %s, %s, %s or empty",
+		return Page{}, fault.Invalidf(op, "status %q must be one of %s, %s, %s, %s, %s or empty",
 			status, StatusPending, StatusRunning, StatusStarting, StatusStopping, StatusStopped)
 	}
-	return c.describe(ctx, op, query, MaxListPages)
+	if len(token) > MaxTokenLen || strings.ContainsFunc(token, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return Page{}, fault.Invalidf(op, "NextToken %q is not a token (at most %d printable characters)", clipToken(token), MaxTokenLen)
+	}
+	if token != "" {
+		query["NextToken"] = token
+	}
+	ins, next, err := c.page(ctx, op, query)
+	if err != nil {
+		return Page{}, err
+	}
+	return Page{Instances: ins, NextToken: next}, nil
+}
+
+func clipToken(t string) string {
+	if len(t) > 40 {
+		return t[:40] + "…"
+	}
+	return t
 }
 
 // describe runs DescribeInstances with query, following NextToken for at
@@ -105,26 +159,37 @@ func (c *Client) describe(ctx context.Context, op string, query map[string]strin
 		if token != "" {
 			q["NextToken"] = token
 		}
-		body, requestID, err := c.api.Call(ctx, openapi.Request{Action: "DescribeInstances", Query: q})
+		got, next, err := c.page(ctx, op, q)
 		if err != nil {
 			return nil, err
 		}
-		var out struct {
-			Instances openapi.List[rawInstance] `json:"Instances"`
-			NextToken openapi.String            `json:"NextToken"`
-		}
-		if err := openapi.Decode(op, requestID, body, &out); err != nil {
-			return nil, err
-		}
-		for _, r := range out.Instances {
-			all = append(all, r.instance())
-		}
-		if token = string(out.NextToken); token == "" {
+		all = append(all, got...)
+		if token = next; token == "" {
 			return all, nil
 		}
 	}
 	return nil, fault.Wrap(op, fault.Permanent, "",
 		fmt.Errorf("listing did not end within %d pages of %d instances", maxPages, PageSize))
+}
+
+// page makes one DescribeInstances call.
+func (c *Client) page(ctx context.Context, op string, q map[string]string) ([]Instance, string, error) {
+	body, requestID, err := c.api.Call(ctx, openapi.Request{Action: "DescribeInstances", Query: q})
+	if err != nil {
+		return nil, "", err
+	}
+	var out struct {
+		Instances openapi.List[rawInstance] `json:"Instances"`
+		NextToken openapi.String            `json:"NextToken"`
+	}
+	if err := openapi.Decode(op, requestID, body, &out); err != nil {
+		return nil, "", err
+	}
+	all := make([]Instance, 0, len(out.Instances))
+	for _, r := range out.Instances {
+		all = append(all, r.instance())
+	}
+	return all, string(out.NextToken), nil
 }
 
 type rawInstance struct {

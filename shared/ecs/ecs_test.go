@@ -186,11 +186,52 @@ func TestListInstances(t *testing.T) {
 	assert.Len(t, rec.Params(), 6, "an invalid status makes no call")
 }
 
-func TestListInstancesIsBounded(t *testing.T) {
+func TestListInstancesStopsWhenTheTokenDoesNotAdvance(t *testing.T) {
 	base, calls := rawServer(t, 200, `{"RequestId":"r","Instances":{"Instance":[{"InstanceId":"i-a","Status":"Running"}]},"NextToken":"again"}`)
 	_, err := newClient(t, base, goodCred).ListInstances(context.Background(), ecs.StatusRunning)
 	assertFault(t, err, "ecs.DescribeInstances", fault.Permanent, "")
-	assert.EqualValues(t, ecs.MaxListPages, calls.Load())
+	assert.EqualValues(t, 2, calls.Load(), "the second answer repeats the token")
+}
+
+func TestListInstancesHasNoPageCap(t *testing.T) {
+	sim, _, _, base := startSim(t)
+	var all []ecssim.Instance
+	for _, id := range ids("i-many-", 10_250) {
+		all = append(all, ecssim.Instance{ID: id})
+	}
+	sim.SetInstances(all...)
+	got, err := newClient(t, base, goodCred).ListInstances(context.Background(), ecs.StatusRunning)
+	require.NoError(t, err)
+	assert.Len(t, got, 10_250, "more than 100 pages")
+	assert.Equal(t, 103, sim.Calls()["ecs.DescribeInstances"])
+}
+
+func TestListInstancesPage(t *testing.T) {
+	sim, _, _, base := startSim(t)
+	for _, id := range ids("i-p-", 150) {
+		sim.SetInstance(ecssim.Instance{ID: id})
+	}
+	c := newClient(t, base, goodCred)
+	ctx := context.Background()
+
+	first, err := c.ListInstancesPage(ctx, ecs.StatusRunning, "")
+	require.NoError(t, err)
+	assert.Len(t, first.Instances, 100)
+	require.NotEmpty(t, first.NextToken)
+	second, err := c.ListInstancesPage(ctx, ecs.StatusRunning, first.NextToken)
+	require.NoError(t, err)
+	assert.Len(t, second.Instances, 50)
+	assert.Empty(t, second.NextToken)
+	assert.NotEqual(t, first.Instances[0].ID, second.Instances[0].ID)
+
+	for name, tok := range map[string]string{"too long": strings.Repeat("a", ecs.MaxTokenLen+1), "control": "a\nb"} {
+		t.Run(name, func(t *testing.T) {
+			_, err := c.ListInstancesPage(ctx, ecs.StatusRunning, tok)
+			assertFault(t, err, "ecs.DescribeInstances", fault.Invalid, "")
+		})
+	}
+	_, err = c.ListInstancesPage(ctx, ecs.StatusRunning, "not-a-token-of-this-service")
+	assertFault(t, err, "ecs.DescribeInstances", fault.Permanent, "InvalidParameter")
 }
 
 func TestTagInstance(t *testing.T) {

@@ -102,7 +102,18 @@ type Candidate struct {
 // Ignored is a well-formed event the install function does not act on.
 type Ignored struct {
 	EventID, Type, Reason string
+	// Routine marks an event that is expected and says nothing worth an
+	// operator's attention (a first heartbeat that names no instance): a
+	// debug line is enough.
+	Routine bool
 }
+
+// reasonHeartbeatNoInstance is why a first heartbeat without an instance
+// id is ignored. The Running state change of the same instance (and the
+// RunInstances record) carry its id, so nothing is lost; rejecting it
+// instead would fail the invocation, cycle through the retries and land
+// in the dead-letter queue as noise.
+const reasonHeartbeatNoInstance = "first heartbeat names no instance (the instance's Running event covers it)"
 
 // Rejected is a malformed event (or part of one).
 type Rejected struct {
@@ -154,7 +165,7 @@ func Parse(payload []byte, defaultRegion string) (Batch, error) {
 			cands[i].EventTime = at
 		}
 		if ign != "" {
-			b.Ignored = append(b.Ignored, Ignored{EventID: ev.ID, Type: ev.Type, Reason: ign})
+			b.Ignored = append(b.Ignored, Ignored{EventID: ev.ID, Type: ev.Type, Reason: ign, Routine: ign == reasonHeartbeatNoInstance})
 		}
 		for _, e := range rej {
 			b.Rejected = append(b.Rejected, Rejected{Index: i, EventID: job.TrimOrigin(ev.ID), Err: fault.Wrap(op, fault.Invalid, "", fmt.Errorf("event %d (%s): %w", i, job.TrimOrigin(ev.ID), e))})
@@ -256,14 +267,17 @@ func classify(ev Event, defaultRegion string) (cands []Candidate, ignored string
 		return []Candidate{c}, "", nil
 
 	case ev.Type == typeFirstHeartbeat:
+		// Its data schema is not documented: read what the other ECS
+		// events use, and ignore (not reject) one that names no instance.
 		var d stateData
 		if len(ev.Data) > 0 {
-			if err := json.Unmarshal(ev.Data, &d); err != nil {
-				return nil, "", []error{fmt.Errorf("data is not an object")}
-			}
+			_ = json.Unmarshal(ev.Data, &d) // not an object: no id in it
 		}
-		c, err := candidate(ev, defaultRegion, TriggerHeartbeat, true,
-			d.InstanceID, d.Content.InstanceID, d.ResourceID, d.Content.ResourceID, ev.Subject)
+		refs := []string{d.InstanceID, d.Content.InstanceID, d.ResourceID, d.Content.ResourceID, ev.Subject}
+		if !namesInstance(refs) {
+			return nil, reasonHeartbeatNoInstance, nil
+		}
+		c, err := candidate(ev, defaultRegion, TriggerHeartbeat, true, refs...)
 		if err != nil {
 			return nil, "", []error{err}
 		}
@@ -366,6 +380,20 @@ func candidate(ev Event, defaultRegion string, t Trigger, ready bool, refs ...st
 		return Candidate{}, fmt.Errorf("invalid region %q", clip(region))
 	}
 	return Candidate{InstanceID: id, Region: region, EventID: ev.ID, Source: ev.Source, Trigger: t, Ready: ready}, nil
+}
+
+// namesInstance reports whether any reference yields an instance id (valid
+// or not: a malformed one is still rejected by candidate).
+func namesInstance(refs []string) bool {
+	for _, ref := range refs {
+		if ref == "" {
+			continue
+		}
+		if id, _ := splitRef(ref); id != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // splitRef returns the instance id and region of a reference: a bare id, or an

@@ -35,6 +35,9 @@ func TestParseSampleEvents(t *testing.T) {
 		{file: "instance-stopped.json", wantIgnore: 1},
 		{file: "batch-array.json", wantIDs: []string{"i-bp1demo0000000000001", "i-bp1demo0000000000003"}, wantReady: true, trigger: TriggerRunning},
 		{file: "invalid-instance-id.json", wantReject: 1},
+		// No instance in data or subject: ignored, not rejected, so the
+		// invocation does not fail into retries and the dead-letter queue.
+		{file: "cloudassistant-first-heartbeat-no-instance.json", wantIgnore: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
@@ -53,6 +56,51 @@ func TestParseSampleEvents(t *testing.T) {
 			if tt.trigger != "" {
 				assert.Equal(t, tt.trigger, b.Candidates[0].Trigger)
 			}
+		})
+	}
+}
+
+func TestFirstHeartbeatWithoutInstance(t *testing.T) {
+	tests := []struct {
+		name        string
+		data        string
+		subject     string
+		wantIgnored bool
+		wantReject  bool
+		wantID      string
+	}{
+		{"no data", ``, "", true, false, ""},
+		{"data not an object", `"up"`, "", true, false, ""},
+		{"empty object", `{}`, "", true, false, ""},
+		{"subject not an instance", `{"regionId":"cn-hangzhou"}`, "acs:ecs:cn-hangzhou:1:cloudassistant", true, false, ""},
+		{"id from the subject", `{}`, "acs:ecs:cn-hangzhou:1:instance/i-bp1fromsubject01", false, false, "i-bp1fromsubject01"},
+		{"id from data.resourceId", `{"resourceId":"i-bp1fromresource1"}`, "", false, false, "i-bp1fromresource1"},
+		{"a malformed id is still rejected", `{"instanceId":"i-../../x"}`, "", false, true, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ev := `{"id":"hb-1","source":"acs.ecs","type":"ecs:CloudAssistant:FirstHeartbeat","aliyunregionid":"cn-hangzhou"`
+			if tc.subject != "" {
+				ev += `,"subject":"` + tc.subject + `"`
+			}
+			if tc.data != "" {
+				ev += `,"data":` + tc.data
+			}
+			b, err := Parse([]byte(ev+"}"), "cn-hangzhou")
+			require.NoError(t, err)
+			if tc.wantIgnored {
+				require.Len(t, b.Ignored, 1)
+				assert.True(t, b.Ignored[0].Routine, "logged at debug")
+				assert.Empty(t, b.Rejected)
+				assert.Empty(t, b.Candidates)
+				return
+			}
+			if tc.wantReject {
+				assert.Len(t, b.Rejected, 1)
+				return
+			}
+			require.Len(t, b.Candidates, 1)
+			assert.Equal(t, tc.wantID, b.Candidates[0].InstanceID)
 		})
 	}
 }

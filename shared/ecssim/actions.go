@@ -44,9 +44,48 @@ func (s *Server) describeInstances(req rpcsim.Request) (map[string]any, *rpcsim.
 		tokenMode = true
 	}
 
+	var (
+		size, number int
+		after        string
+	)
+	if tokenMode {
+		if size, apiErr = intParam(p, "MaxResults", 10, 1, MaxPageSize); apiErr != nil {
+			return nil, apiErr
+		}
+		if tok := p["NextToken"]; tok != "" {
+			var ok bool
+			if after, ok = decodeToken(tok); !ok {
+				return nil, rpcsim.InvalidParameter("The specified parameter NextToken is not valid.")
+			}
+		}
+	} else {
+		if number, apiErr = intParam(p, "PageNumber", 1, 1, 1<<30); apiErr != nil {
+			return nil, apiErr
+		}
+		if size, apiErr = intParam(p, "PageSize", 10, 1, MaxPageSize); apiErr != nil {
+			return nil, apiErr
+		}
+	}
+
+	// One pass over the IDs in order: count every match (TotalCount) but
+	// copy only the page's, so a listing of n instances in pages costs
+	// O(n) per page and no allocation beyond the page.
 	s.mu.Lock()
-	var match []Instance
-	for _, id := range slices.Sorted(maps.Keys(s.instances)) {
+	sorted := s.sortedIDsLocked()
+	start := 0
+	if after != "" {
+		start, _ = slices.BinarySearch(sorted, after)
+		if start < len(sorted) && sorted[start] == after {
+			start++
+		}
+	}
+	skip := 0
+	if !tokenMode {
+		skip = (number - 1) * size
+	}
+	total, before := 0, 0
+	var page []Instance
+	for i, id := range sorted {
 		in := s.instances[id]
 		switch {
 		case in.RegionID != region,
@@ -56,48 +95,27 @@ func (s *Server) describeInstances(req rpcsim.Request) (map[string]any, *rpcsim.
 			p["ResourceGroupId"] != "" && in.ResourceGroupID != p["ResourceGroupId"]:
 			continue
 		}
-		c := *in
-		c.Tags = maps.Clone(in.Tags)
-		match = append(match, c)
+		total++
+		if i < start {
+			before++
+			continue
+		}
+		if total-before > skip && len(page) < size {
+			c := *in
+			c.Tags = maps.Clone(in.Tags)
+			page = append(page, c)
+		}
 	}
 	s.mu.Unlock()
 
-	resp := map[string]any{"TotalCount": len(match)}
-	var page []Instance
+	resp := map[string]any{"TotalCount": total}
 	if tokenMode {
-		size, apiErr := intParam(p, "MaxResults", 10, 1, MaxPageSize)
-		if apiErr != nil {
-			return nil, apiErr
-		}
-		start := 0
-		if tok := p["NextToken"]; tok != "" {
-			after, ok := decodeToken(tok)
-			if !ok {
-				return nil, rpcsim.InvalidParameter("The specified parameter NextToken is not valid.")
-			}
-			start, _ = slices.BinarySearchFunc(match, after, func(in Instance, id string) int { return strings.Compare(in.ID, id) })
-			if start < len(match) && match[start].ID == after {
-				start++
-			}
-		}
-		page = match[start:min(start+size, len(match))]
 		next := ""
-		if start+size < len(match) {
+		if len(page) > 0 && before+len(page) < total {
 			next = tokenPrefix + base64.RawURLEncoding.EncodeToString([]byte(page[len(page)-1].ID))
 		}
 		resp["MaxResults"], resp["NextToken"] = size, next
 	} else {
-		number, apiErr := intParam(p, "PageNumber", 1, 1, 1<<30)
-		if apiErr != nil {
-			return nil, apiErr
-		}
-		size, apiErr := intParam(p, "PageSize", 10, 1, MaxPageSize)
-		if apiErr != nil {
-			return nil, apiErr
-		}
-		if start := (number - 1) * size; start < len(match) {
-			page = match[start:min(start+size, len(match))]
-		}
 		resp["PageNumber"], resp["PageSize"], resp["NextToken"] = number, size, ""
 	}
 	out := make([]map[string]any, 0, len(page))

@@ -142,6 +142,17 @@ type Server struct {
 
 	mu        sync.Mutex
 	instances map[string]*Instance
+	// sorted caches the sorted keys of instances; nil when stale.
+	sorted []string
+}
+
+// sortedIDsLocked returns the instance IDs in order, rebuilding the cache
+// when an instance was added or removed since.
+func (s *Server) sortedIDsLocked() []string {
+	if s.sorted == nil {
+		s.sorted = slices.Sorted(maps.Keys(s.instances))
+	}
+	return s.sorted
 }
 
 // New returns an emulator with no instances; serve it with Start or as an
@@ -213,6 +224,9 @@ func (s *Server) SetInstances(ins ...Instance) {
 			}
 		}
 		in.Tags = maps.Clone(in.Tags)
+		if s.instances[in.ID] == nil {
+			s.sorted = nil
+		}
 		s.instances[in.ID] = &in
 	}
 }
@@ -235,6 +249,7 @@ func (s *Server) RemoveInstance(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.instances, id)
+	s.sorted = nil
 }
 
 // Instance returns a copy of an instance.

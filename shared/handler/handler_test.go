@@ -243,38 +243,6 @@ func TestInstallRetriesSendsThenFailsRetryably(t *testing.T) {
 	})
 }
 
-func TestPollerDropsMalformedAndKeepsGoodWork(t *testing.T) {
-	good := event(t, "poller-stream.json")
-	var arr []json.RawMessage
-	require.NoError(t, json.Unmarshal(good, &arr))
-	payload, err := json.Marshal([]any{
-		arr[0],
-		map[string]any{"id": "bad-1", "data": map[string]any{"messageBody": "not a job"}},
-		map[string]any{"id": "bad-2", "data": map[string]any{"messageBody": `{"version":9}`}},
-		42,
-	})
-	require.NoError(t, err)
-	c := &fakeCloud{task: func(id string) (hbr.Task, error) {
-		return hbr.Task{TaskID: id, Description: "completed", Results: []hbr.ClientResult{{InstanceID: "i-bp1demo0000000000001", ClientID: "c-1", ClientStatus: "ACTIVATED"}}}, nil
-	}}
-	rec := &recorder{}
-	d := deps(c, rec)
-	d.Now = func() time.Time { return time.Date(2026, 11, 27, 5, 6, 0, 0, time.UTC) }
-	sum, err := NewPoller(d).Handle(context.Background(), payload)
-	require.NoError(t, err, "malformed messages are dropped, not retried")
-	assert.Equal(t, 1, sum.Messages)
-	assert.Len(t, sum.Dropped, 3)
-	require.Len(t, rec.records, 1)
-	assert.Equal(t, outcome.Installed, rec.records[0].Outcome)
-	assert.Equal(t, "j-00112233445566778899", rec.records[0].JobID)
-}
-
-func TestPollerGarbagePayloadIsDropped(t *testing.T) {
-	sum, err := NewPoller(deps(&fakeCloud{}, &recorder{})).Handle(context.Background(), json.RawMessage(`"just a string"`))
-	require.NoError(t, err)
-	assert.Len(t, sum.Dropped, 1)
-}
-
 func TestInstallCoalesceDelayDefersToThePoller(t *testing.T) {
 	calls := 0
 	c := &fakeCloud{install: func(ids []string) (hbr.InstallResult, error) { calls++; return validAll(ids) }}

@@ -127,7 +127,11 @@ func (h *Install) Handle(ctx context.Context, payload []byte) (InstallSummary, e
 	}
 	sum := InstallSummary{Events: batch.Events, Ignored: len(batch.Ignored)}
 	for _, ig := range batch.Ignored {
-		log.InfoContext(ctx, "ignored event", slog.String("eventId", job.TrimOrigin(ig.EventID)), slog.String("type", ig.Type), slog.String("reason", ig.Reason))
+		level := slog.LevelInfo
+		if ig.Routine {
+			level = slog.LevelDebug
+		}
+		log.Log(ctx, level, "ignored event", slog.String("eventId", job.TrimOrigin(ig.EventID)), slog.String("type", ig.Type), slog.String("reason", ig.Reason))
 	}
 	var rejErrs []error
 	for _, rj := range batch.Rejected {

@@ -14,8 +14,11 @@ import (
 	"github.com/aliyun/fc-runtime-go-sdk/fccontext"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/install"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/outcome"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/reconcile"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/taskqueue"
 )
 
 // TriggerReconcile is the trigger name of the acceptances a sweep logs.
@@ -28,12 +31,51 @@ type Reconcile struct {
 	// Rate is the instances per minute a sweep hands to the poller, Max the
 	// most instances one sweep looks at (see reconcile.Service).
 	Rate, Max int
+	// Reserve is the time a part keeps, before its invocation's deadline
+	// (the FC context's), for sending what it found and its continuation;
+	// Budget is the listing time of a part when the context has no
+	// deadline.
+	Reserve, Budget time.Duration
+	// Stop, when set, replaces the deadline rule: it is asked after each
+	// page whether the part must end (tests use it).
+	Stop func(ctx context.Context) bool
 }
+
+// Defaults of Reconcile.Reserve and Reconcile.Budget: FC caps an
+// EventBridge-fed invocation at 300 s, the functions' timeout.
+const (
+	DefaultReserve = 60 * time.Second
+	DefaultBudget  = 240 * time.Second
+)
 
 // NewReconcile returns the reconcile handler.
 func NewReconcile(d Deps, rate, max int) *Reconcile {
 	d.defaults()
-	return &Reconcile{Deps: d, Rate: rate, Max: max}
+	return &Reconcile{Deps: d, Rate: rate, Max: max, Reserve: DefaultReserve, Budget: DefaultBudget}
+}
+
+// stopper returns the rule that ends a part: when the context's deadline
+// (or, without one, Budget from now) is less than Reserve away, or a
+// quarter of the time left at the start, whichever is less. Deadlines
+// are wall-clock time, so this reads the real clock, not Deps.Now.
+func (h *Reconcile) stopper(ctx context.Context) func() bool {
+	if h.Stop != nil {
+		return func() bool { return h.Stop(ctx) }
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(h.Budget + h.Reserve)
+	}
+	// A short timeout (the local cloud's 30 s) keeps a quarter of it.
+	reserve := min(h.Reserve, time.Until(deadline)/4)
+	return func() bool { return time.Until(deadline) < reserve }
+}
+
+func (h *Reconcile) service(ctx context.Context, s *session) *reconcile.Service {
+	return &reconcile.Service{
+		ECS: s.lister, HBR: s.clientLister, Scope: h.Scope, Policy: h.Policy,
+		Rate: h.Rate, Max: h.Max, Now: h.Now, Stop: h.stopper(ctx),
+	}
 }
 
 // sweepRequest is what an invocation asks for.
@@ -64,35 +106,167 @@ func (h *Reconcile) Handle(ctx context.Context, payload []byte) (reconcile.Repor
 		return reconcile.Report{}, err
 	}
 	s := newSession(h.Cloud)
-	svc := &reconcile.Service{
-		ECS: s.lister, HBR: s.clientLister, Scope: h.Scope, Policy: h.Policy,
-		Rate: h.Rate, Max: h.Max, Now: h.Now,
-	}
-	rep, res, err := svc.Sweep(ctx, h.Region, req.id, req.at, req.dryRun)
+	part, err := h.service(ctx, s).Sweep(ctx, h.Region, req.id, req.at, req.dryRun)
+	return h.finish(ctx, s, req.timer, part, err)
+}
+
+// Continue runs the next part of a sweep from its continuation message
+// (the poller hands it job.KindSweep messages). Its errors are those of
+// Handle; an Invalid one (a continuation past its deadline or its parts, a
+// malformed one) means the message is for the dead-letter queue.
+func (h *Reconcile) Continue(ctx context.Context, m job.Message) (reconcile.Report, error) {
+	s := newSession(h.Cloud)
+	part, err := h.service(ctx, s).Continue(ctx, m)
+	return h.finish(ctx, s, false, part, err)
+}
+
+// finish delivers a part: it logs "accepted" for each instance, sends the
+// install messages in batches, then the continuation, and logs the report:
+// "sweep part" with the running totals while the sweep goes on, "coverage"
+// with the whole region's when it is complete.
+func (h *Reconcile) finish(ctx context.Context, s *session, timer bool, part reconcile.Part, err error) (reconcile.Report, error) {
+	log := h.Logger
+	rep := part.Report
 	if err != nil {
-		log.ErrorContext(ctx, "sweep failed", slog.String("sweepId", req.id), slog.String("error", err.Error()),
-			slog.String("class", fault.KindOf(err).String()), slog.String("code", fault.CodeOf(err)))
-		return rep, fmt.Errorf("reconcile sweep %s of %s: %w", req.id, h.Region, err)
+		log.ErrorContext(ctx, "sweep failed", slog.String("sweepId", rep.SweepID), slog.Int("part", rep.Parts),
+			slog.String("error", err.Error()), slog.String("class", fault.KindOf(err).String()), slog.String("code", fault.CodeOf(err)))
+		return rep, fmt.Errorf("reconcile sweep %s of %s: %w", rep.SweepID, rep.Region, err)
 	}
+	res := part.Result
 	for _, n := range res.Next {
 		for _, in := range n.Message.Instances {
 			h.Outcomes.Accepted(ctx, outcome.Acceptance{JobID: in.JobID, InstanceID: in.ID, Region: n.Message.Region,
 				OriginEventID: in.OriginEventID, Trigger: TriggerReconcile})
 		}
 	}
-	_, err = h.deliver(ctx, s, res)
-	h.logReport(ctx, req, rep, err)
-	if err != nil {
-		return rep, err
+	_, err = h.deliverBatch(ctx, s, res)
+	if err == nil && part.Next != nil {
+		err = h.sendContinuation(ctx, s, *part.Next)
 	}
-	return rep, nil
+	h.logReport(ctx, timer, rep, err)
+	return rep, err
 }
 
-// logReport writes the coverage report as one log line.
-func (h *Reconcile) logReport(ctx context.Context, req sweepRequest, rep reconcile.Report, deliverErr error) {
+// sendContinuation queues the message that runs the sweep's next part.
+func (h *Reconcile) sendContinuation(ctx context.Context, s *session, m job.Message) error {
+	body, err := job.Encode(m)
+	if err != nil {
+		return fmt.Errorf("encode the sweep continuation: %w", err)
+	}
+	q, err := s.cloud.Queue(ctx)
+	if err != nil {
+		return fmt.Errorf("build the queue client: %w", err)
+	}
+	id, err := sendWithRetry(ctx, q, taskqueue.Message{Body: body}, h.Sleep)
+	if err != nil {
+		return fmt.Errorf("queue the sweep continuation (the trigger will redeliver): %w", err)
+	}
+	h.Logger.InfoContext(ctx, "sweep continues", slog.String("sweepId", m.Sweep.ID), slog.Int("part", m.Sweep.Part+1),
+		slog.String("messageId", id))
+	return nil
+}
+
+// BatchSender sends many messages to the job queue in BatchSendMessage
+// requests (taskqueue.Sender satisfies it).
+type BatchSender interface {
+	SendBatch(ctx context.Context, msgs []taskqueue.Message) ([]string, error)
+}
+
+// deliverBatch is deliver for the many messages of a sweep: it records the
+// outcomes, then sends the messages in BatchSendMessage requests of 16,
+// retrying the unsent ones of a retryable failure a few times. When the
+// queue cannot be used (a permanent error) the instances of the unsent
+// messages end as FAILED, as deliver does, and the error is returned. A
+// queue client that cannot batch gets deliver's one-by-one sends.
+func (h *Reconcile) deliverBatch(ctx context.Context, s *session, res install.Result) (int, error) {
+	for _, r := range res.Outcomes {
+		h.Outcomes.Record(ctx, r)
+	}
+	if len(res.Next) == 0 {
+		return 0, nil
+	}
+	q, err := s.cloud.Queue(ctx)
+	if err != nil {
+		for _, n := range res.Next {
+			h.abandon(ctx, s, n, err)
+		}
+		return 0, fmt.Errorf("build the queue client: %w", err)
+	}
+	bq, ok := q.(BatchSender)
+	if !ok {
+		return h.deliver(ctx, s, install.Result{Next: res.Next})
+	}
+	pending := make([]int, 0, len(res.Next))
+	msgs := make([]taskqueue.Message, 0, len(res.Next))
+	for i, n := range res.Next {
+		body, err := job.Encode(n.Message)
+		if err != nil {
+			h.Logger.ErrorContext(ctx, "cannot encode a job message", slog.String("error", err.Error()))
+			h.abandon(ctx, s, n, fault.Wrap("handler.deliverBatch", fault.Invalid, "InternalError", err))
+			continue
+		}
+		pending = append(pending, i)
+		msgs = append(msgs, taskqueue.Message{Body: body, Delay: n.Delay})
+	}
+	sent := 0
+	for attempt := 1; len(msgs) > 0; attempt++ {
+		ids, err := bq.SendBatch(ctx, msgs)
+		var retry []int
+		var again []taskqueue.Message
+		for j := range msgs {
+			if j < len(ids) && ids[j] != "" {
+				sent++
+				continue
+			}
+			if err == nil { // no id without an error: treat as unsent
+				err = fault.Wrap("handler.deliverBatch", fault.Retryable, "", fmt.Errorf("no message id returned"))
+			}
+			retry = append(retry, pending[j])
+			again = append(again, msgs[j])
+		}
+		if len(retry) == 0 {
+			break
+		}
+		retryable := fault.Is(err, fault.Retryable) && ctx.Err() == nil
+		if !retryable || attempt >= sendAttempts {
+			h.Logger.ErrorContext(ctx, "cannot queue job messages", slog.Int("unsent", len(retry)), slog.Int("sent", sent),
+				slog.String("error", err.Error()), slog.String("class", fault.KindOf(err).String()))
+			if !retryable && !fault.IsContext(err) {
+				for _, i := range retry {
+					h.abandon(ctx, s, res.Next[i], err)
+				}
+			}
+			kind := fault.Retryable
+			if !retryable && !fault.IsContext(err) {
+				kind = fault.Permanent
+			}
+			return sent, fault.Wrap("handler.deliver", kind, fault.CodeOf(err),
+				fmt.Errorf("%d of %d job messages could not be queued (the trigger will redeliver): %w", len(retry), len(res.Next), err))
+		}
+		h.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
+		pending, msgs = retry, again
+	}
+	h.Logger.InfoContext(ctx, "queued", slog.Int("messages", sent), slog.Int("instances", countInstances(res.Next)))
+	return sent, nil
+}
+
+func countInstances(next []install.Next) int {
+	n := 0
+	for _, x := range next {
+		n += len(x.Message.Instances)
+	}
+	return n
+}
+
+// logReport writes the report as one log line: "coverage" once the sweep
+// is complete (its totals are the whole region's), "sweep part" before.
+func (h *Reconcile) logReport(ctx context.Context, timer bool, rep reconcile.Report, deliverErr error) {
 	trigger := "manual"
-	if req.timer {
+	switch {
+	case timer:
 		trigger = "timer"
+	case rep.Parts > 1:
+		trigger = "continuation"
 	}
 	attrs := []slog.Attr{
 		slog.String("region", rep.Region), slog.String("sweepId", rep.SweepID), slog.String("trigger", trigger),
@@ -103,13 +277,18 @@ func (h *Reconcile) logReport(ctx context.Context, req sweepRequest, rep reconci
 		slog.Int("enqueued", rep.Enqueued), slog.Int("messages", rep.Messages),
 		slog.Any("excluded", rep.Excluded), slog.Any("clientStatus", rep.ClientStatus),
 		slog.Bool("truncated", rep.Truncated), slog.Float64("spreadSeconds", rep.SpreadSeconds),
+		slog.Int("parts", rep.Parts), slog.Bool("complete", rep.Complete),
+	}
+	msg := "coverage"
+	if !rep.Complete {
+		msg = "sweep part"
 	}
 	level := slog.LevelInfo
 	if deliverErr != nil {
 		level = slog.LevelError
 		attrs = append(attrs, slog.String("error", deliverErr.Error()), slog.String("class", fault.KindOf(deliverErr).String()))
 	}
-	h.Logger.LogAttrs(ctx, level, "coverage", attrs...)
+	h.Logger.LogAttrs(ctx, level, msg, attrs...)
 }
 
 // Fields of the payloads, exactly as spelt.
@@ -247,8 +426,17 @@ func clip(s string) string {
 	return s
 }
 
+// lister is the session's ECS client as a paging lister (ecs.Client is one).
 func (s *session) lister(ctx context.Context, region string) (reconcile.Lister, error) {
-	return s.ecsClient(ctx, region)
+	cl, err := s.ecsClient(ctx, region)
+	if err != nil {
+		return nil, err
+	}
+	l, ok := cl.(reconcile.Lister)
+	if !ok {
+		return nil, fault.Invalidf("handler.lister", "the ECS client of %s cannot list in pages", region)
+	}
+	return l, nil
 }
 
 func (s *session) clientLister(ctx context.Context, region string) (reconcile.ClientLister, error) {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -77,14 +78,35 @@ func (f *sweepCloud) DescribeBackupClients(_ context.Context, ids []string) ([]h
 	return out, nil
 }
 
-func (f *sweepCloud) ListInstances(_ context.Context, status string) ([]ecs.Instance, error) {
+func (f *sweepCloud) ListInstances(context.Context, string) ([]ecs.Instance, error) {
+	return nil, errors.New("a sweep lists in pages")
+}
+
+// ListInstancesPage lists f.instances in pages of 100; the token is the
+// offset of the next page.
+func (f *sweepCloud) ListInstancesPage(_ context.Context, status, token string) (ecs.Page, error) {
 	f.mu.Lock()
 	f.lists++
 	f.mu.Unlock()
 	if status != ecs.StatusRunning {
-		return nil, errors.New("only running instances are swept")
+		return ecs.Page{}, errors.New("only running instances are swept")
 	}
-	return f.instances, f.listErr
+	if f.listErr != nil {
+		return ecs.Page{}, f.listErr
+	}
+	from := 0
+	if token != "" {
+		var err error
+		if from, err = strconv.Atoi(token); err != nil || from > len(f.instances) {
+			return ecs.Page{}, fault.Wrap("ecs.DescribeInstances", fault.Permanent, "InvalidParameter", errors.New("bad token"))
+		}
+	}
+	to := min(from+100, len(f.instances))
+	p := ecs.Page{Instances: f.instances[from:to]}
+	if to < len(f.instances) {
+		p.NextToken = strconv.Itoa(to)
+	}
+	return p, nil
 }
 
 func (f *sweepCloud) DescribeInstances(context.Context, []string) ([]ecs.Instance, error) {
@@ -338,6 +360,31 @@ func TestReconcileFailures(t *testing.T) {
 			assert.Empty(t, c.sent)
 			assert.Len(t, rec.accepted, tt.wantAccept)
 			assert.Equal(t, "ERROR", logLine(t, buf, tt.wantLog)["level"])
+		})
+	}
+}
+
+func TestReconcilePartEndsBeforeTheDeadline(t *testing.T) {
+	h := NewReconcile(Deps{}, 600, 0)
+	tests := []struct {
+		name     string
+		deadline time.Duration // from now; 0: no deadline
+		want     bool
+	}{
+		{"far deadline", 10 * time.Minute, false},
+		{"a short timeout keeps a quarter", 20 * time.Second, false},
+		{"past the deadline", -time.Second, true},
+		{"no deadline: the budget", 0, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			if tc.deadline != 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tc.deadline)
+				defer cancel()
+			}
+			assert.Equal(t, tc.want, h.stopper(ctx)())
 		})
 	}
 }

@@ -43,13 +43,14 @@ func TestLogsCarryRequestFieldsNotSecrets(t *testing.T) {
 	t.Cleanup(func() { _ = ecsSrv.Close() })
 	mns := mnssim.New(mnssim.Options{AccessKeyID: keyID, AccessKeySecret: secret, SecurityToken: token})
 	mns.CreateQueue("jobs")
+	mns.CreateQueue("dlq")
 	mnsURL, err := mns.Start()
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = mns.Close() })
 
 	env := map[string]string{
 		"FC_REGION": "cn-hangzhou", "FC_ACCOUNT_ID": "1234567890123456", "QUEUE_NAME": "jobs",
-		"MNS_ENDPOINT": mnsURL, "HBR_ENDPOINT": hbrURL, "ECS_ENDPOINT": ecsURL,
+		"DLQ_NAME": "dlq", "MNS_ENDPOINT": mnsURL, "HBR_ENDPOINT": hbrURL, "ECS_ENDPOINT": ecsURL,
 		"LOG_LEVEL": "debug", "INSTALL_COALESCE_DELAY": "0", "FIRST_POLL_DELAY": "1",
 	}
 	cfg, err := config.Load(func(k string) string { return env[k] })
@@ -111,5 +112,6 @@ func TestLogsCarryRequestFieldsNotSecrets(t *testing.T) {
 	}
 	assert.Equal(t, map[string]any{"i-secrets01": "INSTALLED", "i-secrets02": "FAILED", "i-secrets03": "FAILED"}, outcomes,
 		"every path the test means to take was taken")
-	assert.Contains(t, out, "dropped malformed message")
+	assert.Contains(t, out, `"msg":"malformed message"`)
+	assert.NotContains(t, out, "dead letter not sent")
 }

@@ -1,7 +1,6 @@
 package job
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -45,16 +44,25 @@ func TrimOrigin(id string) string {
 }
 
 // Validate checks m against the schema and returns an Invalid error naming the
-// first problem.
-func (m Message) Validate() error {
+// first problem. A version above ReaderVersion is a *TooNewError (AsTooNew).
+func (m Message) Validate() error { return m.validate(ReaderVersion) }
+
+func (m Message) validate(reader int) error {
 	const op = "job.Validate"
+	if err := checkVersion(op, m, reader); err != nil {
+		return err
+	}
 	switch {
-	case m.Version != Version:
-		return fault.Invalidf(op, "unsupported schema version %d (want %d)", m.Version, Version)
-	case m.Kind != KindPoll && m.Kind != KindInstallRetry && m.Kind != KindBind:
+	case m.Kind != KindPoll && m.Kind != KindInstallRetry && m.Kind != KindSweep && m.Kind != KindBind:
 		return fault.Invalidf(op, "unknown kind %q", m.Kind)
 	case !ValidRegion(m.Region):
 		return fault.Invalidf(op, "invalid region %q", m.Region)
+	case m.Kind == KindSweep:
+		return validateSweep(op, m)
+	case m.Kind == KindBind && m.Version < BindVersion:
+		return fault.Invalidf(op, "a bind message needs version %d or more, has %d", BindVersion, m.Version)
+	case m.Sweep != nil:
+		return fault.Invalidf(op, "sweep state on a %s message", m.Kind)
 	case m.Kind == KindPoll && !ident.CloudID.Valid(m.TaskID):
 		return fault.Invalidf(op, "poll message with invalid taskId %q", m.TaskID)
 	case len(m.Instances) == 0:
@@ -121,34 +129,40 @@ func Encode(m Message) ([]byte, error) {
 }
 
 // Decode parses a message body: plain JSON, or base64 of JSON (what the queue
-// holds when the trigger does not decode it). Unknown fields are ignored so a
-// newer producer's additions do not break an older consumer; a different
-// schema version is rejected. Errors are Invalid.
-func Decode(body []byte) (Message, error) {
+// holds when the trigger does not decode it), for a reader of ReaderVersion.
+// Unknown fields are ignored so a newer producer's additions do not break an
+// older consumer. Errors are Invalid; a message too new for the reader is a
+// *TooNewError (AsTooNew), for the caller to put back (Defer).
+func Decode(body []byte) (Message, error) { return DecodeFor(body, ReaderVersion) }
+
+// DecodeFor is Decode for a reader of the given version (1..ReaderVersion):
+// a poller built for an older schema behaves as that poller would.
+func DecodeFor(body []byte, reader int) (Message, error) {
 	const op = "job.Decode"
-	if len(body) > maxDecodeBytes {
-		return Message{}, fault.Invalidf(op, "message body is %d bytes, over the %d-byte limit", len(body), maxDecodeBytes)
+	b, err := plainJSON(op, body)
+	if err != nil {
+		return Message{}, err
 	}
-	b := bytes.TrimSpace(body)
-	if len(b) == 0 {
-		return Message{}, fault.Invalidf(op, "empty message body")
+	// The version first, so that a newer message whose other fields this
+	// reader would misread is put back rather than rejected.
+	var head struct {
+		Version int `json:"version"`
+		Hops    int `json:"hops"`
 	}
-	if b[0] != '{' {
-		dec := make([]byte, base64.StdEncoding.DecodedLen(len(b)))
-		n, err := base64.StdEncoding.Decode(dec, b)
-		if err != nil {
-			return Message{}, fault.Invalidf(op, "message body is neither JSON nor base64 JSON: %v", err)
-		}
-		b = bytes.TrimSpace(dec[:n])
-		if len(b) == 0 || b[0] != '{' {
-			return Message{}, fault.Invalidf(op, "base64 message body does not hold a JSON object")
-		}
+	if err := json.Unmarshal(b, &head); err != nil {
+		return Message{}, fault.Invalidf(op, "message body is not a job message: %v", err)
+	}
+	if err := checkVersion(op, Message{Version: head.Version, Hops: head.Hops}, reader); err != nil {
+		return Message{}, err
 	}
 	var m Message
 	if err := json.Unmarshal(b, &m); err != nil {
 		return Message{}, fault.Invalidf(op, "message body is not a job message: %v", err)
 	}
-	if err := m.Validate(); err != nil {
+	if (reader < SweepVersion && m.Kind == KindSweep) || (reader < BindVersion && m.Kind == KindBind) {
+		return Message{}, fault.Invalidf(op, "unknown kind %q", m.Kind)
+	}
+	if err := m.validate(reader); err != nil {
 		return Message{}, err
 	}
 	return m, nil
@@ -158,6 +172,9 @@ func Decode(body []byte) (Message, error) {
 func (m Message) Describe() string {
 	if m.Kind == KindPoll {
 		return fmt.Sprintf("poll %s #%d (%d instances)", m.TaskID, m.PollCount+1, len(m.Instances))
+	}
+	if m.Kind == KindSweep && m.Sweep != nil {
+		return fmt.Sprintf("sweep %s part %d", m.Sweep.ID, m.Sweep.Part+1)
 	}
 	return fmt.Sprintf("%s (%d instances)", m.Kind, len(m.Instances))
 }

@@ -14,7 +14,8 @@ import (
 	"time"
 )
 
-// Version is the schema version this code writes and reads.
+// Version is the version of poll and install-retry messages: the lowest
+// reader version that can act on them (see ReaderVersion for the rule).
 const Version = 1
 
 // MaxInstances bounds the instances in one message: the HBR limit of one
@@ -32,8 +33,10 @@ const (
 	// KindPoll asks for DescribeTask on TaskID.
 	KindPoll Kind = "poll"
 	// KindBind asks for the instances, whose clients are ACTIVATED, to be
-	// bound to their backup policy (a binding that failed transiently).
+	// bound to their backup policy (a binding that failed transiently;
+	// schema 2, BindVersion).
 	KindBind Kind = "bind"
+	// KindSweep is declared in version.go.
 )
 
 // Message is one job message on the queue.
@@ -64,6 +67,12 @@ type Message struct {
 	Instances []Instance `json:"instances"`
 	// SentAt is when the message was produced.
 	SentAt time.Time `json:"sentAt"`
+	// Hops counts how often a poller too old to read the message put it
+	// back on the queue (see Defer).
+	Hops int `json:"hops,omitempty"`
+	// Sweep is the state of the reconcile sweep a KindSweep message
+	// continues.
+	Sweep *Sweep `json:"sweep,omitempty"`
 }
 
 // Instance is one instance's place in its job.

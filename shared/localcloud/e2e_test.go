@@ -264,7 +264,7 @@ func TestE2EMalformedInputDoesNotHurtGoodWork(t *testing.T) {
 	assert.LessOrEqual(t, r.Pushes["install"], 1+2*4, "no endless retry loop")
 	joined := strings.Join(r.Errors, "\n")
 	assert.Contains(t, joined, "invalid instance id")
-	assert.Contains(t, joined, "dropped malformed message")
+	assert.Contains(t, joined, "malformed message", "the poller dead-letters it with the reason")
 }
 
 func TestE2EBurstOf100(t *testing.T) {

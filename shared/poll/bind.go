@@ -103,7 +103,7 @@ func (s *Service) protect(ctx context.Context, region string, ins []job.Instance
 					by = in.ReadyBy
 				}
 			}
-			res.Next = append(res.Next, install.Next{Message: job.Message{Version: job.Version, Kind: job.KindBind,
+			res.Next = append(res.Next, install.Next{Message: job.Message{Version: job.BindVersion, Kind: job.KindBind,
 				Region: region, Retries: retries + 1, LastError: lastCode, Deadline: by,
 				OriginEventID: part[0].OriginEventID, Instances: part, SentAt: now}, Delay: clampToDeadline(d, by, now)})
 		}

@@ -135,7 +135,7 @@ func TestBindRetryEndsAtTheDeadline(t *testing.T) {
 	b := &fakeBinder{createFn: func(string, []string) error {
 		return fault.Wrap("hbr.CreatePolicyBindings", fault.Retryable, "ServiceUnavailable", assert.AnError)
 	}}
-	msg := job.Message{Version: job.Version, Kind: job.KindBind, Region: "cn-hangzhou", Retries: 2,
+	msg := job.Message{Version: job.BindVersion, Kind: job.KindBind, Region: "cn-hangzhou", Retries: 2,
 		Deadline: t0.Add(time.Minute), SentAt: t0, Instances: []job.Instance{{ID: "i-1", JobID: job.JobID("acs.ecs", "ev", "i-1"),
 			FirstSeen: t0, ReadyBy: t0.Add(time.Minute), Attempts: 1, Installed: "INSTALLED", ClientID: "c-1", TaskID: "t-1"}}}
 	settings, err := protect.Parse("po-default", "")

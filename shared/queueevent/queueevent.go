@@ -33,7 +33,14 @@ type Message struct {
 type Rejected struct {
 	Index int
 	Err   error
+	// Raw is the event as it came (at most MaxRawBytes), for the
+	// dead-letter queue.
+	Raw []byte
 }
+
+// MaxRawBytes bounds Rejected.Raw: a dead-letter message of it stays under
+// the 64 KB MNS limit once base64-encoded.
+const MaxRawBytes = 32 << 10
 
 // Batch is the decoded payload.
 type Batch struct {
@@ -73,7 +80,8 @@ func Parse(payload []byte) (Batch, error) {
 	for i, raw := range items {
 		m, err := decode(raw)
 		if err != nil {
-			b.Rejected = append(b.Rejected, Rejected{Index: i, Err: fault.Wrap(op, fault.Invalid, "", fmt.Errorf("event %d: %w", i, err))})
+			b.Rejected = append(b.Rejected, Rejected{Index: i, Err: fault.Wrap(op, fault.Invalid, "", fmt.Errorf("event %d: %w", i, err)),
+				Raw: raw[:min(len(raw), MaxRawBytes)]})
 			continue
 		}
 		b.Messages = append(b.Messages, m)

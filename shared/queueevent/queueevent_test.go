@@ -3,6 +3,7 @@ package queueevent
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -82,4 +83,13 @@ func FuzzParse(f *testing.F) {
 			_, _ = job.Decode(m.Body) // must not panic
 		}
 	})
+}
+
+func TestRejectedKeepsTheEventForTheDeadLetterQueue(t *testing.T) {
+	long := `{"id":"x","pad":"` + strings.Repeat("a", MaxRawBytes) + `"}`
+	b, err := Parse([]byte(`[{"id":"no-data"},` + long + `]`))
+	require.NoError(t, err)
+	require.Len(t, b.Rejected, 2)
+	assert.JSONEq(t, `{"id":"no-data"}`, string(b.Rejected[0].Raw))
+	assert.Len(t, b.Rejected[1].Raw, MaxRawBytes, "cut to fit a dead letter")
 }

@@ -7,6 +7,12 @@
 // missing. The same sweep is the backfill for instances that existed before
 // the deployment, and a dry run only reports.
 //
+// A sweep covers a region of any size: it lists the instances a page at a
+// time and, when Stop says the invocation's time is running out, returns a
+// continuation (a job.KindSweep message carrying the listing token and the
+// running totals) that Continue picks up in the next invocation. The last
+// part's Report covers the whole region.
+//
 // Like package install, the Service makes read-only cloud calls but sends
 // and logs nothing: it returns the messages in an install.Result and the
 // caller (package handler) delivers them. Sweep returns the listing errors
@@ -17,8 +23,8 @@ package reconcile
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
-	"maps"
 	"slices"
 	"time"
 
@@ -31,9 +37,10 @@ import (
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/scope"
 )
 
-// Lister lists a region's instances by status (ecs.Client satisfies it).
+// Lister lists a region's instances by status, a page at a time
+// (ecs.Client satisfies it).
 type Lister interface {
-	ListInstances(ctx context.Context, status string) ([]ecs.Instance, error)
+	ListInstancesPage(ctx context.Context, status, token string) (ecs.Page, error)
 }
 
 // ClientLister lists the backup clients of up to MaxClientIDs instances
@@ -55,6 +62,10 @@ const (
 	OriginPrefix = "reconcile:"
 	// MaxSweepIDLen bounds a sweep id.
 	MaxSweepIDLen = 64
+	// SweepLifetime bounds a sweep: a continuation received later than
+	// this after the sweep started ends it (the next daily sweep starts
+	// afresh).
+	SweepLifetime = 23 * time.Hour
 )
 
 // Client statuses the sweep acts on.
@@ -91,9 +102,13 @@ type Service struct {
 	// message k (of at most job.MaxInstances instances) is delayed by
 	// k·MaxInstances·60s/Rate. Rate ≤ 0 means no spreading.
 	Rate int
-	// Max bounds the instances one sweep looks at (the first Max running
-	// instances by id); Max ≤ 0 means no bound.
+	// Max bounds the instances one sweep looks at, over all its parts (the
+	// first Max running instances listed); Max ≤ 0 means no bound.
 	Max int
+	// Stop is asked after each page whether the invocation must end now
+	// (its time is running out); the sweep then returns a continuation.
+	// Nil never stops.
+	Stop func() bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -134,6 +149,12 @@ type Report struct {
 	// SpreadSeconds is the delay of the last message: how long the poller
 	// takes to receive every enqueued instance.
 	SpreadSeconds float64 `json:"spreadSeconds"`
+	// StartedAt is when the sweep's first part ran; Parts counts the
+	// invocations so far; Complete says the listing reached its end (or
+	// Max): the totals are the whole region's.
+	StartedAt time.Time `json:"startedAt"`
+	Parts     int       `json:"parts"`
+	Complete  bool      `json:"complete"`
 }
 
 // ExcludedTotal sums Excluded.
@@ -152,41 +173,181 @@ func (s *Service) now() time.Time {
 	return time.Now()
 }
 
-// Sweep looks at the running instances of region and, unless dryRun, builds
-// install-retry messages for the missing ones. sweepID names the sweep: each
-// instance's job id is job.JobID(EventSource, sweepID, id), so a sweep
-// redelivered with the same id produces the same job ids. at is when the
-// sweep was triggered; it is the job's event time, which decides whether a
-// client found later predates the job (ALREADY_INSTALLED) or was installed
-// by it (INSTALLED).
+// Part is what one invocation of a sweep produced.
+type Part struct {
+	// Report holds the running totals; when Report.Complete they cover
+	// the whole region.
+	Report Report
+	// Result holds this part's install-retry messages.
+	Result install.Result
+	// Next continues the sweep in another invocation (a job.KindSweep
+	// message); nil when the sweep is complete.
+	Next *job.Message
+}
+
+// Sweep starts a sweep of the running instances of region and, unless
+// dryRun, builds install-retry messages for the missing ones. sweepID names
+// the sweep: each instance's job id is job.JobID(EventSource, sweepID, id),
+// so a sweep redelivered with the same id produces the same job ids. at is
+// when the sweep was triggered; it is the job's event time, which decides
+// whether a client found later predates the job (ALREADY_INSTALLED) or was
+// installed by it (INSTALLED).
 //
 // Errors: Invalid for a malformed region or sweep id (no call); otherwise
 // the listing errors as the adapters classified them. On error the report
-// holds what was counted so far and nothing is enqueued.
-func (s *Service) Sweep(ctx context.Context, region, sweepID string, at time.Time, dryRun bool) (Report, install.Result, error) {
+// holds what was counted so far and nothing is to be enqueued.
+func (s *Service) Sweep(ctx context.Context, region, sweepID string, at time.Time, dryRun bool) (Part, error) {
 	const op = "reconcile.Sweep"
-	rep := Report{Region: region, SweepID: sweepID, DryRun: dryRun, Excluded: map[string]int{}, ClientStatus: map[string]int{}}
+	rep := Report{Region: region, SweepID: sweepID, DryRun: dryRun, Excluded: map[string]int{}, ClientStatus: map[string]int{},
+		StartedAt: s.now()}
 	switch {
 	case !ident.Region.Valid(region):
-		return rep, install.Result{}, fault.Invalidf(op, "region %q is not a region id", region)
+		return Part{Report: rep}, fault.Invalidf(op, "region %q is not a region id", region)
 	case !ValidSweepID(sweepID):
-		return rep, install.Result{}, fault.Invalidf(op, "sweep id %q: want 1..%d letters, digits or _.:+- starting with a letter or digit", sweepID, MaxSweepIDLen)
+		return Part{Report: rep}, fault.Invalidf(op, "sweep id %q: want 1..%d letters, digits or _.:+- starting with a letter or digit", sweepID, MaxSweepIDLen)
 	}
+	return s.run(ctx, rep, at, "")
+}
 
-	instances, err := s.list(ctx, region)
-	if err != nil {
-		return rep, install.Result{}, err
+// Continue runs the next part of the sweep that m (a job.KindSweep message
+// made by an earlier part) continues. Errors: Invalid when m is not a sweep
+// continuation, its report does not read, or the sweep is older than
+// SweepLifetime or has run job.MaxSweepParts parts; otherwise as Sweep.
+func (s *Service) Continue(ctx context.Context, m job.Message) (Part, error) {
+	const op = "reconcile.Continue"
+	if m.Kind != job.KindSweep || m.Sweep == nil {
+		return Part{}, fault.Invalidf(op, "not a sweep continuation: %s", m.Describe())
 	}
-	rep.Listed = len(instances)
-	if s.Max > 0 && len(instances) > s.Max {
-		instances = instances[:s.Max]
-		rep.Truncated = true
+	st := m.Sweep
+	var rep Report
+	if len(st.Report) > 0 {
+		if err := json.Unmarshal(st.Report, &rep); err != nil {
+			return Part{}, fault.Invalidf(op, "sweep %s: running totals do not read: %v", st.ID, err)
+		}
 	}
-	rep.Total = len(instances)
+	rep.Region, rep.SweepID, rep.DryRun, rep.Parts = m.Region, st.ID, st.DryRun, st.Part
+	if rep.Excluded == nil {
+		rep.Excluded = map[string]int{}
+	}
+	if rep.ClientStatus == nil {
+		rep.ClientStatus = map[string]int{}
+	}
+	if rep.StartedAt.IsZero() {
+		rep.StartedAt = st.At
+	}
+	switch {
+	case !ident.Region.Valid(m.Region) || !ValidSweepID(st.ID):
+		return Part{Report: rep}, fault.Invalidf(op, "sweep %q of region %q: malformed", st.ID, m.Region)
+	case !s.now().Before(m.Deadline):
+		return Part{Report: rep}, fault.Invalidf(op, "sweep %s started at %s is past its deadline %s: the next sweep starts afresh",
+			st.ID, rep.StartedAt.Format(time.RFC3339), m.Deadline.Format(time.RFC3339))
+	case st.Part >= job.MaxSweepParts-1:
+		return Part{Report: rep}, fault.Invalidf(op, "sweep %s has run %d parts, the most allowed", st.ID, st.Part)
+	}
+	return s.run(ctx, rep, st.At, st.Token)
+}
 
-	clients, err := s.clients(ctx, region, instances)
+// run lists pages from token on until the listing ends, Max is reached or
+// Stop says to stop, and counts and enqueues what it finds.
+func (s *Service) run(ctx context.Context, rep Report, at time.Time, token string) (Part, error) {
+	rep.Parts++
+	cl, err := s.lister(ctx, rep.Region)
 	if err != nil {
-		return rep, install.Result{}, err
+		return Part{Report: rep}, err
+	}
+	var missing []string
+	for pages := 0; ; pages++ {
+		// At least one page per part, so a sweep always moves on.
+		if pages > 0 && token != "" && s.Stop != nil && s.Stop() {
+			break
+		}
+		page, err := cl.ListInstancesPage(ctx, ecs.StatusRunning, token)
+		if err != nil {
+			return Part{Report: rep}, fmt.Errorf("list the running instances of %s: %w", rep.Region, err)
+		}
+		instances := dedupe(page.Instances)
+		rep.Listed += len(instances)
+		if s.Max > 0 && rep.Total+len(instances) >= s.Max {
+			rep.Truncated = rep.Total+len(instances) > s.Max || page.NextToken != ""
+			instances = instances[:s.Max-rep.Total]
+			page.NextToken = ""
+		}
+		rep.Total += len(instances)
+		got, err := s.count(ctx, &rep, instances)
+		if err != nil {
+			return Part{Report: rep}, err
+		}
+		missing = append(missing, got...)
+		if token = page.NextToken; token == "" {
+			break
+		}
+	}
+	part := Part{}
+	if !rep.DryRun && len(missing) > 0 {
+		part.Result = s.enqueue(rep.Region, rep.SweepID, at, missing, rep.Messages, rep.StartedAt)
+		for _, n := range part.Result.Next {
+			rep.Enqueued += len(n.Message.Instances)
+			rep.SpreadSeconds = max(rep.SpreadSeconds, n.Delay.Seconds()+s.now().Sub(rep.StartedAt).Seconds())
+		}
+		rep.Messages += len(part.Result.Next)
+	}
+	if token == "" {
+		rep.Complete = true
+		part.Report = rep
+		return part, nil
+	}
+	next, err := s.continuation(rep, at, token)
+	if err != nil {
+		return Part{Report: rep}, err
+	}
+	part.Report, part.Next = rep, &next
+	return part, nil
+}
+
+// continuation is the message that carries the sweep to its next part.
+func (s *Service) continuation(rep Report, at time.Time, token string) (job.Message, error) {
+	totals, err := json.Marshal(rep)
+	if err != nil {
+		return job.Message{}, fault.Wrap("reconcile.continuation", fault.Invalid, "", err)
+	}
+	now := s.now()
+	return job.Message{
+		Version: job.SweepVersion, Kind: job.KindSweep, Region: rep.Region,
+		Deadline: rep.StartedAt.Add(SweepLifetime), OriginEventID: OriginPrefix + rep.SweepID, SentAt: now,
+		Sweep: &job.Sweep{ID: rep.SweepID, At: at, DryRun: rep.DryRun, Token: token, Part: rep.Parts, Report: totals},
+	}, nil
+}
+
+func (s *Service) lister(ctx context.Context, region string) (Lister, error) {
+	if s.ECS == nil {
+		return nil, fault.Invalidf("reconcile.list", "no ECS client configured")
+	}
+	cl, err := s.ECS(ctx, region)
+	if err != nil {
+		return nil, fmt.Errorf("build the ECS client: %w", err)
+	}
+	return cl, nil
+}
+
+// dedupe drops instances without an id and repeats within a page.
+func dedupe(in []ecs.Instance) []ecs.Instance {
+	seen := make(map[string]bool, len(in))
+	out := in[:0:0]
+	for _, x := range in {
+		if x.ID == "" || seen[x.ID] {
+			continue
+		}
+		seen[x.ID] = true
+		out = append(out, x)
+	}
+	return out
+}
+
+// count classifies instances into rep and returns the missing ones' ids.
+func (s *Service) count(ctx context.Context, rep *Report, instances []ecs.Instance) ([]string, error) {
+	clients, err := s.clients(ctx, rep.Region, instances)
+	if err != nil {
+		return nil, err
 	}
 	var missing []string
 	for _, in := range instances {
@@ -216,43 +377,7 @@ func (s *Service) Sweep(ctx context.Context, region, sweepID string, at time.Tim
 		}
 		missing = append(missing, in.ID)
 	}
-	if dryRun || len(missing) == 0 {
-		return rep, install.Result{}, nil
-	}
-	res := s.enqueue(region, sweepID, at, missing)
-	for _, n := range res.Next {
-		rep.Enqueued += len(n.Message.Instances)
-		rep.SpreadSeconds = max(rep.SpreadSeconds, n.Delay.Seconds())
-	}
-	rep.Messages = len(res.Next)
-	return rep, res, nil
-}
-
-// list returns the region's running instances, without duplicates, sorted
-// by id.
-func (s *Service) list(ctx context.Context, region string) ([]ecs.Instance, error) {
-	if s.ECS == nil {
-		return nil, fault.Invalidf("reconcile.list", "no ECS client configured")
-	}
-	cl, err := s.ECS(ctx, region)
-	if err != nil {
-		return nil, fmt.Errorf("build the ECS client: %w", err)
-	}
-	all, err := cl.ListInstances(ctx, ecs.StatusRunning)
-	if err != nil {
-		return nil, fmt.Errorf("list the running instances of %s: %w", region, err)
-	}
-	byID := make(map[string]ecs.Instance, len(all))
-	for _, in := range all {
-		if in.ID != "" {
-			byID[in.ID] = in
-		}
-	}
-	out := make([]ecs.Instance, 0, len(byID))
-	for _, id := range slices.Sorted(maps.Keys(byID)) {
-		out = append(out, byID[id])
-	}
-	return out, nil
+	return missing, nil
 }
 
 // clients asks HBR for the clients of instances, MaxClientIDs ids a call,
@@ -298,15 +423,17 @@ func rank(status string) int {
 }
 
 // enqueue builds one install-retry message per job.MaxInstances missing
-// instances; message k is delayed by Delay(k). Each instance's readiness
+// instances. The sweep's messages are numbered from first on over all its
+// parts, and message k is due Delay(k) after the sweep started, so the
+// spread continues across parts at Rate. Each instance's readiness
 // deadline counts from its message's delivery, so a long spread does not
 // eat into its readiness window.
-func (s *Service) enqueue(region, sweepID string, at time.Time, ids []string) install.Result {
+func (s *Service) enqueue(region, sweepID string, at time.Time, ids []string, first int, started time.Time) install.Result {
 	now := s.now()
 	installer := &install.Service{Policy: s.Policy, Now: func() time.Time { return now }}
 	var res install.Result
 	for k, chunk := range slices.Collect(slices.Chunk(ids, job.MaxInstances)) {
-		delay := s.Delay(k)
+		delay := max(s.Delay(first+k)-now.Sub(started), time.Second)
 		instances := make([]job.Instance, len(chunk))
 		for i, id := range chunk {
 			instances[i] = job.Instance{

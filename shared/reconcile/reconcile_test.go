@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -22,11 +23,29 @@ import (
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/scope"
 )
 
-// listerFunc fakes Lister.
+// listerFunc fakes Lister: it returns the instances f lists in pages of
+// fakePage, the token being the offset of the next page.
 type listerFunc func(status string) ([]ecs.Instance, error)
 
-func (f listerFunc) ListInstances(_ context.Context, status string) ([]ecs.Instance, error) {
-	return f(status)
+const fakePage = 100
+
+func (f listerFunc) ListInstancesPage(_ context.Context, status, token string) (ecs.Page, error) {
+	all, err := f(status)
+	if err != nil {
+		return ecs.Page{}, err
+	}
+	from := 0
+	if token != "" {
+		if from, err = strconv.Atoi(token); err != nil || from > len(all) {
+			return ecs.Page{}, fault.Wrap("ecs.DescribeInstances", fault.Permanent, "InvalidParameter", errors.New("bad token"))
+		}
+	}
+	to := min(from+fakePage, len(all))
+	p := ecs.Page{Instances: all[from:to]}
+	if to < len(all) {
+		p.NextToken = strconv.Itoa(to)
+	}
+	return p, nil
 }
 
 // clientsFake fakes ClientLister over a fixed set of clients and records the
@@ -128,14 +147,15 @@ func TestSweepCounts(t *testing.T) {
 		dryRun       bool
 		wantEnqueued []string
 	}{
-		{"enforce", false, []string{"i-failed01", "i-missing1", "i-missing2"}},
+		{"enforce", false, []string{"i-missing2", "i-missing1", "i-failed01"}}, // in listing order
 		{"dry run", true, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			svc := service(t, instances, &clientsFake{clients: clients}, rules)
-			rep, res, err := svc.Sweep(context.Background(), "cn-hangzhou", "2026-11-27T03:00:00Z", sweepT, tt.dryRun)
+			part, err := svc.Sweep(context.Background(), "cn-hangzhou", "2026-11-27T03:00:00Z", sweepT, tt.dryRun)
+			rep, res := part.Report, part.Result
 			require.NoError(t, err)
 			assert.Equal(t, Report{
 				Region: "cn-hangzhou", SweepID: "2026-11-27T03:00:00Z", DryRun: tt.dryRun,
@@ -144,6 +164,7 @@ func TestSweepCounts(t *testing.T) {
 				Excluded:      map[string]int{"exclude tag backup=off": 1, ruleInvalidID: 1},
 				ClientStatus:  map[string]int{"ACTIVATED": 3, "INSTALLING": 1, "INSTALL_FAILED": 1},
 				SpreadSeconds: map[bool]float64{true: 0, false: 1}[tt.dryRun],
+				StartedAt:     t0, Parts: 1, Complete: true,
 			}, rep)
 			assert.Equal(t, rep.Total, rep.Covered+rep.Installing+rep.ExcludedTotal()+rep.Missing)
 			assert.Equal(t, tt.wantEnqueued, idsOf(res))
@@ -161,7 +182,8 @@ func TestSweepBuildsInstallRetryMessages(t *testing.T) {
 	}
 	svc := service(t, instances, &clientsFake{}, scope.Rules{})
 	svc.Rate = 300 // 20 instances every 4 s
-	rep, res, err := svc.Sweep(context.Background(), "cn-hangzhou", "s1", sweepT, false)
+	part, err := svc.Sweep(context.Background(), "cn-hangzhou", "s1", sweepT, false)
+	rep, res := part.Report, part.Result
 	require.NoError(t, err)
 	assert.Equal(t, 45, rep.Enqueued)
 	assert.Equal(t, 3, rep.Messages)
@@ -193,9 +215,11 @@ func TestSweepBuildsInstallRetryMessages(t *testing.T) {
 
 	// The same sweep id gives the same job ids (a redelivered timer
 	// invocation); another sweep gives others.
-	_, again, err := svc.Sweep(context.Background(), "cn-hangzhou", "s1", sweepT, false)
+	p2, err := svc.Sweep(context.Background(), "cn-hangzhou", "s1", sweepT, false)
+	again := p2.Result
 	require.NoError(t, err)
-	_, other, err := svc.Sweep(context.Background(), "cn-hangzhou", "s2", sweepT, false)
+	p2, err = svc.Sweep(context.Background(), "cn-hangzhou", "s2", sweepT, false)
+	other := p2.Result
 	require.NoError(t, err)
 	assert.Equal(t, res.Next[0].Message.Instances[0].JobID, again.Next[0].Message.Instances[0].JobID)
 	assert.NotEqual(t, res.Next[0].Message.Instances[0].JobID, other.Next[0].Message.Instances[0].JobID)
@@ -208,7 +232,8 @@ func TestSweepAsksForClientsInChunks(t *testing.T) {
 		instances = append(instances, running(id, nil))
 	}
 	cl := &clientsFake{}
-	rep, _, err := service(t, instances, cl, scope.Rules{}).Sweep(context.Background(), "cn-hangzhou", "s", sweepT, true)
+	part, err := service(t, instances, cl, scope.Rules{}).Sweep(context.Background(), "cn-hangzhou", "s", sweepT, true)
+	rep := part.Report
 	require.NoError(t, err)
 	assert.Equal(t, 250, rep.Missing)
 	var sizes []int
@@ -222,12 +247,13 @@ func TestSweepIsBoundedByMax(t *testing.T) {
 	t.Parallel()
 	ids := numbered("cap", 30)
 	var instances []ecs.Instance
-	for i := len(ids) - 1; i >= 0; i-- { // listed in reverse: the first by id are kept
-		instances = append(instances, running(ids[i], nil))
+	for _, id := range ids {
+		instances = append(instances, running(id, nil))
 	}
 	svc := service(t, instances, &clientsFake{}, scope.Rules{})
 	svc.Max = 25
-	rep, res, err := svc.Sweep(context.Background(), "cn-hangzhou", "s", sweepT, false)
+	part, err := svc.Sweep(context.Background(), "cn-hangzhou", "s", sweepT, false)
+	rep, res := part.Report, part.Result
 	require.NoError(t, err)
 	assert.True(t, rep.Truncated)
 	assert.Equal(t, 30, rep.Listed)
@@ -274,7 +300,8 @@ func TestSweepErrors(t *testing.T) {
 			t.Parallel()
 			svc := service(t, one, &clientsFake{}, scope.Rules{})
 			tt.mutate(svc)
-			_, res, err := svc.Sweep(context.Background(), tt.region, tt.sweepID, sweepT, false)
+			part, err := svc.Sweep(context.Background(), tt.region, tt.sweepID, sweepT, false)
+			res := part.Result
 			require.Error(t, err)
 			assert.Equal(t, tt.wantKind, fault.KindOf(err))
 			if tt.wantErr != nil {
@@ -289,7 +316,8 @@ func TestSweepErrors(t *testing.T) {
 func TestSweepWithNothingRunning(t *testing.T) {
 	t.Parallel()
 	cl := &clientsFake{}
-	rep, res, err := service(t, nil, cl, scope.Rules{}).Sweep(context.Background(), "cn-hangzhou", "s", sweepT, false)
+	part, err := service(t, nil, cl, scope.Rules{}).Sweep(context.Background(), "cn-hangzhou", "s", sweepT, false)
+	rep, res := part.Report, part.Result
 	require.NoError(t, err)
 	assert.Zero(t, rep.Total)
 	assert.Empty(t, res.Next)
@@ -338,4 +366,124 @@ func TestIDChecks(t *testing.T) {
 			Reject: []string{"", "cn hangzhou", "cn-hangzhou\n", strings.Repeat("r", 65)},
 		},
 	})
+}
+
+// TestSweepContinuesAcrossParts runs a sweep of 1 050 instances whose
+// invocations may each list 3 pages: 4 parts, linked by continuation
+// messages that go through the job codec, and the last part's report
+// covers the whole region, with the messages spread as one sweep.
+func TestSweepContinuesAcrossParts(t *testing.T) {
+	t.Parallel()
+	ids := numbered("part", 1050)
+	var instances []ecs.Instance
+	var clients []hbr.BackupClient
+	for i, id := range ids {
+		instances = append(instances, running(id, nil))
+		if i%10 == 0 {
+			clients = append(clients, hbr.BackupClient{InstanceID: id, Status: "ACTIVATED"})
+		}
+	}
+	svc := service(t, instances, &clientsFake{clients: clients}, scope.Rules{})
+	svc.Rate = 60 // a message every 20 s
+	now := t0
+	svc.Now = func() time.Time { return now }
+	pages := 0
+	svc.Stop = func() bool { pages++; return pages%3 == 0 }
+
+	part, err := svc.Sweep(context.Background(), "cn-hangzhou", "big", sweepT, false)
+	require.NoError(t, err)
+	var enqueued []string
+	var delays []time.Duration
+	parts := 1
+	for {
+		enqueued = append(enqueued, idsOf(part.Result)...)
+		for _, n := range part.Result.Next {
+			delays = append(delays, n.Delay+now.Sub(t0))
+		}
+		if part.Next == nil {
+			break
+		}
+		assert.False(t, part.Report.Complete)
+		body, err := job.Encode(*part.Next)
+		require.NoError(t, err, "a continuation is a valid job message")
+		m, err := job.Decode(body)
+		require.NoError(t, err)
+		now = now.Add(time.Minute)
+		part, err = svc.Continue(context.Background(), m)
+		require.NoError(t, err)
+		parts++
+	}
+	rep := part.Report
+	assert.Equal(t, 4, parts)
+	assert.Equal(t, 4, rep.Parts)
+	assert.True(t, rep.Complete)
+	assert.Equal(t, 1050, rep.Listed)
+	assert.Equal(t, 1050, rep.Total)
+	assert.Equal(t, 105, rep.Covered)
+	assert.Equal(t, 945, rep.Missing)
+	assert.Equal(t, 945, rep.Enqueued)
+	assert.Equal(t, 49, rep.Messages, "270 missing a part: 14 + 14 + 14 + 7")
+	assert.Equal(t, t0, rep.StartedAt)
+	assert.Len(t, enqueued, 945)
+	for k := 1; k < len(delays); k++ {
+		assert.Equal(t, time.Duration(k)*20*time.Second, delays[k], "message %d is due k·20 s after the start, whatever its part", k)
+	}
+}
+
+func TestSweepMaxSpansParts(t *testing.T) {
+	t.Parallel()
+	var instances []ecs.Instance
+	for _, id := range numbered("max", 350) {
+		instances = append(instances, running(id, nil))
+	}
+	svc := service(t, instances, &clientsFake{}, scope.Rules{})
+	svc.Max = 250
+	svc.Stop = func() bool { return true } // one page per part
+
+	part, err := svc.Sweep(context.Background(), "cn-hangzhou", "s", sweepT, true)
+	require.NoError(t, err)
+	for part.Next != nil {
+		part, err = svc.Continue(context.Background(), *part.Next)
+		require.NoError(t, err)
+	}
+	assert.Equal(t, 3, part.Report.Parts)
+	assert.Equal(t, 250, part.Report.Total)
+	assert.True(t, part.Report.Truncated)
+	assert.True(t, part.Report.Complete)
+}
+
+func TestContinueRefusesWhatCannotEnd(t *testing.T) {
+	t.Parallel()
+	var instances []ecs.Instance
+	for _, id := range numbered("c", 150) {
+		instances = append(instances, running(id, nil))
+	}
+	svc := service(t, instances, &clientsFake{}, scope.Rules{})
+	svc.Stop = func() bool { return true }
+	first, err := svc.Sweep(context.Background(), "cn-hangzhou", "s", sweepT, true)
+	require.NoError(t, err)
+	require.NotNil(t, first.Next)
+
+	tests := map[string]func(m *job.Message){
+		"past its deadline": func(m *job.Message) { m.Deadline = t0 },
+		"too many parts":    func(m *job.Message) { m.Sweep.Part = job.MaxSweepParts - 1 },
+		"not a sweep":       func(m *job.Message) { m.Kind = job.KindPoll },
+		"bad totals":        func(m *job.Message) { m.Sweep.Report = []byte(`[1]`) },
+	}
+	for name, mutate := range tests {
+		t.Run(name, func(t *testing.T) {
+			m := *first.Next
+			st := *m.Sweep
+			m.Sweep = &st
+			mutate(&m)
+			_, err := svc.Continue(context.Background(), m)
+			assert.True(t, fault.Is(err, fault.Invalid), "%v", err)
+		})
+	}
+	m := *first.Next
+	st := *m.Sweep
+	st.Token = "999999"
+	m.Sweep = &st
+	_, err = svc.Continue(context.Background(), m)
+	assert.Equal(t, fault.Permanent, fault.KindOf(err), "a token the service rejects: %v", err)
 }
