@@ -26,6 +26,9 @@ type Bus struct {
 	Rules []*Pattern
 	// OnUnmatched, when set, receives each event no rule matched.
 	OnUnmatched func(event []byte)
+	// OnDuplicate, when set, is called for each extra copy DuplicateRate
+	// adds, so a test can assert that the fault fired.
+	OnDuplicate func()
 	Retry       RetryPolicy
 	// DLQ, when set, receives events whose last retry failed; otherwise they
 	// are discarded.
@@ -104,6 +107,11 @@ func (b *Bus) Publish(ctx context.Context, event []byte) error {
 		}
 	}
 	if b.rng.chance(b.DuplicateRate) {
+		if b.OnDuplicate != nil {
+			for range copies {
+				b.OnDuplicate()
+			}
+		}
 		copies *= 2
 	}
 	ev := bytes.Clone(event)
