@@ -160,6 +160,8 @@ type Cloud struct {
 	speedup      float64
 	// fired counts the injected faults that fired, by kind.
 	fired map[string]int
+	// coverage is the last sweep's coverage (see Sweep).
+	coverage map[string]any
 }
 
 // DeadLetter is one event or message that ended in the dead-letter queue.

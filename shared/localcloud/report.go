@@ -127,6 +127,7 @@ func (c *Cloud) Report() Report {
 	for k, v := range c.fired {
 		r.Faults[k] = v
 	}
+	r.Coverage = c.coverage
 	r.DeadLettered = c.dlq
 	r.DeadLetters = append([]DeadLetter{}, c.deadLetters...)
 	r.Unmatched = append([]string{}, c.unmatched...)
