@@ -186,7 +186,7 @@ func TestConflicts(t *testing.T) {
 }
 
 func TestScenarioPlan(t *testing.T) {
-	sc := DefaultScenario().WithInstances(100)
+	sc := BurstScenario().WithInstances(100)
 	require.Equal(t, 10, sc.BurstSize)
 	p, err := sc.Plan(Scale(30), 7, time.Minute)
 	require.NoError(t, err)
@@ -249,4 +249,29 @@ func TestVmHWM(t *testing.T) {
 	assert.Positive(t, kb)
 	_, err = vmHWM(-1)
 	assert.Error(t, err)
+}
+
+func TestWorldScenarioPlan(t *testing.T) {
+	sc := ChaosScenario(DefaultScenario().WithInstances(100))
+	require.True(t, sc.World)
+	p, err := sc.Plan(Scale(30), 7, time.Minute)
+	require.NoError(t, err)
+	require.NotNil(t, p.World)
+	assert.Empty(t, p.Arrivals, "the world replaces the arrivals")
+	assert.Len(t, p.IDs, 100)
+	assert.Equal(t, p.World.IDs(), p.IDs)
+	assert.Len(t, p.Behaviors, 100)
+	hung := 0
+	for _, in := range p.World.Instances {
+		b := p.Behaviors[in.ID]
+		assert.Equal(t, in.Heartbeat-in.Launched, b.ReadyAfter, "%s: ready at its heartbeat, for the naive model", in.ID)
+		if b.InstallDuration == time.Minute {
+			hung++
+		}
+	}
+	assert.Equal(t, 1, hung)
+	again, err := sc.Plan(Scale(30), 7, time.Minute)
+	require.NoError(t, err)
+	assert.Equal(t, p, again, "a seed gives the same plan")
+	assert.Contains(t, sc.describe(30), "launch world: 100 instances")
 }

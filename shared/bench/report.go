@@ -61,7 +61,12 @@ type Doc struct {
 	DescribeTaskRatioVsMinimum float64 `json:"describe_task_ratio_vs_minimum"`
 	OutcomeLatencyP99          float64 `json:"outcome_latency_p99_seconds"`
 	PeakRSSMB                  float64 `json:"peak_rss_mb"`
-	Goals                      []Goal  `json:"goals"`
+	// The launch world's figures of the default burst (see Burst).
+	EventsPerInstance         float64 `json:"events_per_instance"`
+	InstallSlotsPerInstance   float64 `json:"install_slots_per_instance"`
+	OutcomeRecordsPerInstance float64 `json:"outcome_records_per_instance"`
+	RunningToOutcomeRealP99   float64 `json:"running_to_outcome_real_p99_seconds"`
+	Goals                     []Goal  `json:"goals"`
 
 	ColdStart        map[string]ColdStart `json:"cold_start"`
 	BinarySizes      map[string]int64     `json:"binary_size_bytes"`
@@ -153,6 +158,8 @@ func Run(ctx context.Context, cfg Config) (Doc, error) {
 	for _, v := range def.PeakRSSMB {
 		doc.PeakRSSMB = max(doc.PeakRSSMB, v)
 	}
+	doc.EventsPerInstance, doc.InstallSlotsPerInstance = def.EventsPerInstance, def.InstallSlotsPerInstance
+	doc.OutcomeRecordsPerInstance, doc.RunningToOutcomeRealP99 = def.OutcomeRecordsPerInstance, def.RunningToOutcomeRealP99
 	doc.Goals = []Goal{
 		goal("cold_start_ratio", doc.ColdStartRatio, 1.25, "×", "process start → first GET /next, median, worst function vs minimal"),
 		goal("binary_size_ratio", doc.BinarySizeRatio, 1.8, "×", "stripped (make build flags), worst function vs minimal"),
@@ -160,6 +167,18 @@ func Run(ctx context.Context, cfg Config) (Doc, error) {
 		goal("describe_task_ratio_vs_minimum", doc.DescribeTaskRatioVsMinimum, 1.1, "×", "sum of DescribeTask calls / sum of per-task schedule minimum"),
 		goal("outcome_latency_p99_seconds", doc.OutcomeLatencyP99, def.LatencyGoalSeconds, "s", "task completion → INSTALLED record, in the scaled run; goal = scaled poll interval + 2 s"),
 		goal("peak_rss_mb", doc.PeakRSSMB, 48, "MiB", "VmHWM, worst function's processes during the burst"),
+	}
+	if cfg.Scenario.World {
+		latencyGoal := (cfg.Scenario.TaskMax + 45*time.Second).Seconds()
+		doc.Goals = append(doc.Goals,
+			Goal{Name: "events_per_instance", Value: doc.EventsPerInstance, Limit: 2.5, Met: doc.EventsPerInstance >= 2.5,
+				Note: "at least: events published / distinct instances (the world announces every instance three ways)"},
+			goal("install_slots_per_instance", doc.InstallSlotsPerInstance, 1.05, "×", "instance IDs sent to InstallBackupClients / instances installed"),
+			goal("outcome_records_per_instance", doc.OutcomeRecordsPerInstance, 1.0, "×", "outcome records / distinct instances"),
+			goal("hbr_calls_per_instance", doc.HBRCallsPerInstance, 1.5, "", "every HBR call / instances installed"),
+			goal("running_to_outcome_real_p99_seconds", doc.RunningToOutcomeRealP99, latencyGoal, "s",
+				"first Running event → first outcome record, × scale; goal = longest install task + 45 s"),
+		)
 	}
 	if !def.Settled || def.Lost > 0 {
 		doc.Goals = append(doc.Goals, Goal{Name: "burst settled without loss", Value: float64(def.Lost), Limit: 0, Met: false,
@@ -237,6 +256,11 @@ func (d Doc) PrintTable(w io.Writer) {
 	row("installed / instances (lost)", fmt.Sprint(d.Naive.Installed), func(b Burst) string {
 		return fmt.Sprintf("%d / %d (%d)", b.Installed, b.Instances, b.Lost)
 	})
+	row("events per instance", "-", func(b Burst) string { return fmt.Sprint(b.EventsPerInstance) })
+	row("install slots per installed instance", "-", func(b Burst) string { return fmt.Sprint(b.InstallSlotsPerInstance) })
+	row("outcome records per instance", "-", func(b Burst) string { return fmt.Sprint(b.OutcomeRecordsPerInstance) })
+	row("conflicting records", "-", func(b Burst) string { return fmt.Sprint(b.Conflicts) })
+	row("Running → outcome p99, real s", "-", func(b Burst) string { return fmt.Sprint(b.RunningToOutcomeRealP99) })
 	row("HBR calls", fmt.Sprint(d.Naive.HBRCalls), func(b Burst) string { return fmt.Sprint(b.HBRCalls) })
 	row("HBR calls per installed instance", fmt.Sprint(d.Naive.HBRCallsPerInstance), func(b Burst) string { return fmt.Sprint(b.HBRCallsPerInstance) })
 	row("  ratio vs naive", "1", func(b Burst) string { return fmt.Sprint(b.HBRCallsRatioVsNaive) })
@@ -281,6 +305,8 @@ func (c Chaos) PrintTable(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
 	fmt.Fprintf(tw, "accepted (job, instance)\t%d\n", c.Accepted)
 	fmt.Fprintf(tw, "instances\t%d\n", c.Instances)
+	fmt.Fprintf(tw, "events per instance\t%g\n", c.EventsPerInstance)
+	fmt.Fprintf(tw, "faults fired\t%v\n", c.FaultsFired)
 	var kinds []string
 	for k := range c.Outcomes {
 		kinds = append(kinds, k)
