@@ -26,7 +26,7 @@ type Flags struct {
 	// Burst runs the older one-event-per-instance burst instead of the
 	// launch world (-burst).
 	Burst bool
-	Seed      int64
+	Seed  int64
 	// Scale divides every real-cloud delay (-scale).
 	Scale float64
 	// Coalesce is INSTALL_COALESCE_DELAY in real-cloud terms (-coalesce).
