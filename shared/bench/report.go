@@ -172,7 +172,7 @@ func Run(ctx context.Context, cfg Config) (Doc, error) {
 		latencyGoal := (cfg.Scenario.TaskMax + 45*time.Second).Seconds()
 		doc.Goals = append(doc.Goals,
 			Goal{Name: "events_per_instance", Value: doc.EventsPerInstance, Limit: 2.5, Met: doc.EventsPerInstance >= 2.5,
-				Note: "at least: events published / distinct instances (the world announces every instance three ways)"},
+				Note: "at least: announcements (event, instance) / distinct instances; a RunInstances record announces each of its instances"},
 			goal("install_slots_per_instance", doc.InstallSlotsPerInstance, 1.05, "×", "instance IDs sent to InstallBackupClients / instances installed"),
 			goal("outcome_records_per_instance", doc.OutcomeRecordsPerInstance, 1.0, "×", "outcome records / distinct instances"),
 			goal("hbr_calls_per_instance", doc.HBRCallsPerInstance, 1.5, "", "every HBR call / instances installed"),

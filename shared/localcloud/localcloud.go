@@ -153,11 +153,12 @@ type Cloud struct {
 	// they (or a launch world) named; running the first Running event
 	// of each instance; installSlots the instance IDs sent to
 	// InstallBackupClients.
-	published    int
-	announced    map[string]bool
-	running      map[string]time.Time
-	installSlots int
-	speedup      float64
+	published     int
+	announcements int
+	announced     map[string]bool
+	running       map[string]time.Time
+	installSlots  int
+	speedup       float64
 	// fired counts the injected faults that fired, by kind.
 	fired map[string]int
 	// coverage is the last sweep's coverage (see Sweep).

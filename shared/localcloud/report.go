@@ -60,13 +60,18 @@ type Report struct {
 	// Unmatched lists the events no install rule matched (not delivered).
 	Unmatched []string `json:"unmatched_events"`
 	// EventsPublished counts events put on the bus (duplicates included);
-	// Instances the distinct instances they named.
+	// Announcements the (event, instance) pairs they named (a RunInstances
+	// record of 100 instances is 100 announcements); Instances the distinct
+	// instances they named.
 	EventsPublished int `json:"events_published"`
+	Announcements   int `json:"announcements"`
 	Instances       int `json:"instances"`
 	// InstallSlots counts the instance IDs sent to InstallBackupClients.
 	InstallSlots int `json:"install_slots"`
-	// The economy of the run: events published, install slots (per
-	// instance installed), outcome records and HBR calls, per instance.
+	// The economy of the run, per distinct instance: the events that
+	// announced it (Announcements / Instances: how many times each instance
+	// arrives), install slots (per instance installed), outcome records and
+	// HBR calls.
 	EventsPerInstance         float64 `json:"events_per_instance"`
 	InstallSlotsPerInstance   float64 `json:"install_slots_per_instance"`
 	OutcomeRecordsPerInstance float64 `json:"outcome_records_per_instance"`
@@ -132,7 +137,7 @@ func (c *Cloud) Report() Report {
 	r.DeadLetters = append([]DeadLetter{}, c.deadLetters...)
 	r.Unmatched = append([]string{}, c.unmatched...)
 	r.Accepted = len(c.accepted)
-	r.EventsPublished = c.published
+	r.EventsPublished, r.Announcements = c.published, c.announcements
 	r.InstallSlots = c.installSlots
 
 	byInstance := map[string][]Record{}
@@ -183,7 +188,7 @@ func (c *Cloud) Report() Report {
 			hbrCalls += v
 		}
 	}
-	r.EventsPerInstance = perUnit(r.EventsPublished, r.Instances)
+	r.EventsPerInstance = perUnit(r.Announcements, r.Instances)
 	r.OutcomeRecordsPerInstance = perUnit(len(r.Records), r.Instances)
 	r.HBRCallsPerInstance = perUnit(hbrCalls, r.Instances)
 	installed := 0

@@ -2,12 +2,14 @@ package localcloud
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecsevent"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecssim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbrsim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
 )
 
 // behavior is the HBR behaviour the options give an instance.
@@ -18,19 +20,20 @@ func (c *Cloud) behavior(id string) hbrsim.Behavior {
 	return c.opts.Behavior
 }
 
-// announce counts an event and the instances it names. An instance ECS does
-// not know yet is created in it, Running, its Cloud Assistant ready when
-// its HBR behaviour says (ECS and HBR must agree: the functions ask both),
-// unless its behaviour says it is gone.
+// announce counts an event and the instances it names (whether or not a
+// rule will deliver it). An instance ECS does not know yet is created in it,
+// Running, its Cloud Assistant ready when its HBR behaviour says (ECS and
+// HBR must agree: the functions ask both), unless its behaviour says it is
+// gone.
 func (c *Cloud) announce(event []byte) {
-	b, _ := ecsevent.Parse(event, c.opts.Region)
+	ids := namedInstances(event, c.opts.Region)
 	now := time.Now()
 	isRunning := describeEventType(event) == TypeStateChange
 	c.mu.Lock()
 	c.published++
+	c.announcements += len(ids)
 	var fresh []string
-	for _, cand := range b.Candidates {
-		id := cand.InstanceID
+	for _, id := range ids {
 		if !c.announced[id] {
 			c.announced[id] = true
 			fresh = append(fresh, id)
@@ -55,6 +58,37 @@ func (c *Cloud) announce(event []byte) {
 		c.ECS.SetInstance(ecssim.Instance{ID: id, AssistantReadyAt: ready})
 		c.HBR.InstanceSeen(id, now)
 	}
+}
+
+// namedInstances returns the valid instance IDs an event names, whatever
+// its type: what the parser accepts, plus the instances of RunInstances
+// records under an ActionTrail type the parser may not know yet.
+func namedInstances(event []byte, region string) []string {
+	seen := map[string]bool{}
+	var ids []string
+	add := func(id string) {
+		if id != "" && !seen[id] && job.ValidInstanceID(id) {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	if b, err := ecsevent.Parse(event, region); err == nil {
+		for _, cand := range b.Candidates {
+			add(cand.InstanceID)
+		}
+	}
+	var ev struct {
+		Data struct {
+			EventName  string              `json:"eventName"`
+			Referenced map[string][]string `json:"referencedResources"`
+		} `json:"data"`
+	}
+	if json.Unmarshal(event, &ev) == nil && ev.Data.EventName == "RunInstances" {
+		for _, id := range ev.Data.Referenced["ACS::ECS::Instance"] {
+			add(id)
+		}
+	}
+	return ids
 }
 
 func (c *Cloud) onUnmatched(event []byte) {
