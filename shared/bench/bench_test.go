@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"os"
 	"testing"
 	"time"
@@ -274,4 +275,27 @@ func TestWorldScenarioPlan(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, p, again, "a seed gives the same plan")
 	assert.Contains(t, sc.describe(30), "launch world: 100 instances")
+}
+
+func TestRunNaive(t *testing.T) {
+	sc := DefaultScenario().WithInstances(40)
+	sc.FailOnce = 0.2
+	p, err := sc.Plan(Scale(30), 3, time.Minute)
+	require.NoError(t, err)
+	n, err := RunNaive(context.Background(), p, Scale(30), 2, 3)
+	require.NoError(t, err)
+	assert.Equal(t, 40, n.Installed, "every instance installs in the end")
+	assert.Equal(t, n.InstallCalls+n.DescribeCalls, n.HBRCalls)
+	// Each instance is announced about three times, and each announcement
+	// installs and polls on its own: far more calls than one per instance.
+	assert.Greater(t, n.InstallCalls, 3*40)
+	assert.Greater(t, n.DescribeCalls, 3*40*12, "installs of 1–3 min polled every 5 s, per announcement")
+	t.Logf("naive run: %+v; model: %+v", n, naiveCost(p.Behaviors, Scale(30), 2))
+	assert.Equal(t, NaiveModel, n.Model)
+	again, err := RunNaive(context.Background(), p, Scale(30), 2, 3)
+	require.NoError(t, err)
+	assert.Equal(t, n, again, "the virtual clock makes the run repeatable")
+
+	_, err = RunNaive(context.Background(), Plan{}, Scale(30), 2, 3)
+	assert.Error(t, err)
 }
