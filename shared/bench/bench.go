@@ -60,8 +60,8 @@ type Goal struct {
 	// when AtLeast is set.
 	Limit   float64 `json:"limit"`
 	AtLeast bool    `json:"at_least,omitempty"`
-	Unit  string  `json:"unit,omitempty"`
-	Met   bool    `json:"met"`
+	Unit    string  `json:"unit,omitempty"`
+	Met     bool    `json:"met"`
 	// Note says how the value was measured, or why a goal is missed.
 	Note string `json:"note,omitempty"`
 }
