@@ -191,3 +191,27 @@ func TestE2ELaunchWorldInstallsOnce(t *testing.T) {
 		assert.Empty(t, r.Unmatched, "s.yaml's rules accept every launch path")
 	}
 }
+
+func TestE2ELaunchWorldStatesInECSAndHBR(t *testing.T) {
+	t.Parallel()
+	w, err := NewWorld(LaunchOptions{Instances: 3, Seed: 5, Speedup: 30, SingleShare: 0.01, Span: time.Second})
+	require.NoError(t, err)
+	var cloud *Cloud
+	runSettled(t, Options{Seed: 5}, 60*time.Second, func(c *Cloud) {
+		cloud = c
+		before := time.Now()
+		c.Launch(context.Background(), w, false)
+		for _, in := range w.Instances {
+			got, ok := c.ECS.Instance(in.ID)
+			require.True(t, ok, "ECS holds %s from its launch", in.ID)
+			assert.Equal(t, "Starting", got.Status, "before its Running event")
+			assert.WithinDuration(t, before.Add(in.Heartbeat), got.AssistantReadyAt, time.Second, "ready from the heartbeat")
+		}
+	})
+	for _, in := range w.Instances {
+		got, _ := cloud.ECS.Instance(in.ID)
+		assert.Equal(t, "Running", got.Status, "after its Running event")
+		st, _ := cloud.HBR.Client(in.ID)
+		assert.Equal(t, "ACTIVATED", st)
+	}
+}
