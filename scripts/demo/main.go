@@ -32,13 +32,20 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var events, messages, envs files
 	fs.Var(&messages, "message", "file whose bytes are put on the job queue as one raw message body; repeatable")
 	fs.Var(&envs, "env", "K=V added to every function's environment; repeatable")
-	clientsFile := fs.String("clients", "", `JSON file seeding HBR clients: {"<instance id>": {"status": "ACTIVATED", "createdTime": "<RFC 3339>"}, …}`)
+	clientsFile := fs.String("clients", "", `JSON file seeding HBR clients: {"<instance id>": {"status": "ACTIVATED", "createdTime": "<RFC 3339>"}, …}; any of the 12 statuses; "then": "ACTIVATED", "after": "30s" make a transitional one change`)
 	sweepN := fs.Int("sweep", 0, "ECS holds N running instances (a tenth with an ACTIVATED client) and the reconcile function is invoked directly; the report adds its coverage")
 	launchN := fs.Int("launch", 0, "play a launch world of N instances instead of the event files: RunInstances, Running and FirstHeartbeat per instance, at their scaled times")
 	speedup := fs.Float64("speedup", 20, "with -launch: how many times faster than the real cloud the launches run")
@@ -132,6 +139,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	type seeded struct {
 		Status      string    `json:"status"`
 		CreatedTime time.Time `json:"createdTime"`
+		// Then and After make a transitional client (UPGRADING,
+		// REGISTERED) reach status Then after the duration After ("90s").
+		Then  string `json:"then"`
+		After string `json:"after"`
 	}
 	clients := map[string]seeded{}
 	if *clientsFile != "" {
@@ -178,7 +189,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	defer cloud.Close()
 	for id, cl := range clients {
-		cloud.HBR.SetClient(id, cl.Status, cl.CreatedTime)
+		after, err := time.ParseDuration(cmpOr(cl.After, "0s"))
+		if err != nil {
+			fmt.Fprintf(stderr, "demo: -clients %s: %s: after: %v\n", *clientsFile, id, err)
+			return 2
+		}
+		cloud.HBR.SetClientTransition(id, cl.Status, cl.CreatedTime, cl.Then, after)
 	}
 	for _, body := range bodies {
 		if _, err := cloud.MNS.Send(localcloud.QueueName, body, 0, 8); err != nil {
