@@ -32,10 +32,24 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var events files
+	var events, messages, envs files
+	fs.Var(&messages, "message", "file whose bytes are put on the job queue as one raw message body; repeatable")
+	fs.Var(&envs, "env", "K=V added to every function's environment; repeatable")
+	clientsFile := fs.String("clients", "", `JSON file seeding HBR clients: {"<instance id>": {"status": "ACTIVATED", "createdTime": "<RFC 3339>"}, …}; any of the 12 statuses; "then": "ACTIVATED", "after": "30s" make a transitional one change`)
+	sweepN := fs.Int("sweep", 0, "ECS holds N running instances (a tenth with an ACTIVATED client) and the reconcile function is invoked directly; the report adds its coverage")
+	launchN := fs.Int("launch", 0, "play a launch world of N instances instead of the event files: RunInstances, Running and FirstHeartbeat per instance, at their scaled times")
+	speedup := fs.Float64("speedup", 20, "with -launch: how many times faster than the real cloud the launches run")
+	allAtOnce := fs.Bool("all-at-once", false, "with -launch: push every event at once")
 	fs.Var(&events, "event", "event file to push (one CloudEvent or an array); repeatable (default: events/instance-running.json and events/runinstances-burst.json)")
 	jsonOut := fs.Bool("json", false, "print one JSON report on stdout instead of the timeline")
 	seed := fs.Int64("seed", 1, "seed for behaviour assignment and fault injection")
@@ -76,7 +90,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "demo:", err)
 		return 2
 	}
-	if len(events) == 0 {
+	if len(events) == 0 && *launchN == 0 && *sweepN == 0 && len(messages) == 0 {
 		events = files{filepath.Join(root, "events/instance-running.json"), filepath.Join(root, "events/runinstances-burst.json")}
 	}
 	var payloads [][]byte
@@ -104,7 +118,53 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
-	ids := localcloud.InstanceIDs(payloads, "cn-hangzhou")
+	env := map[string]string{}
+	for _, kv := range envs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			fmt.Fprintf(stderr, "demo: -env %q: want K=V\n", kv)
+			return 2
+		}
+		env[k] = v
+	}
+	var bodies []string
+	for _, f := range messages {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			fmt.Fprintln(stderr, "demo:", err)
+			return 2
+		}
+		bodies = append(bodies, string(b))
+	}
+	type seeded struct {
+		Status      string    `json:"status"`
+		CreatedTime time.Time `json:"createdTime"`
+		// Then and After make a transitional client (UPGRADING,
+		// REGISTERED) reach status Then after the duration After ("90s").
+		Then  string `json:"then"`
+		After string `json:"after"`
+	}
+	clients := map[string]seeded{}
+	if *clientsFile != "" {
+		b, err := os.ReadFile(*clientsFile)
+		if err == nil {
+			err = json.Unmarshal(b, &clients)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "demo: -clients %s: %v\n", *clientsFile, err)
+			return 2
+		}
+	}
+	var world localcloud.World
+	if *launchN > 0 {
+		world, err = localcloud.NewWorld(localcloud.LaunchOptions{Instances: *launchN, Seed: *seed, Speedup: *speedup, DuplicateRate: *dup})
+		if err != nil {
+			fmt.Fprintln(stderr, "demo:", err)
+			return 2
+		}
+	}
+
+	ids := append(localcloud.InstanceIDs(payloads, "cn-hangzhou"), world.IDs()...)
 	opts := localcloud.Options{
 		Binaries:      bins,
 		Timing:        &timing,
@@ -115,6 +175,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		DuplicateRate: *dup,
 		CrashRate:     *crash,
 		Seed:          *seed,
+		Env:           env,
 	}
 	if !*jsonOut {
 		opts.OnEntry = func(e localcloud.Entry) {
@@ -127,6 +188,30 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer cloud.Close()
+	for id, cl := range clients {
+		after, err := time.ParseDuration(cmpOr(cl.After, "0s"))
+		if err != nil {
+			fmt.Fprintf(stderr, "demo: -clients %s: %s: after: %v\n", *clientsFile, id, err)
+			return 2
+		}
+		cloud.HBR.SetClientTransition(id, cl.Status, cl.CreatedTime, cl.Then, after)
+	}
+	for _, body := range bodies {
+		if _, err := cloud.MNS.Send(localcloud.QueueName, body, 0, 8); err != nil {
+			fmt.Fprintln(stderr, "demo:", err)
+			return 1
+		}
+	}
+	if *sweepN > 0 {
+		cloud.SeedFleet(*sweepN)
+		if _, err := cloud.Sweep(ctx, "{}"); err != nil {
+			fmt.Fprintln(stderr, "demo:", err)
+			return 1
+		}
+	}
+	if *launchN > 0 {
+		cloud.Launch(ctx, world, *allAtOnce)
+	}
 	if err := cloud.Publish(ctx, payloads...); err != nil {
 		fmt.Fprintln(stderr, "demo:", err)
 		return 1
@@ -144,6 +229,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	} else {
 		fmt.Fprintln(stdout)
 		report.PrintTable(stdout)
+		if report.Coverage != nil {
+			fmt.Fprintf(stdout, "sweep coverage: running=%v activated=%v queued=%v skipped=%v\n",
+				report.Coverage["running"], report.Coverage["activated"], report.Coverage["queued"], report.Coverage["skipped"])
+		}
 	}
 	if report.Lost > 0 || !settled {
 		if !*jsonOut {

@@ -56,10 +56,12 @@ func ThisMachine() Machine {
 type Goal struct {
 	Name  string  `json:"name"`
 	Value float64 `json:"value"`
-	// Limit is the goal: Value must be at most Limit.
-	Limit float64 `json:"limit"`
-	Unit  string  `json:"unit,omitempty"`
-	Met   bool    `json:"met"`
+	// Limit is the goal: Value must be at most Limit, or at least Limit
+	// when AtLeast is set.
+	Limit   float64 `json:"limit"`
+	AtLeast bool    `json:"at_least,omitempty"`
+	Unit    string  `json:"unit,omitempty"`
+	Met     bool    `json:"met"`
 	// Note says how the value was measured, or why a goal is missed.
 	Note string `json:"note,omitempty"`
 }

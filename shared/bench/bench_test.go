@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"os"
 	"testing"
 	"time"
@@ -186,7 +187,7 @@ func TestConflicts(t *testing.T) {
 }
 
 func TestScenarioPlan(t *testing.T) {
-	sc := DefaultScenario().WithInstances(100)
+	sc := BurstScenario().WithInstances(100)
 	require.Equal(t, 10, sc.BurstSize)
 	p, err := sc.Plan(Scale(30), 7, time.Minute)
 	require.NoError(t, err)
@@ -248,5 +249,53 @@ func TestVmHWM(t *testing.T) {
 	require.NoError(t, err)
 	assert.Positive(t, kb)
 	_, err = vmHWM(-1)
+	assert.Error(t, err)
+}
+
+func TestWorldScenarioPlan(t *testing.T) {
+	sc := ChaosScenario(DefaultScenario().WithInstances(100))
+	require.True(t, sc.World)
+	p, err := sc.Plan(Scale(30), 7, time.Minute)
+	require.NoError(t, err)
+	require.NotNil(t, p.World)
+	assert.Empty(t, p.Arrivals, "the world replaces the arrivals")
+	assert.Len(t, p.IDs, 100)
+	assert.Equal(t, p.World.IDs(), p.IDs)
+	assert.Len(t, p.Behaviors, 100)
+	hung := 0
+	for _, in := range p.World.Instances {
+		b := p.Behaviors[in.ID]
+		assert.Equal(t, in.Heartbeat-in.Launched, b.ReadyAfter, "%s: ready at its heartbeat, for the naive model", in.ID)
+		if b.InstallDuration == time.Minute {
+			hung++
+		}
+	}
+	assert.Equal(t, 1, hung)
+	again, err := sc.Plan(Scale(30), 7, time.Minute)
+	require.NoError(t, err)
+	assert.Equal(t, p, again, "a seed gives the same plan")
+	assert.Contains(t, sc.describe(30), "launch world: 100 instances")
+}
+
+func TestRunNaive(t *testing.T) {
+	sc := DefaultScenario().WithInstances(40)
+	sc.FailOnce = 0.2
+	p, err := sc.Plan(Scale(30), 3, time.Minute)
+	require.NoError(t, err)
+	n, err := RunNaive(context.Background(), p, Scale(30), 2, 3)
+	require.NoError(t, err)
+	assert.Equal(t, 40, n.Installed, "every instance installs in the end")
+	assert.Equal(t, n.InstallCalls+n.DescribeCalls, n.HBRCalls)
+	// Each instance is announced about three times, and each announcement
+	// installs and polls on its own: far more calls than one per instance.
+	assert.Greater(t, n.InstallCalls, 3*40)
+	assert.Greater(t, n.DescribeCalls, 3*40*12, "installs of 1–3 min polled every 5 s, per announcement")
+	t.Logf("naive run: %+v; model: %+v", n, naiveCost(p.Behaviors, Scale(30), 2))
+	assert.Equal(t, NaiveModel, n.Model)
+	again, err := RunNaive(context.Background(), p, Scale(30), 2, 3)
+	require.NoError(t, err)
+	assert.Equal(t, n, again, "the virtual clock makes the run repeatable")
+
+	_, err = RunNaive(context.Background(), Plan{}, Scale(30), 2, 3)
 	assert.Error(t, err)
 }

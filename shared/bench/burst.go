@@ -78,6 +78,19 @@ type Burst struct {
 	EndToEnd     Percentiles `json:"end_to_end_seconds"`
 	EndToEndReal Percentiles `json:"end_to_end_real_seconds"`
 
+	// The launch world's economy (issue 9): events published per distinct
+	// instance, instance IDs sent to InstallBackupClients per instance
+	// installed, outcome records per distinct instance.
+	EventsPerInstance         float64 `json:"events_per_instance"`
+	InstallSlotsPerInstance   float64 `json:"install_slots_per_instance"`
+	OutcomeRecordsPerInstance float64 `json:"outcome_records_per_instance"`
+	// RunningToOutcomeRealP99 is the p99 from an instance's first Running
+	// event to its first outcome record, multiplied back by the scale.
+	RunningToOutcomeRealP99 float64 `json:"running_to_outcome_real_p99_seconds"`
+	// Conflicts counts record pairs of one instance that disagree where
+	// neither supersedes the other.
+	Conflicts int `json:"duplicated_outcomes"`
+
 	// PeakRSSMB is the largest VmHWM of each function's processes (MiB).
 	PeakRSSMB map[string]float64 `json:"peak_rss_mb"`
 	Errors    int                `json:"errors"`
@@ -125,6 +138,11 @@ func (b *Burst) fill(obs observation, t localcloud.Timing, s Scale) {
 	r := obs.report
 	b.Accepted, b.Instances, b.ByOutcome, b.Lost = r.Accepted, len(r.Outcomes), r.ByOutcome, r.Lost
 	b.Installed = r.ByOutcome["INSTALLED"]
+	b.EventsPerInstance, b.InstallSlotsPerInstance = r.EventsPerInstance, r.InstallSlotsPerInstance
+	b.OutcomeRecordsPerInstance, b.Conflicts = r.OutcomeRecordsPerInstance, r.DuplicatedOutcomes
+	if r.RunningToOutcomeRealP99 > 0 {
+		b.RunningToOutcomeRealP99 = r.RunningToOutcomeRealP99
+	}
 	b.Settled, b.Seconds, b.Calls, b.Errors = obs.settled, round(obs.elapsed.Seconds(), 1), r.Calls, len(r.Errors)
 	for k, n := range r.Calls {
 		if strings.HasPrefix(k, "hbr.") {

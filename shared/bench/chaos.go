@@ -107,6 +107,12 @@ type Chaos struct {
 	// "instance: outcome/code (reason) ≠ …".
 	ConflictSamples []string `json:"conflict_samples,omitempty"`
 
+	// EventsPerInstance is events published per distinct instance.
+	EventsPerInstance float64 `json:"events_per_instance"`
+	// FaultsFired counts the injected faults that fired (see
+	// localcloud.Report.Faults).
+	FaultsFired map[string]int `json:"faults_fired"`
+
 	DeadLettered int            `json:"dead_lettered"`
 	Calls        map[string]int `json:"calls"`
 	Invocations  map[string]int `json:"invocations"`
@@ -153,6 +159,10 @@ func (c *Chaos) fill(obs observation) {
 	c.ErrorSamples = sampleErrors(r.Errors, 5)
 
 	c.DuplicatedOutcomes, c.ForkedOutcomes, c.ConflictSamples = conflicts(obs.records, 6)
+	// Conflicts across jobs of one instance count too (issue 9): records
+	// that disagree where neither supersedes the other.
+	c.DuplicatedOutcomes = max(c.DuplicatedOutcomes, r.DuplicatedOutcomes)
+	c.EventsPerInstance, c.FaultsFired = r.EventsPerInstance, r.Faults
 	c.LongestChain, c.LongestChainJob, c.LongestTaskChain = chains(obs.sends)
 	calls, overshoot, closest := pastDeadline(obs.calls, obs.sends)
 	c.PastDeadlineCalls, c.PastDeadline = calls, calls > 0
@@ -269,6 +279,16 @@ func sampleErrors(errs []string, n int) []string {
 
 // describe is a one-line summary of a scenario.
 func (sc Scenario) describe(s Scale) string {
+	if sc.World {
+		d := fmt.Sprintf("launch world: %d instances launched over %s (%.0f%% of launches single, the rest batches of up to 100), "+
+			"each announced by RunInstances, Running 20–90 s later and FirstHeartbeat 10–60 s after (ready from then), %.0f%% of events delivered twice; installs of %s–%s",
+			sc.Instances, sc.Arrival, 100*sc.SingleShare, 100*sc.Duplicate, sc.TaskMin, sc.TaskMax)
+		if sc.FailOnce+sc.Gone+sc.Expire+sc.Cancel+sc.Hung > 0 {
+			d += fmt.Sprintf("; %.0f%% fail once, %.0f%% gone, %.0f%% expire, %.0f%% cancelled, %.0f%% hang past the deadline",
+				100*sc.FailOnce, 100*sc.Gone, 100*sc.Expire, 100*sc.Cancel, 100*sc.Hung)
+		}
+		return d + fmt.Sprintf(" (real-cloud time; run at 1:%g)", float64(s))
+	}
 	d := fmt.Sprintf("%d instances (%d Running events + %d RunInstances of %d) over %s, %.0f%% not ready for %s–%s, installs of %s–%s",
 		sc.Instances, sc.Instances-sc.Bursts*sc.BurstSize, sc.Bursts, sc.BurstSize, sc.Arrival,
 		100*sc.NotReady, sc.ReadyMin, sc.ReadyMax, sc.TaskMin, sc.TaskMax)

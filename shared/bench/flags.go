@@ -23,7 +23,10 @@ type Flags struct {
 	// overrides the scenario's instance count (-instances).
 	Quick     bool
 	Instances int
-	Seed      int64
+	// Burst runs the older one-event-per-instance burst instead of the
+	// launch world (-burst).
+	Burst bool
+	Seed  int64
 	// Scale divides every real-cloud delay (-scale).
 	Scale float64
 	// Coalesce is INSTALL_COALESCE_DELAY in real-cloud terms (-coalesce).
@@ -53,6 +56,7 @@ func RegisterFlags(fs *flag.FlagSet, t FlagText) *Flags {
 	fs.StringVar(&f.Out, "out", "", "also write the JSON document to this file")
 	fs.BoolVar(&f.Quick, "quick", false, t.Quick)
 	fs.Int64Var(&f.Seed, "seed", 1, t.Seed)
+	fs.BoolVar(&f.Burst, "burst", false, "the older scenario, one event per instance, instead of the launch world")
 	fs.Float64Var(&f.Scale, "scale", 30, "speed-up: every real-cloud delay is divided by this")
 	fs.IntVar(&f.Instances, "instances", 0, "instances in the burst (default 1000, 200 with -quick)")
 	fs.DurationVar(&f.Coalesce, "coalesce", t.CoalesceDefault, t.Coalesce)
@@ -72,6 +76,9 @@ func (f *Flags) Scenario() Scenario {
 	}
 	if f.Instances > 0 {
 		sc = sc.WithInstances(f.Instances)
+	}
+	if f.Burst {
+		sc.World = false
 	}
 	return sc
 }

@@ -125,7 +125,11 @@ func run(ctx context.Context, rc runConfig) (observation, error) {
 	}
 
 	start := time.Now()
-	err = publish(runCtx, cloud, rc.plan.Arrivals, start)
+	if rc.plan.World != nil {
+		cloud.Launch(runCtx, *rc.plan.World, false)
+	} else {
+		err = publish(runCtx, cloud, rc.plan.Arrivals, start)
+	}
 	settled := err == nil && cloud.Wait(runCtx)
 	elapsed := time.Since(start)
 	stopBG()

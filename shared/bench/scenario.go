@@ -84,16 +84,37 @@ type Scenario struct {
 	ReadyMin, ReadyMax time.Duration
 	// TaskMin..TaskMax is how long one instance's install takes.
 	TaskMin, TaskMax time.Duration
+	// World plays the launch world (localcloud.NewWorld) instead of the
+	// burst: launches over Arrival, SingleShare of them single instances,
+	// the rest batches of up to 100; each instance announced by
+	// RunInstances, Running and FirstHeartbeat, Duplicate of the events
+	// delivered twice; ready from the heartbeat (Bursts, BurstSize,
+	// NotReady and ReadyMin/Max are ignored).
+	World       bool
+	SingleShare float64
+	Duplicate   float64
 	// Faults (chaos): shares of instances whose first install fails, that
 	// are gone, whose task expires or is cancelled, or whose install hangs
 	// past the job deadline.
 	FailOnce, Gone, Expire, Cancel, Hung float64
 }
 
-// DefaultScenario is the issue's burst: 1000 instances, 400 announced one by
-// one and 600 by six RunInstances calls, over five minutes; 30 % not ready
-// for one to two minutes; installs of one to three minutes.
+// DefaultScenario is the launch world (issue 9): 1000 instances launched
+// over five minutes, half the launches single instances and the rest
+// batches of up to 100, every instance announced three ways, 5 % of the
+// events delivered twice; installs of one to three minutes. BurstScenario
+// is the older one-event-per-instance burst.
 func DefaultScenario() Scenario {
+	sc := BurstScenario()
+	sc.World, sc.SingleShare, sc.Duplicate = true, 0.5, 0.05
+	return sc
+}
+
+// BurstScenario is the first benchmark's burst: 1000 instances, 400
+// announced one by one and 600 by six RunInstances calls, over five
+// minutes; 30 % not ready for one to two minutes; installs of one to three
+// minutes.
+func BurstScenario() Scenario {
 	return Scenario{
 		Instances: 1000, Bursts: 6, BurstSize: 100, Arrival: 5 * time.Minute,
 		NotReady: 0.3, ReadyMin: time.Minute, ReadyMax: 2 * time.Minute,
@@ -132,12 +153,17 @@ type Plan struct {
 	Behaviors map[string]hbrsim.Behavior
 	// IDs lists every instance, sorted.
 	IDs []string
+	// World, when set, replaces Arrivals: the run plays it.
+	World *localcloud.World
 }
 
 // Plan draws the events, their arrival times and each instance's behaviour.
 // hung is the install time of hung instances (local time); it should exceed
 // the job deadline.
 func (sc Scenario) Plan(s Scale, seed int64, hung time.Duration) (Plan, error) {
+	if sc.World {
+		return sc.worldPlan(s, seed, hung)
+	}
 	burstTotal := sc.Bursts * sc.BurstSize
 	if sc.Instances <= 0 || burstTotal > sc.Instances || sc.BurstSize > 100 || sc.Bursts < 0 {
 		return Plan{}, fmt.Errorf("scenario: %d instances with %d bursts of %d: want 0 < bursts × size ≤ instances and size ≤ 100", sc.Instances, sc.Bursts, sc.BurstSize)
@@ -181,8 +207,45 @@ func (sc Scenario) Plan(s Scale, seed int64, hung time.Duration) (Plan, error) {
 			healthy = append(healthy, id)
 		}
 	}
-	// Exactly the share of hung installs (at least one when asked for), so
-	// that every run exercises the job deadline.
+	sc.hang(p, healthy, rng, hung)
+	return p, nil
+}
+
+// worldPlan is Plan for the launch world. Each instance's ReadyAfter is its
+// heartbeat's delay after its launch, which the naive model reads; the local
+// cloud also gives HBR and ECS the heartbeat as an absolute ReadyAt.
+func (sc Scenario) worldPlan(s Scale, seed int64, hung time.Duration) (Plan, error) {
+	w, err := localcloud.NewWorld(localcloud.LaunchOptions{
+		Instances: sc.Instances, Seed: seed, Speedup: float64(s), SingleShare: sc.SingleShare,
+		Span: sc.Arrival, DuplicateRate: sc.Duplicate,
+	})
+	if err != nil {
+		return Plan{}, fmt.Errorf("scenario: %w", err)
+	}
+	p := Plan{World: &w, IDs: w.IDs()}
+	mix := localcloud.Mix{
+		FailOnce: sc.FailOnce, Gone: sc.Gone, Expire: sc.Expire, Cancel: sc.Cancel,
+		TaskMin: s.Span(sc.TaskMin), TaskMax: s.Span(sc.TaskMax),
+	}
+	p.Behaviors = mix.Behaviors(p.IDs, seed)
+	var healthy []string
+	for _, in := range w.Instances {
+		b := p.Behaviors[in.ID]
+		b.ReadyAfter = in.Heartbeat - in.Launched
+		p.Behaviors[in.ID] = b
+		if !b.Gone && b.TaskEnd == "" {
+			healthy = append(healthy, in.ID)
+		}
+	}
+	sort.Strings(healthy)
+	sc.hang(p, healthy, rand.New(rand.NewPCG(uint64(seed), 0xbe9c5)), hung)
+	return p, nil
+}
+
+// hang gives exactly the share of hung installs (at least one when asked
+// for) an install time of hung, so that every run exercises the job
+// deadline.
+func (sc Scenario) hang(p Plan, healthy []string, rng *rand.Rand, hung time.Duration) {
 	if sc.Hung > 0 && len(healthy) > 0 {
 		rng.Shuffle(len(healthy), func(i, j int) { healthy[i], healthy[j] = healthy[j], healthy[i] })
 		n := min(max(int(math.Round(sc.Hung*float64(sc.Instances))), 1), len(healthy))
@@ -192,7 +255,6 @@ func (sc Scenario) Plan(s Scale, seed int64, hung time.Duration) (Plan, error) {
 			p.Behaviors[id] = b
 		}
 	}
-	return p, nil
 }
 
 func runningEvent(id string) []byte {

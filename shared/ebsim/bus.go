@@ -12,13 +12,24 @@ import (
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
 )
 
-// Bus is the default event bus with one rule targeting a function
+// Bus is the default event bus with rules targeting one function
 // (event-driven: one CloudEvent per invocation, no batching). Set the fields,
 // then call Publish; a Bus must not be copied after first use. It is safe for
 // concurrent use.
 type Bus struct {
 	Target Target
-	Retry  RetryPolicy
+	// Rules are the event patterns of the rules (triggers) that target the
+	// function. An event is delivered once per rule it matches, as in the
+	// cloud; an event no rule matches is not delivered, is counted (see
+	// Unmatched) and goes to OnUnmatched. No rules: every event is delivered
+	// once.
+	Rules []*Pattern
+	// OnUnmatched, when set, receives each event no rule matched.
+	OnUnmatched func(event []byte)
+	// OnDuplicate, when set, is called for each extra copy DuplicateRate
+	// adds, so a test can assert that the fault fired.
+	OnDuplicate func()
+	Retry       RetryPolicy
 	// DLQ, when set, receives events whose last retry failed; otherwise they
 	// are discarded.
 	DLQ DeadLetter
@@ -40,10 +51,11 @@ type Bus struct {
 	stop context.CancelFunc
 	wg   sync.WaitGroup
 
-	mu      sync.Mutex
-	closed  bool
-	pending int
-	idle    chan struct{} // closed and replaced each time pending drops to 0
+	mu        sync.Mutex
+	closed    bool
+	pending   int
+	unmatched int
+	idle      chan struct{} // closed and replaced each time pending drops to 0
 }
 
 func (b *Bus) init() {
@@ -77,8 +89,30 @@ func (b *Bus) Publish(ctx context.Context, event []byte) error {
 	}
 	b.init()
 	copies := 1
+	if len(b.Rules) > 0 {
+		copies = 0
+		for _, r := range b.Rules {
+			if r.Match(event) {
+				copies++
+			}
+		}
+		if copies == 0 {
+			b.mu.Lock()
+			b.unmatched++
+			b.mu.Unlock()
+			if b.OnUnmatched != nil {
+				b.OnUnmatched(bytes.Clone(event))
+			}
+			return nil
+		}
+	}
 	if b.rng.chance(b.DuplicateRate) {
-		copies = 2
+		if b.OnDuplicate != nil {
+			for range copies {
+				b.OnDuplicate()
+			}
+		}
+		copies *= 2
 	}
 	ev := bytes.Clone(event)
 
@@ -149,6 +183,13 @@ func (b *Bus) Wait(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("ebsim.Bus.Wait: %w", ctx.Err())
 	}
+}
+
+// Unmatched returns how many published events no rule matched.
+func (b *Bus) Unmatched() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.unmatched
 }
 
 // Close stops accepting events, abandons the deliveries in progress (they are

@@ -74,6 +74,9 @@ type Stream struct {
 	// The copy carries the same event id; only the original is deleted or
 	// dead-lettered.
 	DuplicateRate float64
+	// OnDuplicate, when set, is called for each copy DuplicateRate adds,
+	// so a test can assert that the fault fired.
+	OnDuplicate func()
 	// Concurrency is the number of batches in flight at once, default 1.
 	Concurrency int
 	// Name is the event stream's name, used as the events' source and
@@ -237,6 +240,9 @@ func (r *streamRun) collect(ctx context.Context, carry []item) (batch, rest []it
 				continue
 			}
 			it.dup = true
+			if r.s.OnDuplicate != nil {
+				r.s.OnDuplicate()
+			}
 			if len(batch) < r.count {
 				batch = append(batch, it)
 			} else {

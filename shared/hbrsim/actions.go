@@ -50,7 +50,7 @@ func (s *Server) installBackupClients(req rpcsim.Request) (map[string]any, *rpcs
 			code = CodeInstanceNotExists
 		case b.InvalidCode != "":
 			code = b.InvalidCode
-		case now.Sub(in.firstSeen) < b.ReadyAfter:
+		case !b.ReadyAt.IsZero() && now.Before(b.ReadyAt), now.Sub(in.firstSeen) < b.ReadyAfter:
 			code = cmp.Or(b.NotReadyCode, CodeCloudAssistNotRun)
 		}
 		statuses = append(statuses, map[string]any{"InstanceId": id, "ValidInstance": code == "", "ErrorCode": code})
@@ -59,11 +59,13 @@ func (s *Server) installBackupClients(req rpcsim.Request) (map[string]any, *rpcs
 			continue
 		}
 		in.installs++
-		if in.created.IsZero() {
-			in.created = now
+		if in.created.IsZero() || in.status == "" {
+			// HBR reports CreatedTime in whole seconds.
+			in.created = now.Truncate(time.Second)
 		}
 		if in.status != ClientActivated {
 			in.status = ClientInstalling
+			in.becomes, in.becomesAt = "", time.Time{}
 		}
 		items = append(items, taskItem{
 			id:       id,
@@ -166,8 +168,17 @@ func (t *task) finished(it taskItem) bool {
 }
 
 // advance settles the client records of tasks that have ended by now, in the
-// order they ended. Callers hold s.mu.
+// order they ended, and the seeded transitions that are due. Callers hold
+// s.mu.
 func (s *Server) advance(now time.Time) {
+	for id, in := range s.moving {
+		if in.becomes == "" {
+			delete(s.moving, id)
+		} else if !now.Before(in.becomesAt) {
+			in.status, in.becomes, in.becomesAt = in.becomes, "", time.Time{}
+			delete(s.moving, id)
+		}
+	}
 	var due []*task
 	for _, t := range s.order {
 		if !t.settled && !now.Before(t.endAt) {

@@ -57,13 +57,28 @@ const (
 	StateCancelled = "cancelled"
 )
 
-// Client statuses reported in task results and by DescribeBackupClients.
+// Client statuses reported in task results and by DescribeBackupClients
+// (the twelve values of the DescribeBackupClients Status field).
 const (
-	ClientActivated     = "ACTIVATED"
-	ClientInstalling    = "INSTALLING"
-	ClientInstallFailed = "INSTALL_FAILED"
-	ClientUnknown       = "UNKNOWN"
+	ClientRegistered      = "REGISTERED"
+	ClientActivated       = "ACTIVATED"
+	ClientDeactivated     = "DEACTIVATED"
+	ClientInstalling      = "INSTALLING"
+	ClientInstallFailed   = "INSTALL_FAILED"
+	ClientNotInstalled    = "NOT_INSTALLED"
+	ClientUpgrading       = "UPGRADING"
+	ClientUpgradeFailed   = "UPGRADE_FAILED"
+	ClientUninstalling    = "UNINSTALLING"
+	ClientUninstallFailed = "UNINSTALL_FAILED"
+	ClientStopped         = "STOPPED"
+	ClientUnknown         = "UNKNOWN"
 )
+
+// ClientStatuses lists every client status DescribeBackupClients reports.
+var ClientStatuses = []string{
+	ClientRegistered, ClientActivated, ClientDeactivated, ClientInstalling, ClientInstallFailed, ClientNotInstalled,
+	ClientUpgrading, ClientUpgradeFailed, ClientUninstalling, ClientUninstallFailed, ClientStopped, ClientUnknown,
+}
 
 // Options configures a Server.
 type Options struct {
@@ -87,6 +102,12 @@ type Behavior struct {
 	// saw the instance (in any call, or through InstanceSeen),
 	// InstallBackupClients reports it with ErrorCode NotReadyCode.
 	ReadyAfter time.Duration
+	// ReadyAt, when set, is the absolute time Cloud Assistant becomes ready
+	// (the instance's first heartbeat): before it InstallBackupClients
+	// reports the instance with NotReadyCode, whatever ReadyAfter says. A
+	// local cloud gives the ECS emulator the same time, so both services
+	// agree on readiness.
+	ReadyAt time.Time
 	// NotReadyCode is the not-ready ErrorCode; default
 	// "CloudAssistNotRunningOnInstance" (or use "InstanceNotRunning").
 	NotReadyCode string
@@ -151,8 +172,10 @@ type Server struct {
 	def       Behavior
 	per       map[string]Behavior
 	instances map[string]*instance
-	tasks     map[string]*task
-	order     []*task
+	// moving holds the seeded clients with a pending transition.
+	moving map[string]*instance
+	tasks  map[string]*task
+	order  []*task
 
 	pol policyState // backup policies and bindings (policy.go)
 }
@@ -162,7 +185,11 @@ type instance struct {
 	installs  int
 	clientID  string
 	status    string    // client status; "" when no client exists
-	created   time.Time // when the client record was created
+	created   time.Time // when the client record was created (whole seconds)
+	// becomes is the status a seeded transitional client reaches at
+	// becomesAt (zero: none).
+	becomes   string
+	becomesAt time.Time
 }
 
 type taskItem struct {
@@ -201,6 +228,7 @@ func New(opts Options) *Server {
 		}),
 		per:       make(map[string]Behavior),
 		instances: make(map[string]*instance),
+		moving:    make(map[string]*instance),
 		tasks:     make(map[string]*task),
 	}
 	s.rpc.Handle("InstallBackupClients", s.installBackupClients)
@@ -234,14 +262,42 @@ func (s *Server) SetInstance(id string, b Behavior) {
 	s.per[id] = b
 }
 
-// SetClient gives an instance an existing backup client, as if it had been
-// installed before the run (created at the given time).
+// SetClient gives an instance an existing backup client in any status (see
+// ClientStatuses), as if it had been installed before the run (created at
+// the given time, reported in whole seconds).
 func (s *Server) SetClient(instanceID, status string, created time.Time) {
+	s.SetClientTransition(instanceID, status, created, "", 0)
+}
+
+// SetClientTransition is SetClient for a client in a transitional status
+// (UPGRADING, REGISTERED, …) that becomes status then after the delay, on
+// the Options.Now clock. An empty then or a delay ≤ 0 means no transition.
+func (s *Server) SetClientTransition(instanceID, status string, created time.Time, then string, after time.Duration) {
+	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	in := s.instance(instanceID, s.now())
+	in := s.instance(instanceID, now)
 	in.status = status
-	in.created = created
+	in.created = created.Truncate(time.Second)
+	in.becomes, in.becomesAt = "", time.Time{}
+	delete(s.moving, instanceID)
+	if then != "" && after > 0 {
+		in.becomes, in.becomesAt = then, now.Add(after)
+		s.moving[instanceID] = in
+	}
+}
+
+// Client returns an instance's client status and creation time as
+// DescribeBackupClients would report them now ("" when it has no client).
+func (s *Server) Client(instanceID string) (status string, created time.Time) {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.advance(now)
+	if in := s.instances[instanceID]; in != nil {
+		return in.status, in.created
+	}
+	return "", time.Time{}
 }
 
 // SetFaults replaces the fault-injection settings.

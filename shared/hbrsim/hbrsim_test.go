@@ -449,3 +449,68 @@ func TestStart(t *testing.T) {
 	defer resp.Body.Close()
 	assert.Equal(t, 400, resp.StatusCode, "unsigned request rejected")
 }
+
+// clientsOf lists DescribeBackupClients' Status and CreatedTime per instance.
+func (r *rig) clientsOf(ids string) map[string][2]any {
+	r.t.Helper()
+	d := r.call("DescribeBackupClients", map[string]string{"ClientType": "ECS_CLIENT"}, map[string]string{"InstanceIds": ids}, nil)
+	require.Equal(r.t, 200, d.Status, d.Body)
+	out := map[string][2]any{}
+	for _, c := range d.Body["Clients"].([]any) {
+		m := c.(map[string]any)
+		out[m["InstanceId"].(string)] = [2]any{m["Status"], m["CreatedTime"]}
+	}
+	return out
+}
+
+func TestReadyAtIsAbsolute(t *testing.T) {
+	r := newRig(t)
+	r.sim.SetInstance("i-a", hbrsim.Behavior{ReadyAt: t0.Add(90 * time.Second)})
+	r.sim.InstanceSeen("i-a", t0.Add(-time.Hour))
+	assert.Equal(t, "CloudAssistNotRunningOnInstance", r.install("i-a").Code(), "not ready before the heartbeat, however long seen")
+	r.clock.Set(t0.Add(89 * time.Second))
+	assert.Equal(t, "CloudAssistNotRunningOnInstance", r.install("i-a").Code())
+	r.clock.Set(t0.Add(90 * time.Second))
+	assert.Equal(t, 200, r.install("i-a").Status)
+}
+
+func TestClientStatusAndCreatedTimeFollowTheInstall(t *testing.T) {
+	r := newRig(t)
+	r.clock.Set(t0.Add(1500 * time.Millisecond))
+	r.sim.SetInstance("i-ok", hbrsim.Behavior{InstallDuration: time.Minute})
+	r.sim.SetInstance("i-bad", hbrsim.Behavior{InstallDuration: time.Minute, FailInstalls: 1})
+	require.Equal(t, 200, r.install("i-ok", "i-bad").Status)
+	created := float64(t0.Add(time.Second).Unix())
+	assert.Equal(t, map[string][2]any{"i-ok": {"INSTALLING", created}, "i-bad": {"INSTALLING", created}}, r.clientsOf(`["i-ok","i-bad"]`))
+	st, at := r.sim.Client("i-ok")
+	assert.Equal(t, "INSTALLING", st)
+	assert.Equal(t, t0.Add(time.Second), at, "whole seconds")
+	r.clock.Set(t0.Add(61500 * time.Millisecond))
+	assert.Equal(t, map[string][2]any{"i-ok": {"ACTIVATED", created}, "i-bad": {"INSTALL_FAILED", created}}, r.clientsOf(`["i-ok","i-bad"]`))
+}
+
+func TestSeedClientsInEveryStatus(t *testing.T) {
+	for _, status := range hbrsim.ClientStatuses {
+		t.Run(status, func(t *testing.T) {
+			r := newRig(t)
+			r.sim.SetClient("i-a", status, t0.Add(-time.Hour+300*time.Millisecond))
+			assert.Equal(t, map[string][2]any{"i-a": {status, float64(t0.Add(-time.Hour).Unix())}}, r.clientsOf(`["i-a"]`))
+		})
+	}
+	assert.Len(t, hbrsim.ClientStatuses, 12)
+}
+
+func TestSeededTransitionalClientBecomesActivated(t *testing.T) {
+	tests := []struct{ from string }{{"UPGRADING"}, {"REGISTERED"}}
+	for _, tt := range tests {
+		t.Run(tt.from, func(t *testing.T) {
+			r := newRig(t)
+			r.sim.SetClientTransition("i-a", tt.from, t0.Add(-time.Hour), "ACTIVATED", 30*time.Second)
+			assert.Equal(t, tt.from, r.clientsOf(`["i-a"]`)["i-a"][0])
+			r.clock.Set(t0.Add(29 * time.Second))
+			assert.Equal(t, tt.from, r.clientsOf(`["i-a"]`)["i-a"][0])
+			r.clock.Set(t0.Add(30 * time.Second))
+			assert.Equal(t, "ACTIVATED", r.clientsOf(`["i-a"]`)["i-a"][0])
+		})
+	}
+}

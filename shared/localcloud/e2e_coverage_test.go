@@ -215,3 +215,21 @@ func TestE2EReconcileSweepFindsTheMissingOnes(t *testing.T) {
 	}
 	assert.Zero(t, cloud.HBR.Installs("i-stopped01"))
 }
+
+func TestE2ESweepOfAFleet(t *testing.T) {
+	t.Parallel()
+	var cov map[string]any
+	r := run(t, Options{}, 60*time.Second, func(c *Cloud) {
+		ids := c.SeedFleet(30)
+		require.Len(t, ids, 30)
+		var err error
+		cov, err = c.Sweep(context.Background(), `{}`)
+		require.NoError(t, err)
+	})
+	assert.Equal(t, 30, cov["running"])
+	assert.Equal(t, 3, cov["activated"], "a tenth has a client")
+	assert.Equal(t, 27, cov["queued"])
+	assert.Equal(t, 0, cov["skipped"])
+	assert.Equal(t, cov, r.Coverage)
+	assertAll(t, r, "INSTALLED", 27)
+}

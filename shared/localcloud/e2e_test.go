@@ -83,7 +83,8 @@ func fastTiming() *Timing {
 }
 
 // run starts a local cloud, lets setup publish, waits and returns the report
-// after the common checks: nothing lost, no conflicting outcomes.
+// after the common checks: the system settles, nothing is lost, and no two
+// records of an instance disagree unless one supersedes the other.
 func run(t *testing.T, opts Options, within time.Duration, setup func(c *Cloud)) Report {
 	t.Helper()
 	opts.Binaries = binaries
@@ -115,10 +116,17 @@ func publish(t *testing.T, c *Cloud, events ...[]byte) {
 	require.NoError(t, c.Publish(context.Background(), events...))
 }
 
+// assertAll checks that n instances ended with want, and that every record
+// says want, unless a later record names it as the one it corrects.
 func assertAll(t *testing.T, r Report, want string, n int) {
 	t.Helper()
 	assert.Equal(t, n, r.ByOutcome[want], "by outcome: %v", r.ByOutcome)
 	assert.Len(t, r.Outcomes, n)
+	for i, rec := range r.Records {
+		if rec.Outcome != want && !r.Superseded(i) {
+			assert.Failf(t, "a record disagrees", "%s: %s %s (job %s), want %s", rec.Instance, rec.Outcome, rec.Code, rec.JobID, want)
+		}
+	}
 }
 
 func TestE2EHappyPath(t *testing.T) {
@@ -222,6 +230,7 @@ func TestE2EMNSSendFailures(t *testing.T) {
 		}
 	})
 	assertAll(t, r, "INSTALLED", 5)
+	assert.Positive(t, r.Faults["mns_send_failures"], "sends really failed")
 }
 
 func TestE2EDuplicateDeliveries(t *testing.T) {
@@ -232,20 +241,23 @@ func TestE2EDuplicateDeliveries(t *testing.T) {
 		publish(t, c, runInstancesEvent("ev-dup-burst", ids("dupb", 6)))
 	})
 	assertAll(t, r, "INSTALLED", 7)
+	assert.Positive(t, r.Faults["bus_duplicates"]+r.Faults["stream_duplicates"], "events or messages really were delivered twice")
 }
 
 func TestE2EPollerCrashMidBatch(t *testing.T) {
 	t.Parallel()
-	r := run(t, Options{CrashRate: 0.3, Seed: 5, MaxInstances: 1}, 120*time.Second, func(c *Cloud) {
+	r := run(t, Options{CrashRate: 0.3, Seed: 4}, 120*time.Second, func(c *Cloud) {
 		publish(t, c, runInstancesEvent("ev-crash", ids("crash", 8)))
 	})
 	assertAll(t, r, "INSTALLED", 8)
+	assert.Positive(t, r.Faults["poller_crashes"], "the poller really crashed")
 }
 
 func TestE2EMalformedInputDoesNotHurtGoodWork(t *testing.T) {
 	t.Parallel()
 	r := run(t, Options{}, 60*time.Second, func(c *Cloud) {
-		publish(t, c, []byte(`{"id":"bad","type":"ecs:Instance:StateChange","data":{"resourceId":"i-../../x","state":"Running"}}`))
+		publish(t, c, []byte(`{"id":"bad","source":"acs.ecs","type":"ecs:Instance:StateChange","data":{"resourceId":"i-../../x","state":"Running"}}`))
+		// No rule matches it: the bus does not deliver it.
 		publish(t, c, []byte(`{"hello":"world"}`))
 		// Not JSON at all: EventBridge never delivers that, but `s invoke`
 		// can. One clear error, no retry.
@@ -260,7 +272,9 @@ func TestE2EMalformedInputDoesNotHurtGoodWork(t *testing.T) {
 		publish(t, c, runningEvent("i-good0001"))
 	})
 	assertAll(t, r, "INSTALLED", 1)
-	assert.Equal(t, 2, r.DeadLettered, "bad events end in the dead-letter queue after bounded retries")
+	assert.Equal(t, 1, r.DeadLettered, "the bad event ends in the dead-letter queue after bounded retries")
+	assert.Len(t, r.DeadLetters, 1)
+	assert.Len(t, r.Unmatched, 1, "the event no rule matches is counted, not delivered")
 	assert.LessOrEqual(t, r.Pushes["install"], 1+2*4, "no endless retry loop")
 	joined := strings.Join(r.Errors, "\n")
 	assert.Contains(t, joined, "invalid instance id")

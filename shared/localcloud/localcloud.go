@@ -79,8 +79,19 @@ type Options struct {
 	// CrashRate kills the poller's process during that share of its
 	// invocations.
 	CrashRate float64
-	// MaxInstances bounds each function's processes (default 2).
+	// MaxInstances bounds each function's processes (default 2), except
+	// the poller's (PollerInstances).
 	MaxInstances int
+	// PollerInstances bounds the poller's processes and PollerConcurrency
+	// the event stream's batches in flight; both default to 1: the poller
+	// runs serialised, as reserved concurrency 1 does in the cloud.
+	PollerInstances   int
+	PollerConcurrency int
+	// Rules are the event patterns of the install function's rules; nil
+	// reads them from the repository's s.yaml (see InstallRules). AllEvents
+	// delivers every event instead.
+	Rules     []*ebsim.Pattern
+	AllEvents bool
 	// FunctionTimeout is each function's timeout (default 30 s).
 	FunctionTimeout time.Duration
 	// Seed makes fault injection repeatable.
@@ -129,14 +140,43 @@ type Cloud struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu       sync.Mutex
-	accepted map[key]acceptance
-	records  map[key][]Record
-	errors   []string
-	dlq      int
-	pushes   map[string]int
-	rejected map[string]int
-	rng      *rand.Rand
+	// launching counts the launch worlds still publishing.
+	launching sync.WaitGroup
+
+	mu          sync.Mutex
+	accepted    map[key]acceptance
+	records     map[key][]Record
+	arrivals    []Record // every record, in arrival order
+	errors      []string
+	dlq         int
+	deadLetters []DeadLetter
+	unmatched   []string
+	pushes      map[string]int
+	rejected    map[string]int
+	rng         *rand.Rand
+	// published counts events put on the bus; announced the instances
+	// they (or a launch world) named; running the first Running event
+	// of each instance; installSlots the instance IDs sent to
+	// InstallBackupClients.
+	published     int
+	announcements int
+	announced     map[string]bool
+	running       map[string]time.Time
+	installSlots  int
+	speedup       float64
+	// fired counts the injected faults that fired, by kind.
+	fired map[string]int
+	// coverage is the last sweep's coverage (see Sweep).
+	coverage map[string]any
+}
+
+// DeadLetter is one event or message that ended in the dead-letter queue.
+type DeadLetter struct {
+	// Source is "bus" (an event to install) or "stream" (a job message).
+	Source string `json:"source"`
+	Reason string `json:"reason"`
+	// Body is the event or message, clipped.
+	Body string `json:"body"`
 }
 
 type key struct{ job, instance string }
@@ -158,6 +198,9 @@ type Record struct {
 	ClientID   string  `json:"clientId"`
 	Attempts   int     `json:"attempts"`
 	Elapsed    float64 `json:"elapsedSeconds"`
+	// Supersedes names the earlier record of the instance this one
+	// corrects, as "<jobId>/<OUTCOME>"; "" when it corrects none.
+	Supersedes string `json:"supersedes"`
 	At         time.Time
 }
 
@@ -187,6 +230,24 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 	if opts.MaxInstances == 0 {
 		opts.MaxInstances = 2
 	}
+	if opts.PollerInstances == 0 {
+		opts.PollerInstances = 1
+	}
+	if opts.PollerConcurrency == 0 {
+		opts.PollerConcurrency = 1
+	}
+	if opts.Rules == nil && !opts.AllEvents {
+		root, err := ModuleRoot(".")
+		if err != nil {
+			return nil, fmt.Errorf("localcloud: find s.yaml for the install rules: %w", err)
+		}
+		if opts.Rules, err = InstallRules(root); err != nil {
+			return nil, fmt.Errorf("localcloud: %w", err)
+		}
+	}
+	if opts.AllEvents {
+		opts.Rules = nil
+	}
 	if opts.FunctionTimeout == 0 {
 		opts.FunctionTimeout = 30 * time.Second
 	}
@@ -198,6 +259,7 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 	c := &Cloud{
 		opts: opts, start: time.Now(), fns: map[string]*fcsim.Function{},
 		accepted: map[key]acceptance{}, records: map[key][]Record{}, pushes: map[string]int{}, rejected: map[string]int{},
+		announced: map[string]bool{}, running: map[string]time.Time{}, fired: map[string]int{},
 		rng:  rand.New(rand.NewPCG(uint64(opts.Seed), 0x10ca1)),
 		done: make(chan struct{}),
 	}
@@ -264,10 +326,14 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 		env[k] = v
 	}
 	for _, fn := range Functions {
+		maxInstances := opts.MaxInstances
+		if fn == "poller" {
+			maxInstances = opts.PollerInstances
+		}
 		f, err := fcsim.Start(ctx, fcsim.Config{
 			Name: functionPrefix + fn, Binary: opts.Binaries[fn], Env: env,
 			Timeout: opts.FunctionTimeout, Region: opts.Region, AccountID: opts.AccountID,
-			Credentials: creds, MaxInstances: opts.MaxInstances, Output: c.onOutput,
+			Credentials: creds, MaxInstances: maxInstances, Output: c.onOutput,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("start function %s: %w", fn, err)
@@ -280,17 +346,19 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 	c.bus = &ebsim.Bus{
 		Target: c.fns["install"], Retry: opts.Retry, DLQ: c.deadLetter("bus"),
 		OnDelivery: c.onDelivery("install"), Seed: opts.Seed, DuplicateRate: opts.DuplicateRate,
+		Rules: opts.Rules, OnUnmatched: c.onUnmatched, OnDuplicate: c.fire("bus_duplicates"),
 	}
 	var poller ebsim.Target = c.fns["poller"]
 	if opts.CrashRate > 0 {
-		poller = &crashing{fn: c.fns["poller"], rate: opts.CrashRate, rng: rand.New(rand.NewPCG(uint64(opts.Seed), 0xc4a5))}
+		poller = &crashing{fn: c.fns["poller"], rate: opts.CrashRate, rng: rand.New(rand.NewPCG(uint64(opts.Seed), 0xc4a5)),
+			onCrash: c.fire("poller_crashes")}
 	}
 	stream := &ebsim.Stream{
 		Queue: c.MNS, QueueName: QueueName, Region: opts.Region, AccountID: opts.AccountID,
 		Target: poller, BatchCount: opts.BatchCount, BatchWindow: opts.BatchWindow, Base64Decode: true,
 		Retry: opts.Retry, DLQ: c.deadLetter("stream"), Visibility: 60 * time.Second,
 		OnDelivery: c.onDelivery("poller"), Seed: opts.Seed, DuplicateRate: opts.DuplicateRate,
-		Concurrency: opts.MaxInstances,
+		Concurrency: opts.PollerConcurrency, OnDuplicate: c.fire("stream_duplicates"),
 	}
 	go func() {
 		defer close(c.done)
@@ -322,6 +390,7 @@ func (c *Cloud) Publish(ctx context.Context, payloads ...[]byte) error {
 			}
 		}
 		for _, e := range events {
+			c.announce(e)
 			c.entry("event", "bus ← "+describeEvent(e))
 			if err := c.bus.Publish(ctx, e); err != nil {
 				return err
@@ -338,6 +407,13 @@ func (c *Cloud) Function(name string) *fcsim.Function { return c.fns[name] }
 // left in flight (bus deliveries, queued or delayed messages), or when ctx
 // ends. It reports whether the system settled.
 func (c *Cloud) Wait(ctx context.Context) bool {
+	launched := make(chan struct{})
+	go func() { c.launching.Wait(); close(launched) }()
+	select {
+	case <-launched:
+	case <-ctx.Done():
+		return false
+	}
 	if err := c.bus.Wait(ctx); err != nil {
 		return false
 	}
@@ -362,8 +438,16 @@ func (c *Cloud) settled() bool {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// An instance is settled once any job recorded its outcome: a job that
+	// joins another's install writes no record of its own.
+	done := map[string]bool{}
+	for k, recs := range c.records {
+		if len(recs) > 0 {
+			done[k.instance] = true
+		}
+	}
 	for k := range c.accepted {
-		if len(c.records[k]) == 0 {
+		if !done[k.instance] {
 			return false
 		}
 	}
@@ -414,6 +498,14 @@ func (c *Cloud) onHBRCall(call hbrsim.Call) {
 		c.mu.Unlock()
 	case call.Action == "InstallBackupClients" && call.TaskID != "":
 		text += " → task " + call.TaskID
+	}
+	if call.Action == "InstallBackupClients" {
+		var ids []string
+		if json.Unmarshal([]byte(call.Params["InstanceIds"]), &ids) == nil {
+			c.mu.Lock()
+			c.installSlots += len(ids)
+			c.mu.Unlock()
+		}
 	}
 	c.entry("hbr", text)
 }
@@ -466,9 +558,19 @@ func (c *Cloud) deadLetter(source string) ebsim.DeadLetter {
 	return func(_ context.Context, payload []byte, lastErr string) {
 		c.mu.Lock()
 		c.dlq++
+		c.deadLetters = append(c.deadLetters, DeadLetter{Source: source, Reason: clip(lastErr, 300), Body: clip(string(payload), 300)})
 		c.mu.Unlock()
 		_, _ = c.MNS.Send(DLQName, string(payload), 0, 8)
 		c.entry("dlq", fmt.Sprintf("%s dead-lettered after retries: %s", source, clip(lastErr, 200)))
+	}
+}
+
+// fire returns a hook counting a fault of the kind.
+func (c *Cloud) fire(kind string) func() {
+	return func() {
+		c.mu.Lock()
+		c.fired[kind]++
+		c.mu.Unlock()
 	}
 }
 
@@ -515,6 +617,7 @@ func (c *Cloud) onOutput(function string, _ int, line []byte) {
 		c.mu.Lock()
 		k := key{r.JobID, r.InstanceID}
 		c.records[k] = append(c.records[k], r)
+		c.arrivals = append(c.arrivals, r)
 		c.mu.Unlock()
 		c.entry("outcome", fmt.Sprintf("%s %s %s (%s)", r.InstanceID, r.Outcome, r.Code, r.Reason))
 	case l.Level == "ERROR":
@@ -526,10 +629,11 @@ func (c *Cloud) onOutput(function string, _ int, line []byte) {
 // crashing kills the poller's processes during some invocations, the way an
 // out-of-memory kill or a crash in a goroutine would.
 type crashing struct {
-	fn   *fcsim.Function
-	rate float64
-	mu   sync.Mutex
-	rng  *rand.Rand
+	fn      *fcsim.Function
+	rate    float64
+	onCrash func()
+	mu      sync.Mutex
+	rng     *rand.Rand
 }
 
 func (c *crashing) Invoke(ctx context.Context, payload []byte, opts fcsim.InvokeOptions) (fcsim.Result, error) {
@@ -538,6 +642,7 @@ func (c *crashing) Invoke(ctx context.Context, payload []byte, opts fcsim.Invoke
 	delay := time.Duration(c.rng.IntN(5)) * time.Millisecond
 	c.mu.Unlock()
 	if crash {
+		c.onCrash()
 		go func() {
 			time.Sleep(delay)
 			for _, in := range c.fn.Instances() {
@@ -559,6 +664,14 @@ func describeEvent(e []byte) string {
 		return fmt.Sprintf("%d bytes (not a CloudEvent)", len(e))
 	}
 	return ev.Type + " " + clip(ev.ID, 40)
+}
+
+func describeEventType(e []byte) string {
+	var ev struct {
+		Type string `json:"type"`
+	}
+	_ = json.Unmarshal(e, &ev)
+	return ev.Type
 }
 
 func describeBody(b64 string) string {

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"math"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -36,17 +37,56 @@ type Report struct {
 	Errors   []string       `json:"errors"`
 	// Accepted counts accepted (job, instance) pairs.
 	Accepted int `json:"accepted"`
-	// Lost counts accepted pairs with no outcome record.
+	// Lost counts instances accepted by any job that have no outcome record
+	// at all (a job that joins another's install writes none of its own).
 	Lost int `json:"lost"`
-	// DuplicatedOutcomes counts extra records for a pair that disagree with
-	// its first record on the decision (outcome or code); Repeated counts
-	// extra records that agree, which at-least-once delivery allows. The
-	// free-text reason, task id and attempt count may differ between two
-	// deliveries that reached the same decision.
+	// DuplicatedOutcomes counts conflicts: per instance, pairs of records
+	// that disagree on the decision (outcome or code) where neither
+	// supersedes the other (Record.Supersedes names "<jobId>/<OUTCOME>" of
+	// the record it corrects). Repeated counts records identical in
+	// (outcome, code) to an earlier record of the instance, which
+	// at-least-once delivery allows.
 	DuplicatedOutcomes int `json:"duplicated_outcomes"`
 	Repeated           int `json:"repeated_outcomes"`
+	// Records is every outcome record, in arrival order.
+	Records []RecordLine `json:"records"`
+	// DeadLetters lists each dead-lettered event or message with its
+	// reason.
+	DeadLetters []DeadLetter `json:"dead_letters"`
+	// Faults counts the injected faults that fired: "bus_duplicates",
+	// "stream_duplicates", "poller_crashes", "mns_send_failures" and the
+	// HBR answers in Rejected.
+	Faults map[string]int `json:"faults_fired"`
+	// Unmatched lists the events no install rule matched (not delivered).
+	Unmatched []string `json:"unmatched_events"`
+	// EventsPublished counts events put on the bus (duplicates included);
+	// Announcements the (event, instance) pairs they named (a RunInstances
+	// record of 100 instances is 100 announcements); Instances the distinct
+	// instances they named.
+	EventsPublished int `json:"events_published"`
+	Announcements   int `json:"announcements"`
+	Instances       int `json:"instances"`
+	// InstallSlots counts the instance IDs sent to InstallBackupClients.
+	InstallSlots int `json:"install_slots"`
+	// The economy of the run, per distinct instance: the events that
+	// announced it (Announcements / Instances: how many times each instance
+	// arrives), install slots (per instance installed), outcome records and
+	// HBR calls.
+	EventsPerInstance         float64 `json:"events_per_instance"`
+	InstallSlotsPerInstance   float64 `json:"install_slots_per_instance"`
+	OutcomeRecordsPerInstance float64 `json:"outcome_records_per_instance"`
+	HBRCallsPerInstance       float64 `json:"hbr_calls_per_instance"`
+	// RunningToOutcome is, per instance with a Running event, the local
+	// seconds from its first Running event to its first outcome record;
+	// RunningToOutcomeRealP99 is their 99th percentile in real-cloud terms
+	// (multiplied by the launch world's speedup; 0 without one).
+	RunningToOutcome        map[string]float64 `json:"-"`
+	RunningToOutcomeRealP99 float64            `json:"running_to_outcome_real_p99_seconds"`
 	// ByOutcome counts instances per outcome.
-	ByOutcome    map[string]int `json:"by_outcome"`
+	ByOutcome map[string]int `json:"by_outcome"`
+	// Coverage is the reconcile sweep's report when the run swept (demo
+	// -sweep).
+	Coverage     map[string]any `json:"coverage,omitempty"`
 	DeadLettered int            `json:"dead_lettered"`
 	Settled      bool           `json:"settled"`
 	Seconds      float64        `json:"seconds"`
@@ -88,39 +128,91 @@ func (c *Cloud) Report() Report {
 		r.Rejected[k] = v
 	}
 	r.Errors = append(r.Errors, c.errors...)
+	r.Faults = map[string]int{"mns_send_failures": c.MNS.FailedSends()}
+	for k, v := range c.fired {
+		r.Faults[k] = v
+	}
+	r.Coverage = c.coverage
 	r.DeadLettered = c.dlq
+	r.DeadLetters = append([]DeadLetter{}, c.deadLetters...)
+	r.Unmatched = append([]string{}, c.unmatched...)
 	r.Accepted = len(c.accepted)
+	r.EventsPublished, r.Announcements = c.published, c.announcements
+	r.InstallSlots = c.installSlots
+
+	byInstance := map[string][]Record{}
+	for _, rec := range c.arrivals {
+		byInstance[rec.InstanceID] = append(byInstance[rec.InstanceID], rec)
+		r.Records = append(r.Records, RecordLine{Instance: rec.InstanceID, Outcome: rec.Outcome, Code: rec.Code,
+			JobID: rec.JobID, TaskID: rec.TaskID, Supersedes: rec.Supersedes})
+	}
+	if r.Records == nil {
+		r.Records = []RecordLine{}
+	}
 	jobs := map[string]int{}
 	for k := range c.accepted {
 		jobs[k.instance]++
-		recs := c.records[k]
-		if len(recs) == 0 {
+	}
+	for id := range jobs {
+		if len(byInstance[id]) == 0 {
 			r.Lost++
-			if _, ok := r.Outcomes[k.instance]; !ok {
-				r.Outcomes[k.instance] = InstanceOutcome{Outcome: "LOST", Reason: "no outcome before the run ended"}
-			}
-			continue
+			r.Outcomes[id] = InstanceOutcome{Outcome: "LOST", Reason: "no outcome before the run ended"}
 		}
-		first := recs[0]
-		for _, o := range recs[1:] {
-			if o.Outcome != first.Outcome || o.Code != first.Code {
-				r.DuplicatedOutcomes++
-			} else {
-				r.Repeated++
-			}
-		}
-		// An instance several jobs concerned shows its latest outcome.
-		prev, seen := r.Outcomes[k.instance]
-		if !seen || prev.Outcome == "LOST" || first.At.After(prev.at) {
-			r.Outcomes[k.instance] = InstanceOutcome{Outcome: first.Outcome, Reason: first.Reason, Code: first.Code,
-				Attempts: first.Attempts, Elapsed: first.Elapsed, at: first.At}
-		}
+	}
+	for id, recs := range byInstance {
+		conflicts, repeats := judge(recs)
+		r.DuplicatedOutcomes += conflicts
+		r.Repeated += repeats
+		// An instance shows its latest record.
+		last := recs[len(recs)-1]
+		r.Outcomes[id] = InstanceOutcome{Outcome: last.Outcome, Reason: last.Reason, Code: last.Code,
+			Attempts: last.Attempts, Elapsed: last.Elapsed, at: last.At}
 	}
 	// Records for pairs never seen accepted (should not happen) are errors.
 	for k := range c.records {
 		if _, ok := c.accepted[k]; !ok {
 			r.Errors = append(r.Errors, fmt.Sprintf("outcome for %s (job %s) that was never accepted", k.instance, k.job))
 		}
+	}
+	instances := map[string]bool{}
+	for id := range c.announced {
+		instances[id] = true
+	}
+	for id := range jobs {
+		instances[id] = true
+	}
+	r.Instances = len(instances)
+	hbrCalls := 0
+	for k, v := range r.Calls {
+		if strings.HasPrefix(k, "hbr.") {
+			hbrCalls += v
+		}
+	}
+	r.EventsPerInstance = perUnit(r.Announcements, r.Instances)
+	r.OutcomeRecordsPerInstance = perUnit(len(r.Records), r.Instances)
+	r.HBRCallsPerInstance = perUnit(hbrCalls, r.Instances)
+	installed := 0
+	for _, o := range r.Outcomes {
+		if o.Outcome == "INSTALLED" {
+			installed++
+		}
+	}
+	r.InstallSlotsPerInstance = perUnit(r.InstallSlots, installed)
+	var lat []float64
+	for id, at := range c.running {
+		if recs := byInstance[id]; len(recs) > 0 {
+			if r.RunningToOutcome == nil {
+				r.RunningToOutcome = map[string]float64{}
+			}
+			d := recs[0].At.Sub(at).Seconds()
+			r.RunningToOutcome[id] = math.Round(d*1000) / 1000
+			lat = append(lat, d)
+		}
+	}
+	if len(lat) > 0 && c.speedup > 0 {
+		sort.Float64s(lat)
+		i := min(max(int(math.Ceil(0.99*float64(len(lat))))-1, 0), len(lat)-1)
+		r.RunningToOutcomeRealP99 = math.Round(lat[i]*c.speedup*10) / 10
 	}
 	for id, o := range r.Outcomes {
 		o.Jobs = jobs[id]
@@ -153,6 +245,74 @@ func (r Report) PrintTable(w io.Writer) {
 	fmt.Fprintf(w, "calls: hbr.InstallBackupClients=%d hbr.DescribeTask=%d mns.SendMessage=%d; invocations: install=%d poller=%d; dead-lettered=%d; %.1fs\n",
 		r.Calls["hbr.InstallBackupClients"], r.Calls["hbr.DescribeTask"], r.Calls["mns.SendMessage"],
 		r.Invocations["install"], r.Invocations["poller"], r.DeadLettered, r.Seconds)
+	fmt.Fprintf(w, "per instance: events=%.2f install slots=%.2f outcome records=%.2f HBR calls=%.2f; events no rule matched=%d\n",
+		r.EventsPerInstance, r.InstallSlotsPerInstance, r.OutcomeRecordsPerInstance, r.HBRCallsPerInstance, len(r.Unmatched))
+	for _, d := range r.DeadLetters {
+		fmt.Fprintf(w, "dead letter (%s): %s\n", d.Source, d.Reason)
+	}
+}
+
+// RecordLine is one outcome record in a report.
+type RecordLine struct {
+	Instance   string `json:"instance"`
+	Outcome    string `json:"outcome"`
+	Code       string `json:"code"`
+	JobID      string `json:"jobId"`
+	TaskID     string `json:"taskId"`
+	Supersedes string `json:"supersedes"`
+}
+
+// judge counts an instance's conflicting record pairs and identical
+// repeats (see Report.DuplicatedOutcomes). A record supersedes another when
+// it, or a record of the same job and decision, names the other as
+// "<jobId>/<OUTCOME>".
+func judge(recs []Record) (conflicts, repeats int) {
+	type decision struct{ job, outcome, code string }
+	names := map[decision]map[string]bool{} // decision → records it supersedes
+	for _, r := range recs {
+		d := decision{r.JobID, r.Outcome, r.Code}
+		if names[d] == nil {
+			names[d] = map[string]bool{}
+		}
+		if r.Supersedes != "" {
+			names[d][r.Supersedes] = true
+		}
+	}
+	supersedes := func(a, b Record) bool {
+		return names[decision{a.JobID, a.Outcome, a.Code}][b.JobID+"/"+b.Outcome]
+	}
+	seen := map[[2]string]bool{}
+	for i, a := range recs {
+		if seen[[2]string{a.Outcome, a.Code}] {
+			repeats++
+		}
+		seen[[2]string{a.Outcome, a.Code}] = true
+		for _, b := range recs[i+1:] {
+			if (a.Outcome != b.Outcome || a.Code != b.Code) && !supersedes(a, b) && !supersedes(b, a) {
+				conflicts++
+			}
+		}
+	}
+	return conflicts, repeats
+}
+
+// Superseded reports whether a later record of the same instance names this
+// one (the record at index i of Records) as the one it corrects.
+func (r Report) Superseded(i int) bool {
+	rec := r.Records[i]
+	for _, o := range r.Records[i+1:] {
+		if o.Instance == rec.Instance && o.Supersedes == rec.JobID+"/"+rec.Outcome {
+			return true
+		}
+	}
+	return false
+}
+
+func perUnit(n, d int) float64 {
+	if d == 0 {
+		return 0
+	}
+	return math.Round(float64(n)/float64(d)*1000) / 1000
 }
 
 func decodeBase64(s string) ([]byte, error) { return base64.StdEncoding.DecodeString(s) }

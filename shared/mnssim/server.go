@@ -128,6 +128,8 @@ type Server struct {
 	done    chan struct{} // closed by Close
 	closed  bool
 	httpSrv *http.Server
+	// failedSends counts the send requests an injected fault failed.
+	failedSends int
 }
 
 // New returns a Server with no queues.
@@ -219,6 +221,13 @@ func (s *Server) Sent(queue string) int {
 	return s.sent[queue]
 }
 
+// FailedSends returns how many send requests an injected fault failed.
+func (s *Server) FailedSends() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failedSends
+}
+
 // OnSend registers a hook called, in registration order, after each message
 // is accepted. Hooks run on the sender's goroutine without the server's lock
 // held; they must not block for long.
@@ -269,9 +278,11 @@ func (s *Server) failSendLocked() (bool, int) {
 	}
 	if s.faults.SendFailNext > 0 {
 		s.faults.SendFailNext--
+		s.failedSends++
 		return true, status
 	}
 	if s.faults.SendFailRate > 0 && s.rng.Float64() < s.faults.SendFailRate {
+		s.failedSends++
 		return true, status
 	}
 	return false, 0
