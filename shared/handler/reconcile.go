@@ -75,6 +75,7 @@ func (h *Reconcile) service(ctx context.Context, s *session) *reconcile.Service 
 	return &reconcile.Service{
 		ECS: s.lister, HBR: s.clientLister, Scope: h.Scope, Policy: h.Policy,
 		Rate: h.Rate, Max: h.Max, Now: h.Now, Stop: h.stopper(ctx),
+		Protect: h.Protect, Bindings: s.bindingLister,
 	}
 }
 
@@ -437,6 +438,10 @@ func (s *session) lister(ctx context.Context, region string) (reconcile.Lister, 
 		return nil, fault.Invalidf("handler.lister", "the ECS client of %s cannot list in pages", region)
 	}
 	return l, nil
+}
+
+func (s *session) bindingLister(ctx context.Context, region string) (reconcile.BindingLister, error) {
+	return s.client(ctx, region)
 }
 
 func (s *session) clientLister(ctx context.Context, region string) (reconcile.ClientLister, error) {

@@ -34,6 +34,8 @@ import (
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ident"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/install"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/outcome"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/protect"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/scope"
 )
 
@@ -41,6 +43,12 @@ import (
 // (ecs.Client satisfies it).
 type Lister interface {
 	ListInstancesPage(ctx context.Context, status, token string) (ecs.Page, error)
+}
+
+// BindingLister says which backup policy each of up to MaxClientIDs
+// instances is bound to (hbr.Client satisfies it).
+type BindingLister interface {
+	DescribePolicyBindings(ctx context.Context, instanceIDs []string) (map[string]string, error)
 }
 
 // ClientLister lists the backup clients of up to MaxClientIDs instances
@@ -109,6 +117,14 @@ type Service struct {
 	// (its time is running out); the sweep then returns a continuation.
 	// Nil never stops.
 	Stop func() bool
+	// Protect says which backup policy each instance is bound to. When it
+	// names any, covered instances (ACTIVATED) that should be bound are
+	// checked with Bindings, counted as Unbound when they are not, and
+	// queued as bind jobs (package poll binds them).
+	Protect protect.Settings
+	// Bindings returns the binding lister for a region; needed with
+	// Protect.
+	Bindings func(ctx context.Context, region string) (BindingLister, error)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -144,6 +160,11 @@ type Report struct {
 	// ClientStatus counts the clients found, per status (the client chosen
 	// for each instance: ACTIVATED over INSTALLING over the rest).
 	ClientStatus map[string]int `json:"clientStatus"`
+	// Unbound counts the covered instances that have a backup policy due
+	// (BACKUP_POLICY_ID or a BACKUP_POLICY_BY_TAG term) but no binding;
+	// BindQueued how many of them were queued to be bound (0 in a dry run).
+	Unbound    int `json:"unbound"`
+	BindQueued int `json:"bindQueued"`
 	// Truncated says that more running instances were listed than Max.
 	Truncated bool `json:"truncated"`
 	// SpreadSeconds is the delay of the last message: how long the poller
@@ -255,7 +276,7 @@ func (s *Service) run(ctx context.Context, rep Report, at time.Time, token strin
 	if err != nil {
 		return Part{Report: rep}, err
 	}
-	var missing []string
+	var missing, unbound []string
 	for pages := 0; ; pages++ {
 		// At least one page per part, so a sweep always moves on.
 		if pages > 0 && token != "" && s.Stop != nil && s.Stop() {
@@ -273,11 +294,12 @@ func (s *Service) run(ctx context.Context, rep Report, at time.Time, token strin
 			page.NextToken = ""
 		}
 		rep.Total += len(instances)
-		got, err := s.count(ctx, &rep, instances)
+		got, loose, err := s.count(ctx, &rep, instances)
 		if err != nil {
 			return Part{Report: rep}, err
 		}
 		missing = append(missing, got...)
+		unbound = append(unbound, loose...)
 		if token = page.NextToken; token == "" {
 			break
 		}
@@ -290,6 +312,14 @@ func (s *Service) run(ctx context.Context, rep Report, at time.Time, token strin
 			rep.SpreadSeconds = max(rep.SpreadSeconds, n.Delay.Seconds()+s.now().Sub(rep.StartedAt).Seconds())
 		}
 		rep.Messages += len(part.Result.Next)
+	}
+	if !rep.DryRun && len(unbound) > 0 {
+		binds := s.bindJobs(rep.Region, rep.SweepID, unbound, rep.Messages, rep.StartedAt)
+		for _, n := range binds.Next {
+			rep.BindQueued += len(n.Message.Instances)
+		}
+		rep.Messages += len(binds.Next)
+		part.Result.Merge(binds)
 	}
 	if token == "" {
 		rep.Complete = true
@@ -343,13 +373,14 @@ func dedupe(in []ecs.Instance) []ecs.Instance {
 	return out
 }
 
-// count classifies instances into rep and returns the missing ones' ids.
-func (s *Service) count(ctx context.Context, rep *Report, instances []ecs.Instance) ([]string, error) {
+// count classifies instances into rep and returns the missing ones' ids and
+// the covered ones that should be bound to a backup policy and are not.
+func (s *Service) count(ctx context.Context, rep *Report, instances []ecs.Instance) (missing, unbound []string, err error) {
 	clients, err := s.clients(ctx, rep.Region, instances)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var missing []string
+	var due []string
 	for _, in := range instances {
 		bc, found := clients[in.ID]
 		if found {
@@ -358,6 +389,9 @@ func (s *Service) count(ctx context.Context, rep *Report, instances []ecs.Instan
 		switch {
 		case found && bc.Status == statusActivated:
 			rep.Covered++
+			if _, ok := s.Protect.PolicyFor(in.Tags); ok && s.Protect.Enabled() {
+				due = append(due, in.ID)
+			}
 			continue
 		case found && bc.Status == statusInstalling:
 			rep.Installing++
@@ -377,7 +411,61 @@ func (s *Service) count(ctx context.Context, rep *Report, instances []ecs.Instan
 		}
 		missing = append(missing, in.ID)
 	}
-	return missing, nil
+	unbound, err = s.unbound(ctx, rep.Region, due)
+	if err != nil {
+		return nil, nil, err
+	}
+	rep.Unbound += len(unbound)
+	return missing, unbound, nil
+}
+
+// unbound returns the instances of ids that HBR lists no backup-policy
+// binding for (MaxClientIDs a call).
+func (s *Service) unbound(ctx context.Context, region string, ids []string) ([]string, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	if s.Bindings == nil {
+		return nil, fault.Invalidf("reconcile.unbound", "backup policies are configured but no binding lister is")
+	}
+	bl, err := s.Bindings(ctx, region)
+	if err != nil {
+		return nil, fmt.Errorf("build the HBR client: %w", err)
+	}
+	var out []string
+	for chunk := range slices.Chunk(ids, MaxClientIDs) {
+		bound, err := bl.DescribePolicyBindings(ctx, chunk)
+		if err != nil {
+			return nil, fmt.Errorf("describe the policy bindings of %d instances: %w", len(chunk), err)
+		}
+		for _, id := range chunk {
+			if bound[id] == "" {
+				out = append(out, id)
+			}
+		}
+	}
+	return out, nil
+}
+
+// bindJobs builds one bind message per job.MaxInstances covered, unbound
+// instances, numbered after the sweep's install messages (first on) and
+// spread at Rate like them. Their client predates the sweep, so an instance
+// no policy ends up applying to stays ALREADY_INSTALLED.
+func (s *Service) bindJobs(region, sweepID string, ids []string, first int, started time.Time) install.Result {
+	now := s.now()
+	var res install.Result
+	for k, chunk := range slices.Collect(slices.Chunk(ids, job.MaxInstances)) {
+		delay := max(s.Delay(first+k)-now.Sub(started), time.Second)
+		deadline := now.Add(delay + s.Policy.TaskTimeout + s.Policy.DeadlineMargin)
+		instances := make([]job.Instance, len(chunk))
+		for i, id := range chunk {
+			instances[i] = job.Instance{ID: id, JobID: job.JobID(EventSource, sweepID, id), OriginEventID: OriginPrefix + sweepID,
+				FirstSeen: now, ReadyBy: deadline, Installed: string(outcome.AlreadyInstalled)}
+		}
+		res.Next = append(res.Next, install.Next{Message: job.Message{Version: job.BindVersion, Kind: job.KindBind, Region: region,
+			Deadline: deadline, OriginEventID: OriginPrefix + sweepID, Instances: instances, SentAt: now}, Delay: delay})
+	}
+	return res
 }
 
 // clients asks HBR for the clients of instances, MaxClientIDs ids a call,

@@ -20,6 +20,7 @@ import (
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ident/identtest"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/install"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/protect"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/scope"
 )
 
@@ -486,4 +487,63 @@ func TestContinueRefusesWhatCannotEnd(t *testing.T) {
 	m.Sweep = &st
 	_, err = svc.Continue(context.Background(), m)
 	assert.Equal(t, fault.Permanent, fault.KindOf(err), "a token the service rejects: %v", err)
+}
+
+// bindingsFake fakes BindingLister: instance → policy.
+type bindingsFake map[string]string
+
+func (f bindingsFake) DescribePolicyBindings(_ context.Context, ids []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, id := range ids {
+		if p, ok := f[id]; ok {
+			out[id] = p
+		}
+	}
+	return out, nil
+}
+
+// With a backup policy configured, the sweep reports the covered instances
+// that should be bound and are not, and queues them as bind jobs; an
+// instance no policy applies to, or one already bound, is left alone.
+func TestSweepBindsCoveredUnboundInstances(t *testing.T) {
+	instances := []ecs.Instance{running("i-bound", nil), running("i-loose1", nil), running("i-loose2", map[string]string{"env": "dev"}),
+		running("i-nopolicy", map[string]string{"env": "test"}), running("i-missing", nil)}
+	cl := &clientsFake{}
+	for _, id := range []string{"i-bound", "i-loose1", "i-loose2", "i-nopolicy"} {
+		cl.clients = append(cl.clients, hbr.BackupClient{InstanceID: id, ClientID: "c-" + id, Status: "ACTIVATED"})
+	}
+	for _, dry := range []bool{false, true} {
+		svc := service(t, instances, cl, scope.Rules{})
+		var err error
+		svc.Protect, err = protect.Parse("", "env=dev:po-dev,env:po-any")
+		require.NoError(t, err)
+		// i-loose1 has no tags: no term matches and there is no default.
+		svc.Protect.Default = "po-default"
+		svc.Bindings = func(context.Context, string) (BindingLister, error) {
+			return bindingsFake{"i-bound": "po-other"}, nil
+		}
+		part, err := svc.Sweep(context.Background(), "cn-hangzhou", "s1", sweepT, dry)
+		require.NoError(t, err)
+		assert.Equal(t, 4, part.Report.Covered)
+		assert.Equal(t, 3, part.Report.Unbound, "i-loose1 (default), i-loose2 (env=dev), i-nopolicy (env present)")
+		var bind []string
+		for _, n := range part.Result.Next {
+			if n.Message.Kind != job.KindBind {
+				continue
+			}
+			_, err := job.Encode(n.Message)
+			require.NoError(t, err)
+			for _, in := range n.Message.Instances {
+				bind = append(bind, in.ID)
+				assert.Equal(t, "ALREADY_INSTALLED", in.Installed)
+			}
+		}
+		if dry {
+			assert.Empty(t, bind, "a dry run only reports")
+			assert.Zero(t, part.Report.BindQueued)
+			continue
+		}
+		assert.Equal(t, []string{"i-loose1", "i-loose2", "i-nopolicy"}, bind)
+		assert.Equal(t, 3, part.Report.BindQueued)
+	}
 }
