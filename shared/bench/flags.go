@@ -60,8 +60,8 @@ func RegisterFlags(fs *flag.FlagSet, t FlagText) *Flags {
 	fs.Float64Var(&f.Scale, "scale", 30, "speed-up: every real-cloud delay is divided by this")
 	fs.IntVar(&f.Instances, "instances", 0, "instances in the burst (default 1000, 200 with -quick)")
 	fs.DurationVar(&f.Coalesce, "coalesce", t.CoalesceDefault, t.Coalesce)
-	fs.IntVar(&f.Batch, "batch", 5, "poller trigger's CountBasedWindow (messages per invocation), as s.yaml deploys it")
-	fs.DurationVar(&f.BatchWindow, "batch-window", 2*time.Second, "poller trigger's TimeBasedWindow (real-cloud), as s.yaml deploys it")
+	fs.IntVar(&f.Batch, "batch", 50, "poller trigger's CountBasedWindow (messages per invocation), as s.yaml deploys it")
+	fs.DurationVar(&f.BatchWindow, "batch-window", 5*time.Second, "poller trigger's TimeBasedWindow (real-cloud), as s.yaml deploys it")
 	fs.IntVar(&f.MaxInstances, "max-instances", 4, t.MaxInstances)
 	fs.DurationVar(&f.Timeout, "timeout", t.TimeoutDefault, t.Timeout)
 	return f

@@ -30,11 +30,11 @@ func TestFlags(t *testing.T) {
 		instances  int
 	}{
 		{name: "defaults", wantOK: true, instances: DefaultScenario().Instances,
-			want: Flags{Seed: 1, Scale: 30, Coalesce: 30 * time.Second, Batch: 5, BatchWindow: 2 * time.Second, MaxInstances: 4, Timeout: time.Minute}},
+			want: Flags{Seed: 1, Scale: 30, Coalesce: 30 * time.Second, Batch: 50, BatchWindow: 5 * time.Second, MaxInstances: 4, Timeout: time.Minute}},
 		{name: "quick", args: []string{"-quick", "-seed", "7", "-coalesce", "0"}, wantOK: true, instances: QuickScenario().Instances,
-			want: Flags{Quick: true, Seed: 7, Scale: 30, Batch: 5, BatchWindow: 2 * time.Second, MaxInstances: 4, Timeout: time.Minute}},
+			want: Flags{Quick: true, Seed: 7, Scale: 30, Batch: 50, BatchWindow: 5 * time.Second, MaxInstances: 4, Timeout: time.Minute}},
 		{name: "instances override", args: []string{"-quick", "-instances", "40", "-json", "-out", "x.json"}, wantOK: true, instances: 40,
-			want: Flags{JSON: true, Out: "x.json", Quick: true, Instances: 40, Seed: 1, Scale: 30, Coalesce: 30 * time.Second, Batch: 5, BatchWindow: 2 * time.Second, MaxInstances: 4, Timeout: time.Minute}},
+			want: Flags{JSON: true, Out: "x.json", Quick: true, Instances: 40, Seed: 1, Scale: 30, Coalesce: 30 * time.Second, Batch: 50, BatchWindow: 5 * time.Second, MaxInstances: 4, Timeout: time.Minute}},
 		{name: "help", args: []string{"-h"}, wantStatus: 0},
 		{name: "bad flag", args: []string{"-nope"}, wantStatus: 2},
 	}

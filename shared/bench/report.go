@@ -145,7 +145,7 @@ func Run(ctx context.Context, cfg Config) (Doc, error) {
 		}
 		doc.NaiveModel = &model
 	}
-	runs := []BurstConfig{{Name: "default"}}
+	runs := []BurstConfig{{Name: "default", Coalesce: DefaultCoalesce()}}
 	if cfg.Coalesce > 0 {
 		runs = append(runs, BurstConfig{Name: "coalesce", Coalesce: cfg.Coalesce})
 	}

@@ -35,6 +35,18 @@ func (s Scale) Real(local time.Duration) time.Duration {
 	return time.Duration(float64(local) * float64(s))
 }
 
+// DefaultCoalesce is INSTALL_COALESCE_DELAY's default, from package config.
+func DefaultCoalesce() time.Duration {
+	for _, v := range config.Variables() {
+		if v.Name == "INSTALL_COALESCE_DELAY" {
+			if d, err := time.ParseDuration(v.Default); err == nil {
+				return d
+			}
+		}
+	}
+	return 0
+}
+
 // RealTiming is the functions' default timing, read from package config's
 // defaults so that it follows the product.
 func RealTiming() (localcloud.Timing, error) {

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/install"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/queueevent"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/taskqueue"
@@ -22,12 +24,26 @@ type Poller struct {
 	// Sweep continues reconcile sweeps (job.KindSweep messages); without
 	// it they are dead-lettered.
 	Sweep *Reconcile
+	// Group is how many job messages are handled together (their install
+	// retries share calls); Reserve is the time kept before the
+	// invocation's deadline: once less is left, the messages not handled
+	// yet go back on the queue, for the next invocation. A serialised
+	// poller with large batches must never run into its timeout, since
+	// the stream would then redeliver the whole batch.
+	Group   int
+	Reserve time.Duration
 }
+
+// Defaults of Poller.Group and Poller.Reserve.
+const (
+	DefaultPollGroup   = 25
+	DefaultPollReserve = 60 * time.Second
+)
 
 // NewPoller returns the poller handler.
 func NewPoller(d Deps) *Poller {
 	d.defaults()
-	return &Poller{Deps: d, ReaderVersion: job.ReaderVersion}
+	return &Poller{Deps: d, ReaderVersion: job.ReaderVersion, Group: DefaultPollGroup, Reserve: DefaultPollReserve}
 }
 
 // PollerSummary is the poller function's response.
@@ -43,6 +59,9 @@ type PollerSummary struct {
 	Queued   int            `json:"queued"`
 	// Sweeps counts the sweep continuations run.
 	Sweeps int `json:"sweeps,omitempty"`
+	// PutBack counts the messages sent back to the queue unhandled because
+	// the invocation's time was running out.
+	PutBack int `json:"putBack,omitempty"`
 }
 
 // Handle processes one batch. Nothing is acknowledged into nothing: a
@@ -111,7 +130,22 @@ func (h *Poller) Handle(ctx context.Context, payload []byte) (PollerSummary, err
 	sum.Messages = len(msgs) + len(sweeps)
 	if len(msgs) > 0 {
 		s := newSession(h.Cloud)
-		res := h.pollService(s).Handle(ctx, msgs)
+		var res install.Result
+		for len(msgs) > 0 {
+			if len(res.Next)+len(res.Outcomes) > 0 && h.timeShort(ctx) {
+				// Handed back as they came: a redelivery, which every step
+				// tolerates; the next invocation takes them.
+				for _, m := range msgs {
+					res.Next = append(res.Next, install.Next{Message: m, Delay: time.Second})
+				}
+				sum.PutBack = len(msgs)
+				log.WarnContext(ctx, "time running out: messages put back", slog.Int("messages", len(msgs)))
+				break
+			}
+			n := min(len(msgs), max(h.Group, 1))
+			res.Merge(h.pollService(s).Handle(ctx, msgs[:n]))
+			msgs = msgs[n:]
+		}
 		sum.Outcomes = countOutcomes(res.Outcomes)
 		sent, err := h.deliver(ctx, s, res)
 		sum.Queued = sent
@@ -149,6 +183,13 @@ func (h *Poller) Handle(ctx context.Context, payload []byte) (PollerSummary, err
 		return sum, fmt.Errorf("poller: %d of its sends failed (the trigger will redeliver): %w", len(failed), errors.Join(failed...))
 	}
 	return sum, nil
+}
+
+// timeShort reports whether less than Reserve is left before the
+// invocation's deadline (never, without a deadline).
+func (h *Poller) timeShort(ctx context.Context) bool {
+	deadline, ok := ctx.Deadline()
+	return ok && time.Until(deadline) < h.Reserve
 }
 
 // putBack sends a message too new for this poller back to the job queue,

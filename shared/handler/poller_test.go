@@ -342,3 +342,48 @@ func TestOldAndNewPollersShareOneQueue(t *testing.T) {
 	assert.Contains(t, dl.Body, `"kind":"teleport"`)
 	assert.Len(t, rec.records, 1, "the poll message was handled once")
 }
+
+// A serialised poller with a large batch never runs into its timeout: once
+// less than Reserve is left, the messages not handled yet go back on the
+// queue as they came, for the next invocation.
+func TestPollerPutsBackWhatItHasNoTimeFor(t *testing.T) {
+	var items []any
+	var want []string
+	for i := range 7 {
+		id := fmt.Sprintf("i-budget%04d", i)
+		m := job.Message{Version: job.Version, Kind: job.KindPoll, Region: "cn-hangzhou", TaskID: "t-budget" + id[len(id)-4:],
+			TaskStartedAt: time.Date(2026, 11, 27, 5, 0, 0, 0, time.UTC), Deadline: time.Date(2026, 11, 27, 5, 17, 0, 0, time.UTC),
+			SentAt: time.Date(2026, 11, 27, 5, 0, 0, 0, time.UTC),
+			Instances: []job.Instance{{ID: id, JobID: job.JobID("acs.ecs", "ev", id), Attempts: 1,
+				FirstSeen: time.Date(2026, 11, 27, 5, 0, 0, 0, time.UTC), ReadyBy: time.Date(2026, 11, 27, 5, 10, 0, 0, time.UTC)}}}
+		body, err := job.Encode(m)
+		require.NoError(t, err)
+		items = append(items, map[string]any{"id": "ev-" + id, "data": map[string]any{"messageId": "m-" + id, "messageBody": body}})
+		want = append(want, m.TaskID)
+	}
+	payload, err := json.Marshal(items)
+	require.NoError(t, err)
+	fc := &fakeCloud{task: func(id string) (hbr.Task, error) { return hbr.Task{TaskID: id, Description: "created"}, nil }}
+	d := deps(fc, &recorder{})
+	d.Now = func() time.Time { return time.Date(2026, 11, 27, 5, 6, 0, 0, time.UTC) }
+	p := NewPoller(d)
+	p.Group, p.Reserve = 3, time.Hour // the deadline below is always "too close"
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sum, err := p.Handle(ctx, payload)
+	require.NoError(t, err)
+	assert.Equal(t, 4, sum.PutBack, "the first group of 3 is handled, the other 4 go back")
+	require.Len(t, fc.sent, 7)
+	var polled, back []string
+	for i, m := range fc.sent {
+		if fc.delays[i] == time.Second {
+			back = append(back, m.TaskID)
+			assert.Zero(t, m.PollCount, "put back as it came")
+			continue
+		}
+		polled = append(polled, m.TaskID)
+		assert.Equal(t, 1, m.PollCount, "polled, and scheduled again")
+	}
+	assert.Equal(t, want[:3], polled)
+	assert.Equal(t, want[3:], back)
+}

@@ -263,7 +263,7 @@ func (s *Service) existing(ctx context.Context, cl Installer, region string, c c
 				keep = append(keep, in)
 				continue
 			}
-			if in.Attempts == 0 && createdSince(bc, announced(in)) {
+			if in.Attempts == 0 && thisLaunch(bc, in) {
 				res.Joined = append(res.Joined, outcome.Join{JobID: in.JobID, InstanceID: id, Region: region,
 					OriginEventID: in.OriginEventID, ClientID: bc.ClientID,
 					Owner:  fmt.Sprintf("the install that created client %s at %s (%s)", orUnknown(bc.ClientID), time.Unix(bc.CreatedTime, 0).UTC().Format(time.RFC3339), bc.Status),
@@ -320,6 +320,21 @@ func waitingOnClient(code string) bool {
 	return strings.HasPrefix(code, "Client")
 }
 
+// LaunchWindow is how long before a job's own event a client may have been
+// created and still belong to the same launch. A launch announces an
+// instance two or three times within about three minutes (RunInstances,
+// Running 20-90 s later, FirstHeartbeat 10-60 s after that), and the job
+// of the last event can only know its own event's time; another service's
+// clock may also run a little ahead. A client older than that predates the
+// instance's first event: ALREADY_INSTALLED.
+const LaunchWindow = 10 * time.Minute
+
+// thisLaunch reports whether bc was created by the launch that announced
+// in: at or after the job's event less LaunchWindow.
+func thisLaunch(bc hbr.BackupClient, in job.Instance) bool {
+	return createdSince(bc, announced(in).Add(-LaunchWindow))
+}
+
 // createdSince reports whether the client is known to have been created at
 // or after t, at HBR's precision: CreatedTime is whole seconds, so t is
 // truncated to the second (a client created in the same second as the event
@@ -351,7 +366,7 @@ func clientsByInstance(clients []hbr.BackupClient) map[string]hbr.BackupClient {
 // (whole seconds), INSTALLED when it does not (this job's own install, seen
 // again by a reinstall or a confirmation).
 func (s *Service) alreadyThere(region string, in job.Instance, bc hbr.BackupClient) outcome.Record {
-	if createdSince(bc, announced(in)) {
+	if thisLaunch(bc, in) {
 		return Record(region, in, outcome.Installed, "", "backup client activated", "", bc.ClientID)
 	}
 	return Record(region, in, outcome.AlreadyInstalled, "",

@@ -399,7 +399,7 @@ func TestBackoff(t *testing.T) {
 }
 
 func TestExistingClients(t *testing.T) {
-	ins := instances(5)
+	ins := instances(6)
 	for i := range ins {
 		ins[i].EventTime = t0.Add(-time.Minute)
 	}
@@ -410,9 +410,12 @@ func TestExistingClients(t *testing.T) {
 	fake := &withClients{installFunc: allValid, clients: []hbr.BackupClient{
 		{InstanceID: "i-000", ClientID: "c-old", Status: "ACTIVATED", CreatedTime: t0.Add(-24 * time.Hour).Unix()},
 		{InstanceID: "i-001", ClientID: "c-new", Status: "ACTIVATED", CreatedTime: t0.Unix()},
-		{InstanceID: "i-002", ClientID: "c-busy", Status: "INSTALLING", CreatedTime: t0.Add(-2 * time.Minute).Unix()},
+		{InstanceID: "i-002", ClientID: "c-busy", Status: "INSTALLING", CreatedTime: t0.Add(-time.Hour).Unix()},
 		{InstanceID: "i-003", ClientID: "c-x", Status: "INSTALL_FAILED", CreatedTime: t0.Unix()},
 		{InstanceID: "i-004", ClientID: "c-same", Status: "INSTALLING", CreatedTime: t0.Add(-time.Minute).Unix()},
+		// Installed for an earlier event of the same launch: this job (say,
+		// the heartbeat's) knows only its own event's time.
+		{InstanceID: "i-005", ClientID: "c-launch", Status: "ACTIVATED", CreatedTime: t0.Add(-4 * time.Minute).Unix()},
 	}}
 	var installed [][]string
 	s := &Service{
@@ -434,14 +437,14 @@ func TestExistingClients(t *testing.T) {
 		joined = append(joined, j.InstanceID)
 		assert.Contains(t, j.Owner, "the install that created client")
 	}
-	assert.Equal(t, []string{"i-001", "i-004"}, joined, "clients created since the event belong to another job's install")
+	assert.Equal(t, []string{"i-001", "i-004", "i-005"}, joined, "clients created by this launch belong to another job's install")
 	require.Len(t, installed, 1)
 	assert.Equal(t, []string{"i-003"}, installed[0], "only the reinstall is installed")
 	var kinds []job.Kind
 	for _, n := range res.Next {
 		kinds = append(kinds, n.Message.Kind)
 		if n.Message.Kind == job.KindInstallRetry {
-			assert.Equal(t, []string{"i-002"}, n.Message.IDs(), "an install older than the event is waited for")
+			assert.Equal(t, []string{"i-002"}, n.Message.IDs(), "an install older than the launch is waited for")
 			assert.Equal(t, CodeClientInstalling, n.Message.Instances[0].LastCode)
 		}
 	}

@@ -60,8 +60,10 @@ type LaunchedInstance struct {
 // LaunchEvent is one event of a world: At is its offset from the world's
 // start, in local time.
 type LaunchEvent struct {
-	At   time.Duration
-	Type string
+	// At is when the event is delivered; Happened is when it happened (its
+	// "time" field): the same for both deliveries of a duplicated event.
+	At, Happened time.Duration
+	Type         string
 	// EventID is the CloudEvent id; a duplicate keeps it.
 	EventID string
 	IDs     []string
@@ -129,10 +131,10 @@ func NewWorld(o LaunchOptions) (World, error) {
 			in.Heartbeat = in.Running + local(between(10*time.Second, 60*time.Second))
 			w.Instances = append(w.Instances, in)
 			w.Events = append(w.Events,
-				LaunchEvent{At: in.Running, Type: TypeStateChange, EventID: fmt.Sprintf("ev-running-%s", id), IDs: []string{id}},
-				LaunchEvent{At: in.Heartbeat, Type: TypeHeartbeat, EventID: fmt.Sprintf("ev-heartbeat-%s", id), IDs: []string{id}})
+				LaunchEvent{At: in.Running, Happened: in.Running, Type: TypeStateChange, EventID: fmt.Sprintf("ev-running-%s", id), IDs: []string{id}},
+				LaunchEvent{At: in.Heartbeat, Happened: in.Heartbeat, Type: TypeHeartbeat, EventID: fmt.Sprintf("ev-heartbeat-%s", id), IDs: []string{id}})
 		}
-		w.Events = append(w.Events, LaunchEvent{At: t0, Type: types[rng.IntN(len(types))],
+		w.Events = append(w.Events, LaunchEvent{At: t0, Happened: t0, Type: types[rng.IntN(len(types))],
 			EventID: fmt.Sprintf("ev-runinstances-%03d", launch), IDs: ids})
 	}
 	var dups []LaunchEvent
@@ -140,7 +142,7 @@ func NewWorld(o LaunchOptions) (World, error) {
 		if rng.Float64() < o.DuplicateRate {
 			d := e
 			d.Duplicate = true
-			d.At += local(between(0, 5*time.Second))
+			d.At += local(between(0, 5*time.Second)) // delivered later; it happened when the first did
 			dups = append(dups, d)
 		}
 	}
@@ -162,7 +164,7 @@ func (w World) IDs() []string {
 // Payload renders an event as the bus delivers it, its time fields derived
 // from start (the world's start on the run's own clock).
 func (w World) Payload(e LaunchEvent, start time.Time) []byte {
-	at := start.Add(e.At)
+	at := start.Add(e.Happened)
 	cst := at.In(time.FixedZone("CST", 8*3600)).Format(time.RFC3339)
 	utc := at.UTC().Format(time.RFC3339)
 	published := at.UTC().Format("2006-01-02T15:04:05.000Z")
