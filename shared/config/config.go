@@ -154,7 +154,7 @@ func Variables() []Variable {
 		{Name: "DEADLINE_MARGIN", Default: "2m", Doc: "Added to TASK_TIMEOUT to get a job's hard polling deadline; past it the instance ends as TIMEOUT."},
 		{Name: "READINESS_TIMEOUT", Default: "10m", Doc: "How long an instance may stay not ready (not running, Cloud Assistant down) after it was first seen; then NOT_READY."},
 		{Name: "READINESS_DELAY", Default: "30s", Doc: "First wait before retrying a not-ready instance."},
-		{Name: "READINESS_DELAY_STEP", Default: "10s", Doc: "Added to the wait at each further readiness retry (30 s, 40 s, 50 s, ...)."},
+		{Name: "READINESS_DELAY_STEP", Default: "0s", Doc: "Added to the wait at each further readiness retry. Retries (and back-offs) are due on a grid of READINESS_DELAY common to every job, so the jobs of one instance meet in one poller batch and merge; a step above 0 lengthens the waits and they meet less often."},
 		{Name: "MAX_INSTALL_ATTEMPTS", Default: "2", Doc: "Install tasks per instance in all (first + reinstalls after INSTALL_FAILED/DEACTIVATED/UNKNOWN), 1..10."},
 		{Name: "RETRY_BASE_DELAY", Default: "5s", Doc: "First back-off after a transient error (throttling, 5xx, network); doubles each time."},
 		{Name: "RETRY_MAX_DELAY", Default: "2m", Doc: "Largest back-off after transient errors."},

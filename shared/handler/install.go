@@ -179,7 +179,7 @@ func (h *Install) Handle(ctx context.Context, payload []byte) (InstallSummary, e
 		res.Merge(h.installDirect(ctx, s, svc, region, ready[region]))
 	}
 	for _, region := range keys(later) {
-		res.Merge(svc.Defer(region, later[region], h.Policy.ReadinessWait(1)))
+		res.Merge(svc.Defer(region, later[region], h.Policy.Align(now, h.Policy.ReadinessWait(1))))
 	}
 	sum.Outcomes = countOutcomes(res.Outcomes)
 	sent, err := h.deliver(ctx, s, res)

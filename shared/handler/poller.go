@@ -130,9 +130,10 @@ func (h *Poller) Handle(ctx context.Context, payload []byte) (PollerSummary, err
 	sum.Messages = len(msgs) + len(sweeps)
 	if len(msgs) > 0 {
 		s := newSession(h.Cloud)
+		short := h.timeShort(ctx)
 		var res install.Result
 		for len(msgs) > 0 {
-			if len(res.Next)+len(res.Outcomes) > 0 && h.timeShort(ctx) {
+			if len(res.Next)+len(res.Outcomes) > 0 && short() {
 				// Handed back as they came: a redelivery, which every step
 				// tolerates; the next invocation takes them.
 				for _, m := range msgs {
@@ -185,11 +186,17 @@ func (h *Poller) Handle(ctx context.Context, payload []byte) (PollerSummary, err
 	return sum, nil
 }
 
-// timeShort reports whether less than Reserve is left before the
-// invocation's deadline (never, without a deadline).
-func (h *Poller) timeShort(ctx context.Context) bool {
+// timeShort returns a check of whether the invocation's time is running
+// out: less than Reserve left before its deadline, or a quarter of the time
+// it started with when that is less (a short timeout); never without a
+// deadline.
+func (h *Poller) timeShort(ctx context.Context) func() bool {
 	deadline, ok := ctx.Deadline()
-	return ok && time.Until(deadline) < h.Reserve
+	if !ok {
+		return func() bool { return false }
+	}
+	reserve := min(h.Reserve, time.Until(deadline)/4)
+	return func() bool { return time.Until(deadline) < reserve }
 }
 
 // putBack sends a message too new for this poller back to the job queue,

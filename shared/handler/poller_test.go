@@ -363,12 +363,17 @@ func TestPollerPutsBackWhatItHasNoTimeFor(t *testing.T) {
 	}
 	payload, err := json.Marshal(items)
 	require.NoError(t, err)
-	fc := &fakeCloud{task: func(id string) (hbr.Task, error) { return hbr.Task{TaskID: id, Description: "created"}, nil }}
+	fc := &fakeCloud{task: func(id string) (hbr.Task, error) {
+		time.Sleep(10 * time.Millisecond)
+		return hbr.Task{TaskID: id, Description: "created"}, nil
+	}}
 	d := deps(fc, &recorder{})
 	d.Now = func() time.Time { return time.Date(2026, 11, 27, 5, 6, 0, 0, time.UTC) }
 	p := NewPoller(d)
-	p.Group, p.Reserve = 3, time.Hour // the deadline below is always "too close"
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	p.Group, p.Reserve = 3, time.Hour
+	// The deadline has passed by the time the first group is done: less
+	// than a quarter of the time is left.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	sum, err := p.Handle(ctx, payload)
 	require.NoError(t, err)

@@ -90,8 +90,33 @@ func (p Policy) Backoff(n int) time.Duration {
 	return min(d, p.RetryMaxDelay)
 }
 
+// Align stretches a retry delay d to the next tick of a grid common to every
+// job: multiples of ReadinessDelay since the Unix epoch, in whole seconds
+// (MNS delays are whole seconds). Two jobs for one instance that wait on
+// the grid are due at the same tick and so meet in one poller batch, where
+// one of them takes over the other (see elect): a launch's two or three
+// chains become one even when none of them can install (not ready,
+// throttled), and end with one record. With ReadinessDelay ≤ 0, d is
+// returned as it is.
+func (p Policy) Align(now time.Time, d time.Duration) time.Duration {
+	g := p.ReadinessDelay.Truncate(time.Second)
+	if g <= 0 {
+		return d
+	}
+	at := now.Add(d)
+	if rem := at.UnixNano() % int64(g); rem != 0 {
+		at = at.Add(g - time.Duration(rem))
+	}
+	out := at.Sub(now)
+	if frac := out % time.Second; frac != 0 {
+		out += time.Second - frac
+	}
+	return out
+}
+
 // ReadinessWait is the delay before the n-th readiness retry (n ≥ 1):
-// ReadinessDelay, then ReadinessDelayStep more each time.
+// ReadinessDelay, then ReadinessDelayStep more each time (0 by default, so
+// that every retry is due on the grid of Align).
 func (p Policy) ReadinessWait(n int) time.Duration {
 	if n < 1 {
 		n = 1
@@ -300,11 +325,18 @@ func elect(region string, c chunk) (chunk, []outcome.Join) {
 			continue
 		}
 		owner := jobs[0]
+		readyBy := owner.ReadyBy
 		for _, in := range jobs[1:] {
 			if ownsBefore(in, owner) {
 				owner = in
 			}
+			if in.ReadyBy.After(readyBy) {
+				readyBy = in.ReadyBy
+			}
 		}
+		// The owner carries the latest readiness deadline of the jobs it
+		// takes over: the instance was announced as late as that.
+		owner.ReadyBy = readyBy
 		for _, in := range jobs {
 			if in.JobID == owner.JobID {
 				continue

@@ -158,7 +158,8 @@ func TestNotReadyDelayGrowsAndEndsAtDeadline(t *testing.T) {
 		wantEnd   bool
 	}{
 		{"first", t0, 0, 30 * time.Second, false},
-		{"third", t0.Add(2 * time.Minute), 2, 50 * time.Second, false},
+		{"third: 50 s, stretched to the 30 s grid", t0.Add(2 * time.Minute), 2, time.Minute, false},
+		{"off the grid: to the next tick", t0.Add(2*time.Minute + 7*time.Second), 0, 53 * time.Second, false},
 		{"capped by deadline", t0.Add(9*time.Minute + 50*time.Second), 5, 10 * time.Second, false},
 		{"past deadline", t0.Add(10 * time.Minute), 6, 0, true},
 	}
@@ -296,7 +297,7 @@ func TestTransientErrorsBackOff(t *testing.T) {
 	res := s.Install(context.Background(), "cn-hangzhou", instances(3), 2)
 	require.Len(t, res.Next, 1)
 	assert.Equal(t, 3, res.Next[0].Message.Retries)
-	assert.Equal(t, 20*time.Second, res.Next[0].Delay)
+	assert.Equal(t, 30*time.Second, res.Next[0].Delay, "20 s of back-off, stretched to the grid")
 	assert.Equal(t, "Throttling.User", res.Next[0].Message.LastError)
 	assert.Empty(t, res.Outcomes)
 
@@ -647,4 +648,36 @@ func TestReinstallWaitingForAnotherInstallLooksFirst(t *testing.T) {
 	assert.Zero(t, installed, "the other install finished: no second one")
 	require.Len(t, res.Outcomes, 1)
 	assert.Equal(t, outcome.Installed, res.Outcomes[0].Outcome)
+}
+
+// Jobs for one instance that cannot install (not ready, throttled) wait on a
+// common grid, so they are due together, meet in one batch, and one takes
+// over the others with the latest readiness deadline among them: a launch's
+// chains become one, and end with one record.
+func TestChainsForOneInstanceMeetOnTheGrid(t *testing.T) {
+	p := testPolicy()
+	for _, now := range []time.Time{t0.Add(3 * time.Second), t0.Add(17*time.Second + 400*time.Millisecond), t0.Add(29 * time.Second)} {
+		for _, d := range []time.Duration{time.Second, 30 * time.Second, 45 * time.Second} {
+			got := p.Align(now, d)
+			due := now.Add(got)
+			assert.GreaterOrEqual(t, got, d)
+			assert.Less(t, got, d+31*time.Second)
+			assert.Zero(t, got%time.Second, "MNS delays are whole seconds")
+			assert.Less(t, due.Sub(due.Truncate(30*time.Second)), time.Second, "due within a second of a tick: %s", due)
+		}
+	}
+
+	notReady := func([]string) (hbr.InstallResult, error) {
+		return hbr.InstallResult{}, apiErr(fault.Permanent, CodeCloudAssistDown)
+	}
+	s, _ := newService(notReady, t0.Add(4*time.Minute))
+	a := instances(1)[0]
+	b := a
+	b.JobID = job.JobID("acs.ecs", "running-event", a.ID)
+	b.EventTime, b.ReadyBy = t0.Add(time.Minute), t0.Add(11*time.Minute)
+	res := s.Install(context.Background(), "cn-hangzhou", []job.Instance{a, b}, 0)
+	require.Len(t, res.Next, 1)
+	require.Len(t, res.Next[0].Message.Instances, 1, "one chain goes on")
+	assert.Equal(t, t0.Add(11*time.Minute), res.Next[0].Message.Instances[0].ReadyBy, "with the later deadline")
+	assert.Len(t, res.Joined, 1)
 }

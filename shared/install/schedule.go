@@ -47,7 +47,7 @@ func (s *Service) wait(region string, instances []job.Instance, code string, now
 			res.Outcomes = append(res.Outcomes, s.expired(region, in))
 			continue
 		}
-		d := min(s.Policy.ReadinessWait(in.NotReady), left)
+		d := min(s.Policy.Align(now, s.Policy.ReadinessWait(in.NotReady)), left)
 		d = max(d.Round(time.Second), time.Second)
 		byDelay[d] = append(byDelay[d], in)
 	}
@@ -70,6 +70,7 @@ func (s *Service) transient(region string, instances []job.Instance, retries int
 	if s.Jitter != nil {
 		d = s.Jitter(d)
 	}
+	d = s.Policy.Align(now, d)
 	var keep []job.Instance
 	for _, in := range instances {
 		in.LastCode = code
