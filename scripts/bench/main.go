@@ -19,8 +19,8 @@ import (
 	"os/signal"
 	"time"
 
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/bench"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/tooling/bench"
 )
 
 func main() {

@@ -18,9 +18,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbrsim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/mnssim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/hbrsim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/mnssim"
 )
 
 type files []string

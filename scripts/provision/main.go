@@ -30,7 +30,7 @@ import (
 	"time"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/cloudauth"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/provision"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/tooling/provision"
 )
 
 func main() {

@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/rpcsim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/rpcsim"
 )
 
 func env(m map[string]string) func(string) string {

@@ -25,8 +25,8 @@ import (
 	"time"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/cloudauth"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/provision"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/smoke"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/tooling/provision"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/tooling/smoke"
 )
 
 func main() {

@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/smoke"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/tooling/smoke"
 )
 
 // fakeS is a stand-in for the Serverless Devs CLI: invoke answers with the

@@ -15,9 +15,9 @@ import (
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/cloudauth"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecs"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecssim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/rpcsim/rpcsimtest"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/ecssim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/rpcsim/rpcsimtest"
 )
 
 const testAK, testSecret, testToken = rpcsimtest.AccessKeyID, rpcsimtest.AccessKeySecret, rpcsimtest.SecurityToken

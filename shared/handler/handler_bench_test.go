@@ -16,10 +16,10 @@ import (
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fclog"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/handler"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbr"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbrsim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/install"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/mnssim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/hbrsim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/mnssim"
 )
 
 // The warm cost of one invocation: the handlers with the real SDK-backed

@@ -22,7 +22,7 @@ import (
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbr"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/mnssim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/mnssim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/outcome"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/taskqueue"
 )

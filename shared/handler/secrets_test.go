@@ -14,10 +14,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/config"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecssim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fclog"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbrsim"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/mnssim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/ecssim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/hbrsim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/mnssim"
 )
 
 // TestLogsCarryRequestFieldsNotSecrets runs the install and poller handlers

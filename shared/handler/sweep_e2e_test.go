@@ -15,10 +15,10 @@ import (
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/cloudauth"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/config"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecssim"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbrsim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/mnssim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/ecssim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/hbrsim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/mnssim"
 )
 
 // emulated is a region on the emulators, reached through the real SDK

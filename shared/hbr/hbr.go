@@ -52,7 +52,7 @@
 //     published; this adapter sends at most MaxBindIDs), whether binding an
 //     instance already bound to the same policy is an error, and the error
 //     codes for an unknown policy or an instance bound elsewhere (the pages
-//     only point at the generic error centre). shared/hbrsim uses
+//     only point at the generic error centre). shared/localcloud/hbrsim uses
 //     plausible codes, marked [UNVERIFIED] there; callers branch on the
 //     fault kind, never on those codes.
 //

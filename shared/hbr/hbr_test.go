@@ -20,8 +20,8 @@ import (
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/cloudauth"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbr"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbrsim"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/rpcsim/rpcsimtest"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/hbrsim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/rpcsim/rpcsimtest"
 )
 
 const testAK, testSecret, testToken = rpcsimtest.AccessKeyID, rpcsimtest.AccessKeySecret, rpcsimtest.SecurityToken

@@ -15,7 +15,7 @@ import (
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbr"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbrsim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/hbrsim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/protect"
 )
 

@@ -11,9 +11,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecssim"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fcsim"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbrsim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/ecssim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/fcsim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/hbrsim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/reconcile"
 )
 

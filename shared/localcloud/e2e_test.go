@@ -13,9 +13,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fcsim"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbrsim"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/mnssim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/fcsim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/hbrsim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/mnssim"
 )
 
 // binaries are the compiled install and poller functions, built once.

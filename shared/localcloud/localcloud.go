@@ -27,11 +27,11 @@ import (
 	"time"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/cloudauth"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ebsim"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecssim"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fcsim"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbrsim"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/mnssim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/ebsim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/ecssim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/fcsim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/hbrsim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/mnssim"
 )
 
 // Timing holds the functions' delays, shortened for a local run.

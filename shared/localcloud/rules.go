@@ -7,7 +7,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ebsim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/ebsim"
 )
 
 // InstallRules reads the event patterns of the install function's

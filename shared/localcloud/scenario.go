@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecsevent"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbrsim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/hbrsim"
 )
 
 // Mix says which share of instances behaves how; the rest install normally.

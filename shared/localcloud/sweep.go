@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecssim"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fcsim"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbrsim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/ecssim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/fcsim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/hbrsim"
 )
 
 // SeedFleet gives ECS n running instances, Cloud Assistant ready, every

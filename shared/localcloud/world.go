@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecsevent"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecssim"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbrsim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/ecssim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/hbrsim"
 )
 
 // behavior is the HBR behaviour the options give an instance.

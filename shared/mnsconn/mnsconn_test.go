@@ -17,8 +17,8 @@ import (
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/cloudauth"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/mnssim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/mnsconn"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/mnssim"
 )
 
 const (

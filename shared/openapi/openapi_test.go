@@ -16,8 +16,8 @@ import (
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/cloudauth"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/rpcsim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/openapi"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/rpcsim"
 )
 
 var cred = cloudauth.Credentials{AccessKeyID: "LTAI-openapi", AccessKeySecret: "openapi-secret"}

@@ -1,6 +1,6 @@
 // Package taskqueue sends delayed job messages to an Alibaba Cloud MNS queue
-// with aliyun-mns-go-sdk v1.0.11, and provisions queues for the deploy
-// scripts (EnsureQueue).
+// with aliyun-mns-go-sdk v1.0.11. (Creating queues is provisioning's
+// business: shared/tooling/provision.EnsureQueue.)
 //
 // Bodies are base64-encoded (StdEncoding) before sending, as MNS requires and
 // as the FC trigger expects with IsBase64Decode: true. The endpoint,
@@ -48,10 +48,9 @@ const (
 	// DefaultTimeout bounds one MNS request when Config.Timeout is 0.
 	DefaultTimeout = mnsconn.DefaultTimeout
 
-	opNew         = "taskqueue.New"
-	opSend        = "mns.SendMessage"
-	opBatch       = "mns.BatchSendMessage"
-	opCreateQueue = "mns.CreateQueue"
+	opNew   = "taskqueue.New"
+	opSend  = "mns.SendMessage"
+	opBatch = "mns.BatchSendMessage"
 )
 
 // Config says where to send.

@@ -18,7 +18,7 @@ import (
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/cloudauth"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/mnssim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/mnssim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/taskqueue"
 )
 
@@ -312,42 +312,6 @@ func TestConfigValidation(t *testing.T) {
 			assertFault(t, err, "taskqueue.New", fault.Invalid, "")
 		})
 	}
-}
-
-func TestEnsureQueue(t *testing.T) {
-	t.Parallel()
-	sim, base := startSim(t)
-	cfg := taskqueue.Config{Endpoint: base, Queue: "fresh-queue"}
-	ctx := context.Background()
-	attrs := taskqueue.QueueAttributes{VisibilityTimeout: 60, MessageRetentionPeriod: 86400}
-
-	created, err := taskqueue.EnsureQueue(ctx, cfg, testCred, attrs)
-	require.NoError(t, err)
-	assert.True(t, created)
-	got, err := sim.Attributes("fresh-queue")
-	require.NoError(t, err)
-	assert.Equal(t, mnssim.QueueAttributes{MaximumMessageSize: 65536, MessageRetentionPeriod: 86400, VisibilityTimeout: 60}, got)
-
-	created, err = taskqueue.EnsureQueue(ctx, cfg, testCred, attrs)
-	require.NoError(t, err)
-	assert.False(t, created, "same attributes: nothing to do")
-
-	_, err = taskqueue.EnsureQueue(ctx, cfg, testCred, taskqueue.QueueAttributes{VisibilityTimeout: 90})
-	assertFault(t, err, "mns.CreateQueue", fault.Permanent, "QueueAlreadyExist")
-
-	_, err = taskqueue.EnsureQueue(ctx, cfg, testCred, taskqueue.QueueAttributes{PollingWaitSeconds: 31})
-	assertFault(t, err, "mns.CreateQueue", fault.Invalid, "")
-	_, err = taskqueue.EnsureQueue(ctx, cfg, testCred, taskqueue.QueueAttributes{DelaySeconds: 604800})
-	assertFault(t, err, "mns.CreateQueue", fault.Invalid, "")
-
-	_, err = taskqueue.EnsureQueue(ctx, cfg, cloudauth.Credentials{AccessKeyID: testAK, AccessKeySecret: "wrong"}, attrs)
-	assertFault(t, err, "mns.CreateQueue", fault.Permanent, "SignatureDoesNotMatch")
-
-	assert.Equal(t, 4, sim.Calls()["mns.CreateQueue"])
-	s := newSender(t, cfg, testCred)
-	_, err = s.Send(ctx, taskqueue.Message{Body: []byte("x")})
-	require.NoError(t, err)
-	assert.Equal(t, 1, sim.Sent("fresh-queue"))
 }
 
 func TestConcurrentSendsThroughOneSender(t *testing.T) {
