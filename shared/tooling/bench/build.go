@@ -18,11 +18,21 @@ const Minimal = "minimal"
 // minimal binary's source.
 const MinimalPackage = "./scripts/bench/minimal"
 
+// SDKBaseline is the name of the second reference binary: a bare fc.Start
+// handler that links the same three SDKs as the functions
+// (scripts/bench/sdkbaseline), so that ratios to it measure only what the
+// project's own code costs.
+const SDKBaseline = "sdkbaseline"
+
+// SDKBaselinePackage is the SDK baseline's source, relative to the module
+// root.
+const SDKBaselinePackage = "./scripts/bench/sdkbaseline"
+
 // Build compiles every function (./functions/<name>) and the minimal binary
 // with the flags `make build` uses, for the host's platform so they run here,
 // into outDir/<name>/main, and returns the paths by name.
 func Build(ctx context.Context, moduleDir, outDir string) (map[string]string, error) {
-	pkgs := map[string]string{Minimal: MinimalPackage}
+	pkgs := map[string]string{Minimal: MinimalPackage, SDKBaseline: SDKBaselinePackage}
 	for _, fn := range localcloud.Functions {
 		pkgs[fn] = "./functions/" + fn
 	}

@@ -67,7 +67,7 @@ func MeasureColdStart(ctx context.Context, cfg ColdConfig) (map[string]ColdStart
 	if cfg.Runs <= 0 {
 		cfg.Runs = 11
 	}
-	names := append([]string{Minimal}, localcloud.Functions...)
+	names := append([]string{Minimal, SDKBaseline}, localcloud.Functions...)
 	for _, n := range names {
 		if cfg.Binaries[n] == "" {
 			return nil, fmt.Errorf("cold start: no binary for %s", n)
@@ -116,6 +116,7 @@ func MeasureColdStart(ctx context.Context, cfg ColdConfig) (map[string]ColdStart
 	same := func(p []byte) func(int) []byte { return func(int) []byte { return p } }
 	samples := map[string]sample{
 		Minimal:     {payload: same(running), check: func(b []byte) error { return expectJSON(b, `"ok"`) }},
+		SDKBaseline: {payload: same(running), check: func(b []byte) error { return expectJSON(b, `"ok"`) }},
 		"install":   {payload: fresh, check: installQueuedOne},
 		"poller":    {payload: same(pollSample), check: pollerInstalledOne},
 		"reconcile": {payload: same([]byte(`{"dryRun":true}`)), check: reconcileListedOne},
