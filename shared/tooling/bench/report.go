@@ -239,12 +239,9 @@ func (d Doc) PrintTable(w io.Writer) {
 	fmt.Fprintf(w, "\nCold start and size (median of %d fresh processes each, interleaved; ratios to minimal)\n", d.ColdStart[Minimal].Runs)
 	tw = tabwriter.NewWriter(w, 0, 2, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "BINARY\tSIZE (bytes)\tSIZE RATIO\tFIRST /next (ms)\tRATIO\tFIRST ANSWER (ms)\tRATIO\t")
-	for _, name := range append([]string{Minimal}, localcloud.Functions...) {
+	for _, name := range append([]string{Minimal, SDKBaseline}, localcloud.Functions...) {
 		c := d.ColdStart[name]
-		sr := 1.0
-		if name != Minimal {
-			sr = d.BinarySizeRatios[name]
-		}
+		sr := ratio(float64(d.BinarySizes[name]), float64(d.BinarySizes[Minimal]))
 		fmt.Fprintf(tw, "%s\t%d\t%.3f\t%.2f\t%.3f\t%.2f\t%.3f\t\n", name, d.BinarySizes[name], sr, c.NextMs, c.NextRatio, c.AnswerMs, c.AnswerRatio)
 	}
 	_ = tw.Flush()
