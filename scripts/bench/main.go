@@ -35,7 +35,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Quick:           "smaller run: 200 instances, 9 cold starts, short handler benchmarks",
 		Seed:            "seed of the scenario",
 		Coalesce:        "INSTALL_COALESCE_DELAY (real-cloud) of the second burst; 0 skips it",
-		CoalesceDefault: 30 * time.Second,
+		CoalesceDefault: 0,
 		MaxInstances:    "processes per function in the bursts (Function Compute scales out)",
 		Timeout:         "bound of each burst run",
 		TimeoutDefault:  3 * time.Minute,

@@ -20,6 +20,9 @@ type BurstConfig struct {
 	Real localcloud.Timing
 	// Coalesce is INSTALL_COALESCE_DELAY in real-cloud terms (0: off).
 	Coalesce time.Duration
+	// Policy, when set, is BACKUP_POLICY_ID: the policy exists in the HBR
+	// emulator and every activated instance is bound to it.
+	Policy string
 	// Batch and BatchWindow are the poller trigger's CountBasedWindow and
 	// TimeBasedWindow (real-cloud; scaled like every delay, without
 	// rounding); MaxInstances bounds each function's processes.
@@ -56,6 +59,10 @@ type Burst struct {
 	// model's for the same scenario.
 	HBRCallsRatioVsNaive float64 `json:"hbr_calls_ratio_vs_naive"`
 	InstallCalls         int     `json:"install_calls"`
+	// BindCalls counts CreatePolicyBindings and DescribePolicyBindings;
+	// BindCallsPerInstance divides them by the instances installed.
+	BindCalls            int     `json:"bind_calls"`
+	BindCallsPerInstance float64 `json:"bind_calls_per_instance"`
 	InstancesPerTask     float64 `json:"instances_per_task"`
 	Tasks                int     `json:"tasks"`
 	DescribeTaskCalls    int     `json:"describe_task_calls"`
@@ -127,6 +134,9 @@ func (cfg BurstConfig) scaled() (runConfig, error) {
 	if cfg.Coalesce > 0 {
 		env["INSTALL_COALESCE_DELAY"] = cfg.Scale.Delay(cfg.Coalesce).String()
 	}
+	if cfg.Policy != "" {
+		env["BACKUP_POLICY_ID"] = cfg.Policy
+	}
 	return runConfig{
 		binaries: cfg.Binaries, plan: plan, timing: local, env: env,
 		batch: cfg.Batch, window: windowOf(cfg.Scale, cfg.BatchWindow), maxInstances: cfg.MaxInstances,
@@ -137,7 +147,9 @@ func (cfg BurstConfig) scaled() (runConfig, error) {
 func (b *Burst) fill(obs observation, t localcloud.Timing, s Scale) {
 	r := obs.report
 	b.Accepted, b.Instances, b.ByOutcome, b.Lost = r.Accepted, len(r.Outcomes), r.ByOutcome, r.Lost
-	b.Installed = r.ByOutcome["INSTALLED"]
+	// An installed instance ends INSTALLED, or, with a backup policy, as
+	// one of the binding outcomes (its client is ACTIVATED in all of them).
+	b.Installed = r.ByOutcome["INSTALLED"] + r.ByOutcome["PROTECTED"] + r.ByOutcome["ALREADY_PROTECTED"] + r.ByOutcome["BIND_FAILED"]
 	b.EventsPerInstance, b.InstallSlotsPerInstance = r.EventsPerInstance, r.InstallSlotsPerInstance
 	b.OutcomeRecordsPerInstance, b.Conflicts = r.OutcomeRecordsPerInstance, r.DuplicatedOutcomes
 	if r.RunningToOutcomeRealP99 > 0 {
@@ -156,6 +168,8 @@ func (b *Burst) fill(obs observation, t localcloud.Timing, s Scale) {
 	b.InvocationsPer = ratio(float64(b.Invocations), float64(b.Instances))
 
 	b.InstallCalls = r.Calls["hbr.InstallBackupClients"]
+	b.BindCalls = r.Calls["hbr.CreatePolicyBindings"] + r.Calls["hbr.DescribePolicyBindings"]
+	b.BindCallsPerInstance = ratio(float64(b.BindCalls), float64(b.Installed))
 	ids := 0
 	for _, task := range obs.tasks {
 		ids += len(task.Instances)
@@ -185,7 +199,7 @@ func (b *Burst) fill(obs observation, t localcloud.Timing, s Scale) {
 	var lat, e2e, e2eReal []time.Duration
 	for _, rec := range obs.records {
 		k := rec.JobID + "/" + rec.InstanceID
-		if seen[k] || rec.Outcome != "INSTALLED" {
+		if seen[k] || (rec.Outcome != "INSTALLED" && rec.Outcome != "PROTECTED") {
 			continue
 		}
 		seen[k] = true

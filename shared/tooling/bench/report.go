@@ -71,7 +71,13 @@ type Doc struct {
 	InstallSlotsPerInstance   float64 `json:"install_slots_per_instance"`
 	OutcomeRecordsPerInstance float64 `json:"outcome_records_per_instance"`
 	RunningToOutcomeRealP99   float64 `json:"running_to_outcome_real_p99_seconds"`
-	Goals                     []Goal  `json:"goals"`
+	// BindCallsPerInstance is the binding run's CreatePolicyBindings and
+	// DescribePolicyBindings calls per installed instance;
+	// BindAddedP99Seconds what binding adds to the Running → outcome p99
+	// (real-cloud seconds; the run's resolution is the scale's second).
+	BindCallsPerInstance float64 `json:"bind_calls_per_instance"`
+	BindAddedP99Seconds  float64 `json:"bind_added_p99_seconds"`
+	Goals                []Goal  `json:"goals"`
 
 	ColdStart        map[string]ColdStart `json:"cold_start"`
 	BinarySizes      map[string]int64     `json:"binary_size_bytes"`
@@ -152,7 +158,9 @@ func Run(ctx context.Context, cfg Config) (Doc, error) {
 		}
 		doc.NaiveModel = &model
 	}
-	runs := []BurstConfig{{Name: "default", Coalesce: DefaultCoalesce()}}
+	// The binding run: the same world with BACKUP_POLICY_ID set (issue 11's
+	// figures: the calls binding adds, and the latency).
+	runs := []BurstConfig{{Name: "default", Coalesce: DefaultCoalesce()}, {Name: "bind", Coalesce: DefaultCoalesce(), Policy: BenchPolicy}}
 	if cfg.Coalesce > 0 {
 		runs = append(runs, BurstConfig{Name: "coalesce", Coalesce: cfg.Coalesce})
 	}
@@ -170,6 +178,10 @@ func Run(ctx context.Context, cfg Config) (Doc, error) {
 	}
 
 	def := doc.Bursts[0]
+	if bind := doc.Bursts[1]; bind.Name == "bind" {
+		doc.BindCallsPerInstance = bind.BindCallsPerInstance
+		doc.BindAddedP99Seconds = round(bind.RunningToOutcomeRealP99-def.RunningToOutcomeRealP99, 1)
+	}
 	doc.HBRCallsPerInstance = def.HBRCallsPerInstance
 	doc.HBRCallsRatioVsNaive = def.HBRCallsRatioVsNaive
 	doc.DescribeTaskRatioVsMinimum = def.DescribeTaskRatio
@@ -197,6 +209,8 @@ func Run(ctx context.Context, cfg Config) (Doc, error) {
 			goal("install_slots_per_instance", doc.InstallSlotsPerInstance, 1.05, "×", "instance IDs sent to InstallBackupClients / instances installed"),
 			goal("outcome_records_per_instance", doc.OutcomeRecordsPerInstance, 1.0, "×", "outcome records / distinct instances"),
 			goal("hbr_calls_per_instance", doc.HBRCallsPerInstance, 1.5, "", "every HBR call / instances installed"),
+			goal("bind_calls_per_instance", doc.BindCallsPerInstance, 0.1, "", "binding run (BACKUP_POLICY_ID set): Create/DescribePolicyBindings calls / instances installed"),
+			goal("bind_added_p99_seconds", doc.BindAddedP99Seconds, 5, "s", "binding run's Running → outcome p99 minus the default run's (real; resolution = the scale)"),
 			goal("running_to_outcome_real_p99_seconds", doc.RunningToOutcomeRealP99, latencyGoal, "s",
 				"first Running event → first outcome record, × scale; goal = longest install task + 45 s"),
 		)
@@ -287,6 +301,7 @@ func (d Doc) PrintTable(w io.Writer) {
 	row("outcome records per instance", "-", func(b Burst) string { return fmt.Sprint(b.OutcomeRecordsPerInstance) })
 	row("conflicting records", "-", func(b Burst) string { return fmt.Sprint(b.Conflicts) })
 	row("Running → outcome p99, real s", "-", func(b Burst) string { return fmt.Sprint(b.RunningToOutcomeRealP99) })
+	row("backup-policy binding calls per installed instance", "-", func(b Burst) string { return fmt.Sprint(round(b.BindCallsPerInstance, 3)) })
 	row("HBR calls", fmt.Sprint(d.Naive.HBRCalls), func(b Burst) string { return fmt.Sprint(b.HBRCalls) })
 	row("HBR calls per installed instance", fmt.Sprint(d.Naive.HBRCallsPerInstance), func(b Burst) string { return fmt.Sprint(b.HBRCallsPerInstance) })
 	row("  ratio vs naive", "1", func(b Burst) string { return fmt.Sprint(b.HBRCallsRatioVsNaive) })

@@ -35,6 +35,9 @@ func (s Scale) Real(local time.Duration) time.Duration {
 	return time.Duration(float64(local) * float64(s))
 }
 
+// BenchPolicy is the backup policy of make bench's binding run.
+const BenchPolicy = "po-0000bench00000001"
+
 // DefaultCoalesce is INSTALL_COALESCE_DELAY's default, from package config.
 func DefaultCoalesce() time.Duration {
 	for _, v := range config.Variables() {
