@@ -47,6 +47,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&faults.MNSSendFail, "mns-fail", faults.MNSSendFail, "share of MNS sends that fail with a 500")
 	fs.Float64Var(&faults.Duplicate, "dup", faults.Duplicate, "share of events and messages delivered twice")
 	fs.Float64Var(&faults.Crash, "crash", faults.Crash, "share of poller invocations whose processes are killed")
+	bind := fs.Bool("bind", false, "bind every activated instance to a backup policy (BACKUP_POLICY_ID set, the policy in the HBR emulator)")
 	binDir := fs.String("bin", "", "directory with prebuilt <fn>/main binaries (default: build them)")
 	if status, ok := bench.Parse(fs, args, "Usage: go run ./scripts/chaos [flags]\n\nThe burst through the local cloud, with faults; fails on any loss.\n\nFlags:\n"); !ok {
 		return status
@@ -81,7 +82,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "chaos: %d instances with faults, at most %s\n", sc.Instances, f.Timeout)
 	res, err := bench.RunChaos(ctx, bench.ChaosConfig{
 		Binaries: bins, Scenario: bench.ChaosScenario(sc), Scale: bench.Scale(f.Scale), Real: rt,
-		Coalesce: f.Coalesce, Batch: f.Batch, BatchWindow: f.BatchWindow, MaxInstances: f.MaxInstances, Seed: f.Seed, Timeout: f.Timeout, Faults: faults,
+		Coalesce: f.Coalesce, Policy: policyIf(*bind), Batch: f.Batch, BatchWindow: f.BatchWindow, MaxInstances: f.MaxInstances, Seed: f.Seed, Timeout: f.Timeout, Faults: faults,
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, "chaos:", err)
@@ -96,4 +97,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// policyIf is make bench's backup policy when binding is asked for.
+func policyIf(on bool) string {
+	if on {
+		return bench.BenchPolicy
+	}
+	return ""
 }

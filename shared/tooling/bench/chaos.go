@@ -19,6 +19,9 @@ type ChaosConfig struct {
 	Real     localcloud.Timing
 	// Coalesce is INSTALL_COALESCE_DELAY in real-cloud terms (0: off).
 	Coalesce time.Duration
+	// Policy, when set, turns binding on (BACKUP_POLICY_ID, a policy the
+	// HBR emulator knows).
+	Policy string
 	// Batch and BatchWindow are the poller trigger's CountBasedWindow and
 	// TimeBasedWindow (real-cloud).
 	Batch, MaxInstances int
@@ -128,7 +131,7 @@ type Chaos struct {
 // RunChaos runs the soak and checks what must hold.
 func RunChaos(ctx context.Context, cfg ChaosConfig) (Chaos, error) {
 	rc, err := BurstConfig{
-		Binaries: cfg.Binaries, Scenario: cfg.Scenario, Scale: cfg.Scale, Real: cfg.Real, Coalesce: cfg.Coalesce,
+		Binaries: cfg.Binaries, Scenario: cfg.Scenario, Scale: cfg.Scale, Real: cfg.Real, Coalesce: cfg.Coalesce, Policy: cfg.Policy,
 		Batch: cfg.Batch, MaxInstances: cfg.MaxInstances, BatchWindow: cfg.BatchWindow, Seed: cfg.Seed, Timeout: cfg.Timeout,
 	}.scaled()
 	if err != nil {
