@@ -214,3 +214,24 @@ func TestE2ELaunchWorldStatesInECSAndHBR(t *testing.T) {
 		assert.Equal(t, "ACTIVATED", st)
 	}
 }
+
+// With a backup policy configured, the launch world ends every instance
+// PROTECTED, still with one record each, and binding costs a few calls per
+// batch of instances, never one per instance (issue 11).
+func TestE2ELaunchWorldProtects(t *testing.T) {
+	t.Parallel()
+	w := launchWorld(t)
+	const policy = "po-0000e2e000000001"
+	var cloud *Cloud
+	r := run(t, Options{Seed: 8, Env: map[string]string{"BACKUP_POLICY_ID": policy}}, 90*time.Second,
+		func(c *Cloud) { cloud = c; c.Launch(context.Background(), w, false) })
+	assertAll(t, r, "PROTECTED", len(w.Instances))
+	assert.Len(t, r.Records, len(w.Instances), "one outcome record per instance")
+	bound := cloud.HBR.Bindings()
+	for _, id := range w.IDs() {
+		assert.Equal(t, policy, bound[id], "%s is bound", id)
+	}
+	binds := r.Calls["hbr.CreatePolicyBindings"] + r.Calls["hbr.DescribePolicyBindings"]
+	assert.Positive(t, binds)
+	assert.Less(t, binds, len(w.Instances), "bindings are batched")
+}

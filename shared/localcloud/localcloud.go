@@ -32,6 +32,7 @@ import (
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/fcsim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/hbrsim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/mnssim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/protect"
 )
 
 // Timing holds the functions' delays, shortened for a local run.
@@ -276,6 +277,11 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 		c.HBR.SetInstance(id, b)
 	}
 	c.HBR.SetFaults(opts.HBRFaults)
+	// The backup policies the functions are configured with exist in the
+	// account the local cloud plays.
+	if settings, err := protect.Parse(opts.Env[protect.EnvPolicyID], opts.Env[protect.EnvPolicyByTag]); err == nil {
+		c.HBR.AddPolicy(settings.Policies()...)
+	}
 	c.HBR.OnCall(c.onHBRCall)
 	hbrURL, err := c.HBR.Start()
 	if err != nil {

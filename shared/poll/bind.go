@@ -60,7 +60,11 @@ func (s *Service) protect(ctx context.Context, region string, ins []job.Instance
 	tags, tagErr := s.tags(ctx, region, ins)
 	targets := make([]protect.Target, len(ins))
 	for i, in := range ins {
-		targets[i] = protect.Target{InstanceID: in.ID, JobID: in.JobID, Tags: tags[in.ID]}
+		// Installed by this job's own task just now: nothing can be bound
+		// yet but what HBR's tag policies did, which a failed binding
+		// reveals.
+		fresh := in.Installed == string(outcome.Installed) && in.Attempts > 0
+		targets[i] = protect.Target{InstanceID: in.ID, JobID: in.JobID, Tags: tags[in.ID], Fresh: fresh}
 	}
 	var later []job.Instance
 	lastCode := ""

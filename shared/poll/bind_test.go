@@ -36,10 +36,17 @@ func (f *fakeBinder) DescribePolicyBindings(_ context.Context, ids []string) (ma
 	return out, nil
 }
 
+// CreatePolicyBindings refuses the whole call when an instance is bound to
+// another policy, as HBR does (an instance has one policy).
 func (f *fakeBinder) CreatePolicyBindings(_ context.Context, policy string, ids []string) error {
 	f.creates = append(f.creates, append([]string{policy}, ids...))
 	if f.createFn != nil {
 		return f.createFn(policy, ids)
+	}
+	for _, id := range ids {
+		if p, ok := f.bound[id]; ok && p != policy {
+			return fault.Wrap("hbr.CreatePolicyBindings", fault.Permanent, "DataSourceAlreadyBound", assert.AnError)
+		}
 	}
 	return nil
 }
@@ -77,7 +84,10 @@ func TestBindingAfterActivation(t *testing.T) {
 		{name: "no policy: INSTALLED as before", want: map[string]string{"i-1": "INSTALLED  ", "i-2": "INSTALLED  "}},
 		{name: "bound in one call", policy: "po-default", creates: 1,
 			want: map[string]string{"i-1": "PROTECTED po-default ", "i-2": "PROTECTED po-default "}},
-		{name: "already bound elsewhere is never rebound", policy: "po-default", bound: map[string]string{"i-1": "po-other"}, creates: 1,
+		// Installed just now, so bound without asking first; the refusal
+		// reveals the binding HBR's own tag policy made, and the other
+		// instance is bound once more.
+		{name: "already bound elsewhere is never rebound", policy: "po-default", bound: map[string]string{"i-1": "po-other"}, creates: 2,
 			want: map[string]string{"i-1": "ALREADY_PROTECTED po-other ", "i-2": "PROTECTED po-default "}},
 		{name: "refused for good", policy: "po-gone", creates: 1,
 			createFn: func(string, []string) error {

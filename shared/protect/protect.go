@@ -98,6 +98,11 @@ type Target struct {
 	// "no tags"). With tag rules configured, an instance whose tags are
 	// unknown ends as BIND_FAILED with CodeTagsUnknown.
 	Tags map[string]string
+	// Fresh says the client was installed by the caller's own task just
+	// now: no binding can be there yet but one HBR's tag policies made, so
+	// the instance is bound without asking first (DescribePolicyBindings is
+	// called only if the binding fails), which halves the calls.
+	Fresh bool
 }
 
 // Result is the verdict for one target.
@@ -128,9 +133,11 @@ type Service struct {
 
 // Protect decides and binds the targets (all in region). results[i] is the
 // verdict for targets[i]. It calls DescribePolicyBindings once per MaxBatch
-// targets that have a policy, then CreatePolicyBindings once per policy (and
-// MaxBatch) for the unbound ones, never once per instance; in audit mode only
-// the former. With binding disabled every target is NoPolicy and nothing is
+// targets that have a policy and are not Fresh, then CreatePolicyBindings
+// once per policy (and MaxBatch) for the unbound and the fresh ones, never
+// once per instance; in audit mode only the former, for every target. When
+// a binding of fresh targets fails for good, it asks which of them are bound
+// already (ALREADY_PROTECTED) and binds the others once more. With binding disabled every target is NoPolicy and nothing is
 // called. Instance IDs are sent once per call even if listed twice.
 func (s *Service) Protect(ctx context.Context, region string, targets []Target) []Result {
 	results := make([]Result, len(targets))
@@ -169,9 +176,17 @@ func (s *Service) Protect(ctx context.Context, region string, targets []Target) 
 		return results
 	}
 
-	// Which are bound already? One call per MaxBatch distinct instances.
-	var unbound []int
-	for _, chunk := range chunks(pending, targets) {
+	// Which are bound already? One call per MaxBatch distinct instances,
+	// for those that may be.
+	var unbound, ask []int
+	for _, i := range pending {
+		if targets[i].Fresh && !s.Audit {
+			unbound = append(unbound, i)
+			continue
+		}
+		ask = append(ask, i)
+	}
+	for _, chunk := range chunks(ask, targets) {
 		bound, err := binder.DescribePolicyBindings(ctx, ids(chunk, targets))
 		if err != nil {
 			fail(chunk, err)
@@ -206,8 +221,9 @@ func (s *Service) Protect(ctx context.Context, region string, targets []Target) 
 	for _, p := range order {
 		for _, chunk := range chunks(byPolicy[p], targets) {
 			if err := binder.CreatePolicyBindings(ctx, p, ids(chunk, targets)); err != nil {
-				fail(chunk, err)
-				continue
+				if chunk = s.recheck(ctx, binder, p, chunk, targets, results, err); chunk == nil {
+					continue
+				}
 			}
 			for _, i := range chunk {
 				results[i].Verdict = Protected
@@ -215,6 +231,53 @@ func (s *Service) Protect(ctx context.Context, region string, targets []Target) 
 		}
 	}
 	return results
+}
+
+// recheck follows a CreatePolicyBindings call that failed for chunk. When
+// the failure is permanent and the chunk holds fresh targets (which were
+// not asked about first), it asks which are bound already: those are
+// ALREADY_PROTECTED, and if any were, the others are bound once more (the
+// failure may have been theirs). Whatever fails then fails with its error.
+// It returns the targets now bound, or nil.
+func (s *Service) recheck(ctx context.Context, binder Binder, policy string, chunk []int, targets []Target, results []Result, err error) []int {
+	fail := func(idx []int, err error) {
+		for _, i := range idx {
+			results[i].Verdict, results[i].Code, results[i].Err = verdictOf(err), codeOf(err), err
+		}
+	}
+	fresh := false
+	for _, i := range chunk {
+		fresh = fresh || targets[i].Fresh
+	}
+	if !fresh || verdictOf(err) != BindFailed {
+		fail(chunk, err)
+		return nil
+	}
+	bound, derr := binder.DescribePolicyBindings(ctx, ids(chunk, targets))
+	if derr != nil {
+		fail(chunk, err)
+		return nil
+	}
+	var rest []int
+	for _, i := range chunk {
+		if p, ok := bound[targets[i].InstanceID]; ok {
+			results[i].Verdict, results[i].PolicyID = AlreadyProtected, p
+			continue
+		}
+		rest = append(rest, i)
+	}
+	if len(rest) == 0 {
+		return nil
+	}
+	if len(rest) == len(chunk) {
+		fail(rest, err)
+		return nil
+	}
+	if err := binder.CreatePolicyBindings(ctx, policy, ids(rest, targets)); err != nil {
+		fail(rest, err)
+		return nil
+	}
+	return rest
 }
 
 // verdictOf maps a failed call to RetryLater (fault.Retryable, or the

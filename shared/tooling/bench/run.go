@@ -102,9 +102,6 @@ func run(ctx context.Context, rc runConfig) (observation, error) {
 		return observation{}, fmt.Errorf("start the local cloud: %w", err)
 	}
 	defer cloud.Close()
-	if p := rc.env["BACKUP_POLICY_ID"]; p != "" {
-		cloud.HBR.AddPolicy(p)
-	}
 	obs := &observer{}
 	cloud.HBR.OnCall(obs.onCall)
 	cloud.MNS.OnSend(obs.onSend)
