@@ -193,7 +193,8 @@ func (c *Cloud) Report() Report {
 	r.HBRCallsPerInstance = perUnit(hbrCalls, r.Instances)
 	installed := 0
 	for _, o := range r.Outcomes {
-		if o.Outcome == "INSTALLED" {
+		switch o.Outcome {
+		case "INSTALLED", "PROTECTED", "ALREADY_PROTECTED", "BIND_FAILED": // the client is ACTIVATED in all four
 			installed++
 		}
 	}
