@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync/atomic"
 	"time"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
@@ -33,11 +32,6 @@ type Poller struct {
 	// the stream would then redeliver the whole batch.
 	Group   int
 	Reserve time.Duration
-
-	// served counts the invocations this process has handled: the first
-	// one may be the redelivery of a batch whose process died mid-install
-	// (see install.Service.FollowRecent).
-	served atomic.Int64
 }
 
 // Defaults of Poller.Group and Poller.Reserve.
@@ -137,7 +131,6 @@ func (h *Poller) Handle(ctx context.Context, payload []byte) (PollerSummary, err
 	if len(msgs) > 0 {
 		s := newSession(h.Cloud)
 		short := h.timeShort(ctx)
-		fresh := h.served.Add(1) == 1
 		var res install.Result
 		for len(msgs) > 0 {
 			if len(res.Next)+len(res.Outcomes) > 0 && short() {
@@ -151,9 +144,7 @@ func (h *Poller) Handle(ctx context.Context, payload []byte) (PollerSummary, err
 				break
 			}
 			n := min(len(msgs), max(h.Group, 1))
-			ps := h.pollService(s)
-			ps.Install.FollowRecent = fresh
-			res.Merge(ps.Handle(ctx, msgs[:n]))
+			res.Merge(h.pollService(s).Handle(ctx, msgs[:n]))
 			msgs = msgs[n:]
 		}
 		sum.Outcomes = countOutcomes(res.Outcomes)

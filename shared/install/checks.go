@@ -263,18 +263,7 @@ func (s *Service) existing(ctx context.Context, cl Installer, region string, c c
 				keep = append(keep, in)
 				continue
 			}
-			if in.Attempts == 0 && !waitingOnClient(in.LastCode) && thisLaunch(bc, in) {
-				if s.FollowRecent && s.recent(bc) {
-					// Maybe this very job's install, made by a process that
-					// died before it queued the poll message: follow the
-					// client to its end rather than leave it to nobody.
-					if strings.EqualFold(bc.Status, ClientActivated) {
-						res.Outcomes = append(res.Outcomes, s.alreadyThere(region, in, bc))
-					} else {
-						waits[CodeClientInstalling] = append(waits[CodeClientInstalling], s.awaitOther(in, now))
-					}
-					continue
-				}
+			if in.Attempts == 0 && thisLaunch(bc, in) {
 				res.Joined = append(res.Joined, outcome.Join{JobID: in.JobID, InstanceID: id, Region: region,
 					OriginEventID: in.OriginEventID, ClientID: bc.ClientID,
 					Owner:  fmt.Sprintf("the install that created client %s at %s (%s)", orUnknown(bc.ClientID), time.Unix(bc.CreatedTime, 0).UTC().Format(time.RFC3339), bc.Status),
@@ -345,19 +334,6 @@ const LaunchWindow = 10 * time.Minute
 func thisLaunch(bc hbr.BackupClient, in job.Instance) bool {
 	return createdSince(bc, announced(in).Add(-LaunchWindow))
 }
-
-// recent reports whether an INSTALLING or ACTIVATED client was created
-// within RecentInstall of now: an install the invocation before this one
-// may have made.
-func (s *Service) recent(bc hbr.BackupClient) bool {
-	st := strings.ToUpper(bc.Status)
-	return (st == ClientInstalling || st == ClientActivated) && createdSince(bc, s.now().Add(-RecentInstall))
-}
-
-// RecentInstall bounds how old a client a FollowRecent check follows: the
-// time a crashed invocation's batch takes to come back (the stream's
-// retries, or the message's visibility timeout).
-const RecentInstall = 5 * time.Minute
 
 // createdSince reports whether the client is known to have been created at
 // or after t, at HBR's precision: CreatedTime is whole seconds, so t is

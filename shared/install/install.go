@@ -166,15 +166,6 @@ type Service struct {
 	// in ECS before HBR is asked, so that instances announced before their
 	// agent is up cost no HBR calls.
 	ECS func(ctx context.Context, region string) (Inventory, error)
-	// FollowRecent is set for the first invocation of a fresh process,
-	// which may be the redelivery of a batch whose process died between an
-	// InstallBackupClients call and queuing its poll message. A job that
-	// finds a client of its launch created within RecentInstall, INSTALLING
-	// or ACTIVATED, then follows it to its end and records the outcome
-	// instead of joining: the install may have been its own, with nobody
-	// else to record it. (If it was another job's, the instance gets a
-	// second, agreeing record.)
-	FollowRecent bool
 	// Reinstall lists the client statuses an operator sets (STOPPED,
 	// DEACTIVATED, UNINSTALLING, UNINSTALL_FAILED) that are installed over
 	// anyway; by default an instance in one of them ends as SKIPPED naming

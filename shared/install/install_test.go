@@ -681,39 +681,3 @@ func TestChainsForOneInstanceMeetOnTheGrid(t *testing.T) {
 	assert.Equal(t, t0.Add(11*time.Minute), res.Next[0].Message.Instances[0].ReadyBy, "with the later deadline")
 	assert.Len(t, res.Joined, 1)
 }
-
-// The first invocation of a fresh process may be the redelivery of a batch
-// whose process died after InstallBackupClients and before queuing the poll
-// message: it follows a client of its launch created moments ago to its
-// end, and records the outcome, instead of joining an install nobody
-// follows.
-func TestFreshProcessFollowsARecentInstall(t *testing.T) {
-	in := instances(1)[0]
-	in.EventTime = t0.Add(-2 * time.Minute)
-	now := t0
-	client := hbr.BackupClient{InstanceID: in.ID, ClientID: "c-1", Status: "INSTALLING", CreatedTime: t0.Add(-3 * time.Second).Unix()}
-	s := &Service{
-		HBR: func(context.Context, string) (Installer, error) {
-			return &withClients{installFunc: allValid, clients: []hbr.BackupClient{client}}, nil
-		},
-		Policy: testPolicy(), Now: func() time.Time { return now },
-	}
-	res := s.Install(context.Background(), "cn-hangzhou", []job.Instance{in}, 0)
-	require.Len(t, res.Joined, 1, "a process that has run before joins")
-
-	s.FollowRecent = true
-	res = s.Install(context.Background(), "cn-hangzhou", []job.Instance{in}, 0)
-	assert.Empty(t, res.Joined, "a fresh process follows")
-	require.Len(t, res.Next, 1)
-	waiting := res.Next[0].Message.Instances[0]
-	assert.Equal(t, CodeClientInstalling, waiting.LastCode)
-
-	// Its next look (by any process) stays with the client and records.
-	s.FollowRecent = false
-	now = t0.Add(time.Minute)
-	client.Status = "ACTIVATED"
-	res = s.Install(context.Background(), "cn-hangzhou", []job.Instance{waiting}, 0)
-	assert.Empty(t, res.Joined)
-	require.Len(t, res.Outcomes, 1)
-	assert.Equal(t, outcome.Installed, res.Outcomes[0].Outcome)
-}
