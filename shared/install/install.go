@@ -166,6 +166,13 @@ type Service struct {
 	// in ECS before HBR is asked, so that instances announced before their
 	// agent is up cost no HBR calls.
 	ECS func(ctx context.Context, region string) (Inventory, error)
+	// Started, when set, is given each poll message as soon as its install
+	// task is created, to queue it at once: a process that dies between an
+	// InstallBackupClients call and the end of its batch would otherwise
+	// leave the task followed by nobody (its redelivered batch finds the
+	// client and joins it). A message it queued (nil error) is left out of
+	// the Result; one it could not is returned there like any other.
+	Started func(ctx context.Context, n Next) error
 	// Reinstall lists the client statuses an operator sets (STOPPED,
 	// DEACTIVATED, UNINSTALLING, UNINSTALL_FAILED) that are installed over
 	// anyway; by default an instance in one of them ends as SKIPPED naming
@@ -481,7 +488,7 @@ func (s *Service) installChunk(ctx context.Context, cl Installer, region string,
 	// One poll message per 20 instances: a chunk holds one job per
 	// instance, but the message limit must hold whatever the caller passed.
 	for _, part := range job.Chunk(started, job.MaxInstances) {
-		res.Next = append(res.Next, Next{
+		n := Next{
 			Message: job.Message{
 				Version:       job.Version,
 				Kind:          job.KindPoll,
@@ -494,7 +501,11 @@ func (s *Service) installChunk(ctx context.Context, cl Installer, region string,
 				SentAt:        now,
 			},
 			Delay: s.Policy.FirstPollDelay,
-		})
+		}
+		if s.Started != nil && s.Started(ctx, n) == nil {
+			continue // queued already
+		}
+		res.Next = append(res.Next, n)
 	}
 	return res
 }
