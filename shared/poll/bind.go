@@ -87,6 +87,15 @@ func (s *Service) protect(ctx context.Context, region string, ins []job.Instance
 			}
 			later = append(later, in)
 		default:
+			if r.Verdict == protect.AlreadyProtected && in.Installed == string(outcome.Installed) {
+				// This launch installed the client, and the binding is the
+				// one this system makes: a copy of this job (a duplicated
+				// message) bound it a moment ago. Same decision as that
+				// copy's record.
+				if want, ok := s.Protect.Settings.PolicyFor(tags[in.ID]); ok && want == r.PolicyID && (tags != nil || !s.Protect.Settings.NeedsTags()) {
+					r.Verdict = protect.Protected
+				}
+			}
 			kind, _ := r.Verdict.Outcome()
 			rec := bindRecord(region, in, kind, r.PolicyID, r.Code, bindReason(r))
 			if r.Err != nil {
