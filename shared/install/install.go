@@ -3,10 +3,20 @@
 // into either a poll message for the new task, a delayed install-retry
 // message (not ready yet, or a transient error), or a final outcome.
 //
-// The Service makes the HBR calls but sends nothing and logs nothing: it
-// returns a [Result] with the outcomes and follow-up messages, and the caller
-// (package handler) delivers them. It never returns an error: every failure is
+// The Service makes the HBR (and ECS) calls but logs nothing and sends
+// nothing itself: it returns a [Result] with the outcomes, the follow-up
+// messages and the jobs that joined another's install, and the caller
+// (package handler) delivers them. The one exception is the poll message of
+// a task just created, which it hands at once to the caller's Started hook
+// when one is set, so that no task is left unfollowed by a process that
+// dies later in the batch. It never returns an error: every failure is
 // turned into a retry message or an outcome.
+//
+// Install once, record once: jobs for one instance in a batch elect one
+// owner (the others join it), and a job that finds a client its launch
+// created joins that install instead of making a second one; retries fall
+// on a grid common to every job (Policy.Align), so a launch's jobs that
+// cannot install yet meet in a batch and merge.
 package install
 
 import (
