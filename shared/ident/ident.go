@@ -1,46 +1,66 @@
 // Package ident checks ASCII identifiers (region ids, MNS queue and topic
-// names, RAM role names, ids handed out by the cloud).
+// names, RAM role names, ids handed out by the cloud) without regular
+// expressions.
 //
 // A [Rule] says how long an identifier may be and which characters it may
-// start with and continue with; String prints it as the regular expression
-// that accepts exactly those, and Valid matches with that expression from
-// the standard library, compiled on a rule's first use and kept (so a rule
-// costs nothing at program start: compiling every expression up front took
-// milliseconds of each cold start).
+// start with and continue with; it accepts exactly what the regular
+// expression its String method prints accepts. Rules are plain values: a
+// package-level Rule costs nothing at program start (compiling the
+// equivalent regular expressions with counted repetition took milliseconds
+// on every cold start of a function), and checking one allocates nothing.
 //
 // The package returns no errors: checks report a bool, and callers say in
 // their own errors what was wrong.
 package ident
 
 import (
-	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 )
 
-// Charset is a set of ASCII bytes written as the inside of a regexp
-// character class: "a-z0-9-" is the lower-case letters, the digits and '-'
-// ("x-y" is the inclusive range x..y; a '-' at the start or end stands for
-// itself). It must be a valid, non-empty class; bytes of 0x80 and above are
-// never members.
+// Charset is a set of ASCII bytes written like the inside of a regexp
+// character class: "a-z0-9-" is the lower-case letters, the digits and '-'.
+// "x-y" is the inclusive range x..y (empty when y < x); every other byte,
+// including a '-' at the start or end, stands for itself. Bytes of 0x80 and
+// above are never members, even when written in the spec, so a multi-byte
+// UTF-8 character is never accepted.
 type Charset string
 
 // Contains reports whether b is in c.
 func (c Charset) Contains(b byte) bool {
-	return b < 0x80 && compiled("^"+class(c)+"$").Match([]byte{b})
+	bits := c.bits()
+	return bits.has(b)
 }
 
-// compiled returns the expression expr, compiled once per process.
-func compiled(expr string) *regexp.Regexp {
-	if re, ok := cache.Load(expr); ok {
-		return re.(*regexp.Regexp)
+// bitset is a Charset's members: bit x of word x/64 for byte x.
+type bitset [2]uint64
+
+func (c Charset) bits() bitset {
+	var set bitset
+	for i := 0; i < len(c); i++ {
+		lo, hi := int(c[i]), int(c[i])
+		if i+2 < len(c) && c[i+1] == '-' {
+			hi = int(c[i+2])
+			i += 2
+		}
+		set.addRange(lo, min(hi, 127))
 	}
-	re, _ := cache.LoadOrStore(expr, regexp.MustCompile(expr))
-	return re.(*regexp.Regexp)
+	return set
 }
 
-var cache sync.Map // expression → *regexp.Regexp
+// addRange adds the bytes lo..hi (hi < 128) to s.
+func (s *bitset) addRange(lo, hi int) {
+	for w := range s {
+		l, h := max(lo, 64*w), min(hi, 64*w+63)
+		if l <= h {
+			s[w] |= ^uint64(0) >> (63 - (h - l)) << (l - 64*w)
+		}
+	}
+}
+
+func (s *bitset) has(b byte) bool {
+	return b < 128 && s[b>>6]&(1<<(b&63)) != 0
+}
 
 // Rule says what an identifier must look like: Min..Max bytes, the first in
 // First and the rest in Rest. Max 0 means no upper bound. Because the
@@ -51,32 +71,29 @@ type Rule struct {
 }
 
 // Valid reports whether s follows r. Nothing is trimmed: "abc\n" is
-// rejected.
+// rejected, as the regexp rejects it.
 func (r Rule) Valid(s string) bool {
-	return r.regexp().MatchString(s)
-}
-
-// regexp is r's expression, compiled on r's first use.
-func (r Rule) regexp() *regexp.Regexp {
-	rules.RLock()
-	re, ok := rules.m[r]
-	rules.RUnlock()
-	if ok {
-		return re
+	if len(s) < r.Min || (r.Max > 0 && len(s) > r.Max) {
+		return false
 	}
-	re = compiled(r.String())
-	rules.Lock()
-	rules.m[r] = re
-	rules.Unlock()
-	return re
+	if s == "" {
+		return true
+	}
+	first := r.First.bits()
+	if !first.has(s[0]) {
+		return false
+	}
+	rest := first
+	if r.Rest != r.First {
+		rest = r.Rest.bits()
+	}
+	for i := 1; i < len(s); i++ {
+		if !rest.has(s[i]) {
+			return false
+		}
+	}
+	return true
 }
-
-// rules caches each Rule's compiled expression (a map lookup, unlike
-// rendering the expression again, allocates nothing).
-var rules = struct {
-	sync.RWMutex
-	m map[Rule]*regexp.Regexp
-}{m: map[Rule]*regexp.Regexp{}}
 
 // String returns the regular expression accepting exactly what r accepts,
 // e.g. "^[A-Za-z][A-Za-z0-9-]{0,119}$", for error messages.

@@ -21,8 +21,10 @@ func TestCharsetContains(t *testing.T) {
 		{spec: "a-", in: "a-", out: "b`"},
 		{spec: "A-Za-z0-9._:-", in: "AZaz09._:-", out: "/;@[`{~ \t"},
 		{spec: "a-c-e", in: "abc-e", out: "d"},
+		{spec: "z-a", in: "", out: "amz-"},
 		{spec: "\x00-\x7f", in: "\x00 ~\x7f", out: "\x80\xff"},
 		{spec: "é", in: "", out: "é\xc3\xa9"},
+		{spec: "", in: "", out: "a\x00"},
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.spec), func(t *testing.T) {
