@@ -315,9 +315,15 @@ func waitCode(status string) string {
 }
 
 // waitingOnClient reports whether code marks a job waiting for a client to
-// settle (see waitCode).
+// settle: the waitCode of a status ClientActions waits for. (LastCode also
+// holds HBR's and ECS's own error codes, so a prefix would not do.)
 func waitingOnClient(code string) bool {
-	return strings.HasPrefix(code, "Client")
+	for status, a := range ClientActions {
+		if a == ActionWait && waitCode(status) == code {
+			return true
+		}
+	}
+	return false
 }
 
 // LaunchWindow is how long before a job's own event a client may have been

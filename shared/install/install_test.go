@@ -681,3 +681,14 @@ func TestChainsForOneInstanceMeetOnTheGrid(t *testing.T) {
 	assert.Equal(t, t0.Add(11*time.Minute), res.Next[0].Message.Instances[0].ReadyBy, "with the later deadline")
 	assert.Len(t, res.Joined, 1)
 }
+
+// Only the codes of a wait for a settling client count as one: LastCode
+// also carries error codes from HBR and ECS, whatever they are called.
+func TestWaitingOnClientIsExact(t *testing.T) {
+	for code, want := range map[string]bool{
+		CodeClientInstalling: true, "ClientUpgrading": true, "ClientRegistered": true,
+		"ClientNotFound": false, "ClientStopped": false, CodeCloudAssistDown: false, "": false,
+	} {
+		assert.Equal(t, want, waitingOnClient(code), code)
+	}
+}
