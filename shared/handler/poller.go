@@ -132,8 +132,9 @@ func (h *Poller) Handle(ctx context.Context, payload []byte) (PollerSummary, err
 		s := newSession(h.Cloud)
 		short := h.timeShort(ctx)
 		var res install.Result
-		for len(msgs) > 0 {
-			if len(res.Next)+len(res.Outcomes) > 0 && short() {
+		for handled := 0; len(msgs) > 0; handled++ {
+			// At least one group per invocation, so the batch always moves on.
+			if handled > 0 && short() {
 				// Handed back as they came: a redelivery, which every step
 				// tolerates; the next invocation takes them.
 				for _, m := range msgs {
