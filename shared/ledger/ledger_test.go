@@ -1,0 +1,311 @@
+package ledger_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ledger"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ledger/ledgertest"
+)
+
+const (
+	region   = "cn-hangzhou"
+	instance = "i-bp1ledger000000001"
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func newLedger(t *testing.T) (*ledger.Ledger, *ledgertest.Store, *clock) {
+	t.Helper()
+	st := ledgertest.New()
+	c := &clock{t: time.Now().UTC().Truncate(time.Second)}
+	return &ledger.Ledger{Store: st, Prefix: "hbr-autoinstall/ledger/", Account: "1234567890", Lease: 30 * time.Minute,
+		StaleIntent: time.Minute, Now: c.Now}, st, c
+}
+
+func announce(job string, at time.Time) ledger.Announcement {
+	return ledger.Announcement{Region: region, Instance: instance, Job: job, Trigger: "ecs:Instance:StateChange",
+		EventTime: at, Via: "ev-" + job}
+}
+
+func TestFirstClaimOwnsAndOthersJoin(t *testing.T) {
+	l, st, clk := newLedger(t)
+	ctx := context.Background()
+
+	d, err := l.Claim(ctx, announce("j-first", clk.Now()))
+	require.NoError(t, err)
+	assert.Equal(t, ledger.Owned, d.Kind)
+	assert.Equal(t, 1, d.Owner.Generation)
+	assert.Equal(t, "j-first", d.Owner.Job)
+	assert.Equal(t, clk.Now().Add(30*time.Minute), d.Owner.LeaseUntil)
+	assert.Equal(t, []string{"hbr-autoinstall/ledger/1234567890/cn-hangzhou/i-bp1ledger000000001/g000001/claim"}, st.Keys())
+	assert.Equal(t, map[string]int{"Create": 1}, st.Calls(), "a new instance is claimed with one create")
+
+	tests := []struct {
+		name string
+		job  string
+		want ledger.Kind
+	}{
+		{"another job joins the owner", "j-second", ledger.Joined},
+		{"the owner's redelivery resumes", "j-first", ledger.Resumed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := l.Claim(ctx, announce(tc.job, clk.Now()))
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, d.Kind)
+			assert.Equal(t, "j-first", d.Owner.Job)
+			assert.Equal(t, 1, d.Owner.Generation)
+			assert.Contains(t, d.State.Describe(), "generation 1 claimed at")
+		})
+	}
+}
+
+func TestConcurrentAnnouncementsElectOneOwner(t *testing.T) {
+	l, _, clk := newLedger(t)
+	const n = 32
+	var wg sync.WaitGroup
+	kinds := make([]ledger.Kind, n)
+	owners := make([]string, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d, err := l.Claim(context.Background(), announce(fmt.Sprintf("j-%02d", i), clk.Now()))
+			assert.NoError(t, err)
+			kinds[i], owners[i] = d.Kind, d.Owner.Job
+		}()
+	}
+	wg.Wait()
+	owned := 0
+	for i, k := range kinds {
+		if k == ledger.Owned {
+			owned++
+			assert.Equal(t, fmt.Sprintf("j-%02d", i), owners[i])
+		} else {
+			assert.Equal(t, ledger.Joined, k)
+		}
+	}
+	assert.Equal(t, 1, owned)
+	for _, o := range owners {
+		assert.Equal(t, owners[0], o, "every announcement names the same owner")
+	}
+}
+
+func TestAfterAFinalRecord(t *testing.T) {
+	tests := []struct {
+		name       string
+		outcome    string
+		later      time.Duration // announcement time relative to the record
+		sweep      bool
+		want       ledger.Kind
+		supersedes string
+	}{
+		{"a restart after FAILED reopens", "FAILED", time.Minute, false, ledger.Owned, "j-first/FAILED"},
+		{"a late copy of the launch's events joins a FAILED record", "FAILED", -time.Minute, false, ledger.Joined, ""},
+		{"a restart after INSTALLED joins", "INSTALLED", time.Minute, false, ledger.Joined, ""},
+		{"a restart after NOT_READY reopens", "NOT_READY", time.Minute, false, ledger.Owned, "j-first/NOT_READY"},
+		{"a sweep after INSTALLED reopens", "INSTALLED", time.Minute, true, ledger.Owned, "j-first/INSTALLED"},
+		{"a sweep older than the record joins", "INSTALLED", -time.Minute, true, ledger.Joined, ""},
+		{"a restart after SKIPPED joins (the sweep picks rule changes up)", "SKIPPED", time.Minute, false, ledger.Joined, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l, _, clk := newLedger(t)
+			ctx := context.Background()
+			d, err := l.Claim(ctx, announce("j-first", clk.Now()))
+			require.NoError(t, err)
+			clk.Add(5 * time.Minute)
+			fin, err := l.Finish(ctx, d.Owner, ledger.Final{Outcome: tc.outcome, Reason: "test"})
+			require.NoError(t, err)
+			require.True(t, fin.Written)
+
+			a := announce("j-later", clk.Now().Add(tc.later))
+			a.Sweep = tc.sweep
+			clk.Add(2 * time.Minute)
+			d2, err := l.Claim(ctx, a)
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, d2.Kind)
+			if tc.want == ledger.Owned {
+				assert.Equal(t, 2, d2.Owner.Generation)
+				assert.Equal(t, tc.supersedes, d2.Owner.Supersedes)
+				assert.Equal(t, "j-later", d2.Owner.Job)
+			} else {
+				assert.Equal(t, "j-first", d2.Owner.Job, "the joined line names the owner")
+				assert.Contains(t, d2.State.Describe(), "recorded "+tc.outcome)
+			}
+
+			again, err := l.Claim(ctx, announce("j-first", clk.Now()))
+			require.NoError(t, err)
+			if tc.want == ledger.Owned {
+				assert.Equal(t, ledger.Joined, again.Kind, "the first owner's redelivery joins the new generation")
+			} else {
+				assert.Equal(t, ledger.Recorded, again.Kind, "the owner's redelivery after its record never joins itself")
+			}
+		})
+	}
+}
+
+func TestTakeoverAfterTheLease(t *testing.T) {
+	l, _, clk := newLedger(t)
+	ctx := context.Background()
+	d, err := l.Claim(ctx, announce("j-dead", clk.Now()))
+	require.NoError(t, err)
+	b, err := l.Begin(ctx, d.Owner, 1, "ev-j-dead")
+	require.NoError(t, err)
+	require.Equal(t, ledger.Go, b.Start)
+	clk.Add(time.Minute)
+	ok, err := l.RecordTask(ctx, d.Owner, ledger.Task{Attempt: 1, TaskID: "t-dead", StartedAt: clk.Now(), Deadline: clk.Now().Add(17 * time.Minute)})
+	require.NoError(t, err)
+	require.True(t, ok)
+
+	clk.Add(20 * time.Minute)
+	j, err := l.Claim(ctx, announce("j-other", clk.Now()))
+	require.NoError(t, err)
+	assert.Equal(t, ledger.Joined, j.Kind, "the task renewed the lease")
+	assert.Contains(t, j.State.Describe(), "installing task t-dead (attempt 1)")
+
+	clk.Add(15 * time.Minute)
+	tk, err := l.Claim(ctx, announce("j-sweep", clk.Now()))
+	require.NoError(t, err)
+	assert.Equal(t, ledger.Owned, tk.Kind)
+	assert.Equal(t, 2, tk.Owner.Generation)
+	assert.Equal(t, "j-dead", tk.Owner.Supersedes)
+	require.NotNil(t, tk.Inherit)
+	assert.Equal(t, "t-dead", tk.Inherit.TaskID)
+	assert.Contains(t, tk.Reason, "took over generation 1 of j-dead")
+
+	// The dead chain comes back to life after the takeover: it must not
+	// record over the new generation.
+	old := d.Owner
+	fin, err := l.Finish(ctx, old, ledger.Final{Outcome: "INSTALLED"})
+	require.NoError(t, err)
+	assert.False(t, fin.Written)
+	assert.Equal(t, "j-sweep", fin.SupersededBy)
+}
+
+func TestBegin(t *testing.T) {
+	l, _, clk := newLedger(t)
+	ctx := context.Background()
+	d, err := l.Claim(ctx, announce("j-owner", clk.Now()))
+	require.NoError(t, err)
+	o := d.Owner
+
+	b, err := l.Begin(ctx, o, 1, "msg-1")
+	require.NoError(t, err)
+	assert.Equal(t, ledger.Begun{Start: ledger.Go, Attempt: 1}, b)
+
+	b, err = l.Begin(ctx, o, 1, "msg-2")
+	require.NoError(t, err)
+	assert.Equal(t, ledger.InProgress, b.Start, "another delivery is installing attempt 1")
+
+	b, err = l.Begin(ctx, o, 1, "msg-1")
+	require.NoError(t, err)
+	assert.Equal(t, ledger.Go, b.Start, "a redelivery of the same message whose run died before the task redoes it")
+
+	ok, err := l.RecordTask(ctx, o, ledger.Task{Attempt: 1, TaskID: "t-1", StartedAt: clk.Now()})
+	require.NoError(t, err)
+	assert.True(t, ok)
+	ok, err = l.RecordTask(ctx, o, ledger.Task{Attempt: 1, TaskID: "t-orphan", StartedAt: clk.Now()})
+	require.NoError(t, err)
+	assert.False(t, ok, "only one task per attempt")
+
+	b, err = l.Begin(ctx, o, 1, "msg-1")
+	require.NoError(t, err)
+	assert.Equal(t, ledger.Resume, b.Start)
+	require.NotNil(t, b.Task)
+	assert.Equal(t, "t-1", b.Task.TaskID)
+
+	b, err = l.Begin(ctx, o, 1, "msg-2")
+	require.NoError(t, err)
+	assert.Equal(t, ledger.Continued, b.Start, "a fork of the chain ends where the other delivery follows its task")
+
+	b, err = l.Begin(ctx, o, 2, "msg-3")
+	require.NoError(t, err)
+	require.Equal(t, ledger.Go, b.Start)
+	clk.Add(2 * time.Minute)
+	b, err = l.Begin(ctx, o, 2, "msg-4")
+	require.NoError(t, err)
+	assert.Equal(t, ledger.Begun{Start: ledger.Go, Attempt: 3}, b, "a stale intent without a task is skipped")
+}
+
+func TestFinishIsOnePerGeneration(t *testing.T) {
+	l, _, clk := newLedger(t)
+	ctx := context.Background()
+	d, err := l.Claim(ctx, announce("j-owner", clk.Now()))
+	require.NoError(t, err)
+	fin, err := l.Finish(ctx, d.Owner, ledger.Final{Outcome: "INSTALLED", Via: "m-1"})
+	require.NoError(t, err)
+	assert.True(t, fin.Written)
+	fin, err = l.Finish(ctx, d.Owner, ledger.Final{Outcome: "TIMEOUT", Via: "m-2"})
+	require.NoError(t, err)
+	assert.False(t, fin.Written)
+	require.NotNil(t, fin.Stored)
+	assert.Equal(t, "INSTALLED", fin.Stored.Outcome)
+	assert.Equal(t, "m-1", fin.Stored.Via)
+	assert.Equal(t, "j-owner/INSTALLED", fin.Stored.Ref())
+}
+
+func TestErrors(t *testing.T) {
+	ctx := context.Background()
+	t.Run("an unreadable entry names its key", func(t *testing.T) {
+		l, st, clk := newLedger(t)
+		st.Put(l.InstancePrefix(region, instance)+"g000001/claim", []byte("{not json"))
+		_, err := l.Claim(ctx, announce("j-x", clk.Now()))
+		require.Error(t, err)
+		assert.True(t, fault.Is(err, fault.Invalid))
+		assert.Contains(t, err.Error(), "g000001/claim")
+	})
+	t.Run("a store outage is retryable", func(t *testing.T) {
+		l, st, clk := newLedger(t)
+		st.FailNext(1, nil)
+		_, err := l.Claim(ctx, announce("j-x", clk.Now()))
+		require.Error(t, err)
+		assert.True(t, fault.Is(err, fault.Retryable))
+	})
+}
+
+func TestScan(t *testing.T) {
+	l, _, clk := newLedger(t)
+	ctx := context.Background()
+	for i, id := range []string{"i-b", "i-a", "i-ab"} {
+		a := announce("j-"+id, clk.Now())
+		a.Instance = id
+		d, err := l.Claim(ctx, a)
+		require.NoError(t, err)
+		if i != 1 {
+			_, err = l.Finish(ctx, d.Owner, ledger.Final{Outcome: "FAILED"})
+			require.NoError(t, err)
+		}
+	}
+	clk.Add(time.Minute)
+	a := announce("j-restart", clk.Now())
+	a.Instance = "i-b"
+	_, err := l.Claim(ctx, a)
+	require.NoError(t, err)
+
+	var got []ledger.Summary
+	require.NoError(t, l.Scan(ctx, region, func(s ledger.Summary) error { got = append(got, s); return nil }))
+	assert.Equal(t, []ledger.Summary{
+		{Instance: "i-a", Generation: 1, Final: false},
+		{Instance: "i-ab", Generation: 1, Final: true},
+		{Instance: "i-b", Generation: 2, Final: false},
+	}, got)
+}
