@@ -45,8 +45,7 @@ func TestBindAndDescribePolicyBindings(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, map[string]string{"i-a": "po-daily", "i-b": "po-daily", "i-old": "po-weekly"}, got)
 
-	require.NoError(t, c.CreatePolicyBindings(ctx, "po-daily", []string{"i-a"}), "binding again to the same policy is harmless")
-	assert.Equal(t, 2, sim.Calls()["hbr.CreatePolicyBindings"])
+	assert.Equal(t, 1, sim.Calls()["hbr.CreatePolicyBindings"])
 	assert.Equal(t, 2, sim.Calls()["hbr.DescribePolicyBindings"])
 }
 
@@ -63,6 +62,9 @@ func TestCreatePolicyBindingsErrors(t *testing.T) {
 		{name: "unknown policy", policy: "po-missing", wantKind: fault.Permanent, wantCode: hbrsim.PolicyNotFoundCode, wantHTTP: 404},
 		{name: "bound elsewhere", setup: func(s *hbrsim.Server) { s.Bind("i-b", "po-other", "ECS_FILE", t0) },
 			policy: "po-a", wantKind: fault.Permanent, wantCode: hbrsim.BoundElsewhereCode, wantHTTP: 400},
+		// [DOC] binding again to the same policy is refused with this code.
+		{name: "bound to this policy already", setup: func(s *hbrsim.Server) { s.Bind("i-b", "po-a", "ECS_FILE", t0) },
+			policy: "po-a", wantKind: fault.Permanent, wantCode: hbr.CodeAlreadyBound, wantHTTP: 400},
 		{name: "throttled", setup: func(s *hbrsim.Server) { s.SetFaults(hbrsim.Faults{ThrottleNext: 1}) },
 			policy: "po-a", wantKind: fault.Retryable, wantCode: "Throttling.User", wantHTTP: 400},
 		{name: "503", setup: func(s *hbrsim.Server) { s.SetFaults(hbrsim.Faults{ServerErrorNext: 1}) },
