@@ -53,6 +53,9 @@ func TestDryRunPrintsThePolicy(t *testing.T) {
 			require.NoError(t, json.Unmarshal(stdout.Bytes(), &policy))
 			require.Len(t, policy.Statement, 3)
 			assert.Equal(t, []any{"ecs:DescribeInstances", "ecs:DescribeCloudAssistantStatus"}, policy.Statement[1].Action)
+			// MNS's documents disagree on the action BatchSendMessage needs,
+			// so the job and dead-letter queues grant both.
+			assert.Equal(t, []any{"mns:SendMessage", "mns:BatchSendMessage"}, policy.Statement[2].Action)
 			a := tc.account
 			assert.Equal(t, []any{
 				"acs:mns:cn-hangzhou:" + a + ":/queues/q/messages",

@@ -48,13 +48,23 @@
 //     SourceType, DataSourceId, Disabled, Source, Include, Exclude,
 //     SpeedLimit, PolicyBindingDescription, AdvancedOptions,
 //     CrossAccountType/UserId/RoleName. Response: the common envelope only.
+//   - [DOC] the same API reference (mirrored): binding a data source again
+//     to the policy it is already bound to fails with
+//     PolicyAlreadyBoundWithThisDataSource ([CodeAlreadyBound]), HTTP 400,
+//     message "This datasource has already been bound with the policy…".
+//     The adapter returns it as fault.Permanent with that Code; the binding
+//     step (shared/protect, CodeAlreadyBound) reads it, for a call about
+//     one instance, as "already protected by this policy".
 //   - [UNVERIFIED] the largest list one call accepts (no limit is
-//     published; this adapter sends at most MaxBindIDs), whether binding an
-//     instance already bound to the same policy is an error, and the error
-//     codes for an unknown policy or an instance bound elsewhere (the pages
-//     only point at the generic error centre). shared/localcloud/hbrsim uses
-//     plausible codes, marked [UNVERIFIED] there; callers branch on the
-//     fault kind, never on those codes.
+//     published; this adapter sends at most MaxBindIDs); whether a list is
+//     bound all or nothing when one item fails, and which item's error is
+//     reported; the error codes for an unknown policy or an instance bound
+//     to another policy (the pages only point at the generic error centre).
+//     shared/localcloud/hbrsim uses plausible codes for these, marked
+//     [UNVERIFIED] there. No verdict depends on them: shared/protect uses
+//     the unknown-policy code only to skip calls that would fail anyway,
+//     and pins any other permanent refusal on the instances it belongs to
+//     by binding fewer at a time.
 //
 // DescribePolicyBindings
 //   - [DOC] https://help.aliyun.com/zh/cloud-backup/developer-reference/api-hbr-2017-09-08-describepolicybindings

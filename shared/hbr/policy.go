@@ -28,6 +28,12 @@ const (
 	maxBindingPages = 10
 )
 
+// CodeAlreadyBound is the error code with which CreatePolicyBindings
+// refuses a data source already bound to the policy of the call ([DOC]; see
+// the package comment). The error is fault.Permanent; read the code with
+// fault.CodeOf. It does not say which item of a longer list it is about.
+const CodeAlreadyBound = "PolicyAlreadyBoundWithThisDataSource"
+
 // ValidPolicyID reports whether id looks like a backup policy ID: "po-"
 // followed by 1..61 letters or digits.
 func ValidPolicyID(id string) bool {
@@ -39,9 +45,11 @@ func ValidPolicyID(id string) bool {
 
 // CreatePolicyBindings binds 1..MaxBindIDs ECS instances to one backup
 // policy, as ECS_FILE data sources, in one call. Errors: Invalid for a bad
-// policy ID or ID list (no call); otherwise see the package comment (an
-// unknown policy or an instance bound elsewhere is Permanent, with the
-// service's code).
+// policy ID or ID list (no call); otherwise see the package comment. An
+// instance already bound to this policy makes the call fail Permanent with
+// Code CodeAlreadyBound ([DOC]); an unknown policy or an instance bound to
+// another policy is Permanent with the service's code, which is not
+// documented.
 func (c *Client) CreatePolicyBindings(ctx context.Context, policyID string, instanceIDs []string) error {
 	const op = "hbr.CreatePolicyBindings"
 	if !ValidPolicyID(policyID) {

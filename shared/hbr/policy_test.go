@@ -45,8 +45,7 @@ func TestBindAndDescribePolicyBindings(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, map[string]string{"i-a": "po-daily", "i-b": "po-daily", "i-old": "po-weekly"}, got)
 
-	require.NoError(t, c.CreatePolicyBindings(ctx, "po-daily", []string{"i-a"}), "binding again to the same policy is harmless")
-	assert.Equal(t, 2, sim.Calls()["hbr.CreatePolicyBindings"])
+	assert.Equal(t, 1, sim.Calls()["hbr.CreatePolicyBindings"])
 	assert.Equal(t, 2, sim.Calls()["hbr.DescribePolicyBindings"])
 }
 
@@ -63,6 +62,9 @@ func TestCreatePolicyBindingsErrors(t *testing.T) {
 		{name: "unknown policy", policy: "po-missing", wantKind: fault.Permanent, wantCode: hbrsim.PolicyNotFoundCode, wantHTTP: 404},
 		{name: "bound elsewhere", setup: func(s *hbrsim.Server) { s.Bind("i-b", "po-other", "ECS_FILE", t0) },
 			policy: "po-a", wantKind: fault.Permanent, wantCode: hbrsim.BoundElsewhereCode, wantHTTP: 400},
+		// [DOC] binding again to the same policy is refused with this code.
+		{name: "bound to this policy already", setup: func(s *hbrsim.Server) { s.Bind("i-b", "po-a", "ECS_FILE", t0) },
+			policy: "po-a", wantKind: fault.Permanent, wantCode: hbr.CodeAlreadyBound, wantHTTP: 400},
 		{name: "throttled", setup: func(s *hbrsim.Server) { s.SetFaults(hbrsim.Faults{ThrottleNext: 1}) },
 			policy: "po-a", wantKind: fault.Retryable, wantCode: "Throttling.User", wantHTTP: 400},
 		{name: "503", setup: func(s *hbrsim.Server) { s.SetFaults(hbrsim.Faults{ServerErrorNext: 1}) },
@@ -204,5 +206,111 @@ func TestValidPolicyID(t *testing.T) {
 		"po-": false, "po-a-b": false, "PO-abc": false, "po-a\n": false, "": false, "po-" + strings.Repeat("a", 62): false,
 	} {
 		assert.Equal(t, want, hbr.ValidPolicyID(id), "%q", id)
+	}
+}
+
+// raceBinder is the real client, with a hook run once right after the
+// first DescribePolicyBindings call: someone else binding an instance
+// between the step's listing and its binding.
+type raceBinder struct {
+	*hbr.Client
+	once  sync.Once
+	after func()
+}
+
+func (r *raceBinder) DescribePolicyBindings(ctx context.Context, ids []string) (map[string]string, error) {
+	got, err := r.Client.DescribePolicyBindings(ctx, ids)
+	if r.after != nil {
+		r.once.Do(r.after)
+	}
+	return got, err
+}
+
+// TestProtectOverTheWire runs the binding step on the real client against
+// the emulator: HBR's refusals end as per-instance verdicts.
+func TestProtectOverTheWire(t *testing.T) {
+	tests := []struct {
+		name        string
+		policy      string
+		setup       func(sim *hbrsim.Server)
+		race        func(sim *hbrsim.Server)
+		targets     []protect.Target
+		want        []string // "id VERDICT policy code"
+		wantCreates int
+		wantBound   map[string]string
+	}{
+		{
+			name:        "re-bound to this policy between listing and binding",
+			policy:      "po-a",
+			race:        func(s *hbrsim.Server) { s.Bind("i-a", "po-a", hbr.SourceECSFile, t0) },
+			targets:     []protect.Target{{InstanceID: "i-a"}},
+			want:        []string{"i-a ALREADY_PROTECTED po-a "},
+			wantCreates: 1,
+			wantBound:   map[string]string{"i-a": "po-a"},
+		},
+		{
+			name:        "bound elsewhere between listing and binding fails no other",
+			policy:      "po-a",
+			race:        func(s *hbrsim.Server) { s.Bind("i-b", "po-other", hbr.SourceECSFile, t0) },
+			targets:     []protect.Target{{InstanceID: "i-a"}, {InstanceID: "i-b"}, {InstanceID: "i-c"}},
+			want:        []string{"i-a PROTECTED po-a ", "i-b ALREADY_PROTECTED po-other ", "i-c PROTECTED po-a "},
+			wantCreates: 2,
+			wantBound:   map[string]string{"i-a": "po-a", "i-b": "po-other", "i-c": "po-a"},
+		},
+		{
+			name:        "fresh and bound to this policy already",
+			policy:      "po-a",
+			setup:       func(s *hbrsim.Server) { s.Bind("i-b", "po-a", hbr.SourceECSFile, t0) },
+			targets:     []protect.Target{{InstanceID: "i-a", Fresh: true}, {InstanceID: "i-b", Fresh: true}, {InstanceID: "i-c", Fresh: true}},
+			want:        []string{"i-a PROTECTED po-a ", "i-b ALREADY_PROTECTED po-a ", "i-c PROTECTED po-a "},
+			wantCreates: 2,
+			wantBound:   map[string]string{"i-a": "po-a", "i-b": "po-a", "i-c": "po-a"},
+		},
+		{
+			name:        "fresh and alone, bound to this policy already",
+			policy:      "po-a",
+			setup:       func(s *hbrsim.Server) { s.Bind("i-a", "po-a", hbr.SourceECSFile, t0) },
+			targets:     []protect.Target{{InstanceID: "i-a", Fresh: true}},
+			want:        []string{"i-a ALREADY_PROTECTED po-a "},
+			wantCreates: 1,
+			wantBound:   map[string]string{"i-a": "po-a"},
+		},
+		{
+			name:        "an unknown policy is refused in one call",
+			policy:      "po-gone",
+			targets:     []protect.Target{{InstanceID: "i-a", Fresh: true}, {InstanceID: "i-b", Fresh: true}},
+			want:        []string{"i-a BIND_FAILED po-gone " + hbrsim.PolicyNotFoundCode, "i-b BIND_FAILED po-gone " + hbrsim.PolicyNotFoundCode},
+			wantCreates: 1,
+			wantBound:   map[string]string{},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			sim, _, _, base := startSim(t)
+			sim.AddPolicy("po-a", "po-other")
+			if tc.setup != nil {
+				tc.setup(sim)
+			}
+			b := &raceBinder{Client: newClient(t, base, goodCred)}
+			if tc.race != nil {
+				b.after = func() { tc.race(sim) }
+			}
+			settings, err := protect.Parse(tc.policy, "")
+			require.NoError(t, err)
+			s := &protect.Service{Settings: settings, HBR: func(context.Context, string) (protect.Binder, error) { return b, nil }}
+
+			got := s.Protect(context.Background(), "cn-hangzhou", tc.targets)
+			var verdicts []string
+			for _, r := range got {
+				verdicts = append(verdicts, fmt.Sprintf("%s %s %s %s", r.Target.InstanceID, r.Verdict, r.PolicyID, r.Code))
+				if r.Verdict == protect.BindFailed {
+					assertFault(t, r.Err, "hbr.CreatePolicyBindings", fault.Permanent, r.Code)
+				}
+			}
+			assert.Equal(t, tc.want, verdicts)
+			assert.Equal(t, tc.wantCreates, sim.Calls()["hbr.CreatePolicyBindings"])
+			assert.Equal(t, tc.wantBound, sim.Bindings())
+		})
 	}
 }

@@ -8,7 +8,11 @@
 // (DescribePolicyBindings; an existing binding is reported, never replaced),
 // and binds the rest with one CreatePolicyBindings call per policy. It
 // returns one [Result] per instance and never an error: a failed call is a
-// result (retry later, or BIND_FAILED).
+// result (retry later, or BIND_FAILED). Each instance gets its own verdict:
+// when a call for many fails for good, the step finds out which instances
+// are bound already and which cannot be bound (see [Service.Protect]), and
+// only the latter end BIND_FAILED. HBR's documented refusal of a repeated
+// binding ([CodeAlreadyBound]) means ALREADY_PROTECTED, never BIND_FAILED.
 //
 // The package has no SDK or Function Compute imports: the HBR adapter is
 // reached through the [Binder] interface declared here (shared/hbr's Client
@@ -46,6 +50,27 @@ const (
 	CodeTagsUnknown = "TagsUnknown"
 	// CodeUnclassified: the HBR call failed without a service error code.
 	CodeUnclassified = "BindError"
+)
+
+// HBR error codes the step reads (through fault.CodeOf).
+const (
+	// CodeAlreadyBound: CreatePolicyBindings refused an instance already
+	// bound to the policy of the call; the instance is ALREADY_PROTECTED by
+	// that policy. [DOC] the CreatePolicyBindings API reference (HTTP 400,
+	// "This datasource has already been bound with the policy…"); the same
+	// as hbr.CodeAlreadyBound. The error does not say which instance of a
+	// longer list it is about.
+	CodeAlreadyBound = "PolicyAlreadyBoundWithThisDataSource"
+	// CodePolicyNotFound: CreatePolicyBindings refused the policy itself.
+	// [UNVERIFIED] HBR does not document its code for an unknown policy;
+	// this is the emulator's. It only saves calls: a failure with it is not
+	// split up, since every instance would fail the same way. Were HBR's
+	// code another, the split would reach the same verdicts with more calls.
+	CodePolicyNotFound = "PolicyNotExists"
+	// CodeForbidden: the role may not call CreatePolicyBindings at all.
+	// [UNVERIFIED] for HBR: the API gateway's standard RAM denial code. Used
+	// like CodePolicyNotFound, only to save calls.
+	CodeForbidden = "Forbidden.RAM"
 )
 
 // Verdict is what the step decided for one instance.
@@ -135,10 +160,21 @@ type Service struct {
 // verdict for targets[i]. It calls DescribePolicyBindings once per MaxBatch
 // targets that have a policy and are not Fresh, then CreatePolicyBindings
 // once per policy (and MaxBatch) for the unbound and the fresh ones, never
-// once per instance; in audit mode only the former, for every target. When
-// a binding of fresh targets fails for good, it asks which of them are bound
-// already (ALREADY_PROTECTED) and binds the others once more. With binding disabled every target is NoPolicy and nothing is
-// called. Instance IDs are sent once per call even if listed twice.
+// once per instance; in audit mode only the former, for every target. With
+// binding disabled every target is NoPolicy and nothing is called. Instance
+// IDs are sent once per call even if listed twice.
+//
+// When a CreatePolicyBindings call fails, a transient failure is every
+// instance's verdict (RetryLater). Otherwise one DescribePolicyBindings
+// call says which are bound already (ALREADY_PROTECTED, with their policy);
+// a failure that concerns the call as a whole (an unknown policy, a RAM
+// denial) is the BIND_FAILED verdict of the others, and any other failure
+// is pinned on the instances it belongs to by binding them again in halves
+// down to single instances: a single instance refused with CodeAlreadyBound
+// is ALREADY_PROTECTED by the policy, one refused otherwise is BIND_FAILED
+// with the code. A chunk of n instances costs at most one
+// DescribePolicyBindings and 2n-1 more CreatePolicyBindings calls, however
+// many of them fail.
 func (s *Service) Protect(ctx context.Context, region string, targets []Target) []Result {
 	results := make([]Result, len(targets))
 	var pending []int // indexes of targets that have a policy
@@ -220,64 +256,126 @@ func (s *Service) Protect(ctx context.Context, region string, targets []Target) 
 	}
 	for _, p := range order {
 		for _, chunk := range chunks(byPolicy[p], targets) {
+			b := binding{ctx: ctx, binder: binder, policy: p, targets: targets, results: results}
 			if err := binder.CreatePolicyBindings(ctx, p, ids(chunk, targets)); err != nil {
-				if chunk = s.recheck(ctx, binder, p, chunk, targets, results, err); chunk == nil {
-					continue
-				}
+				b.settle(groups(chunk, targets), err)
+				continue
 			}
-			for _, i := range chunk {
-				results[i].Verdict = Protected
-			}
+			b.protected(chunk)
 		}
 	}
 	return results
 }
 
-// recheck follows a CreatePolicyBindings call that failed for chunk. When
-// the failure is permanent and the chunk holds fresh targets (which were
-// not asked about first), it asks which are bound already: those are
-// ALREADY_PROTECTED, and if any were, the others are bound once more (the
-// failure may have been theirs). Whatever fails then fails with its error.
-// It returns the targets now bound, or nil.
-func (s *Service) recheck(ctx context.Context, binder Binder, policy string, chunk []int, targets []Target, results []Result, err error) []int {
-	fail := func(idx []int, err error) {
-		for _, i := range idx {
-			results[i].Verdict, results[i].Code, results[i].Err = verdictOf(err), codeOf(err), err
+// binding finds out, after a CreatePolicyBindings call for one policy
+// failed, which of its instances could not be bound, so that one bad
+// instance does not fail the others.
+type binding struct {
+	ctx     context.Context
+	binder  Binder
+	policy  string
+	targets []Target
+	results []Result
+}
+
+// settle gives every instance of a chunk (its targets grouped by instance,
+// at most MaxBatch groups) its own verdict after the call binding them all
+// failed with err. A transient failure is every instance's verdict, and a
+// single instance refused with CodeAlreadyBound is ALREADY_PROTECTED by
+// this policy. Otherwise it asks once which are bound already
+// (ALREADY_PROTECTED with their policy, whatever it is). A failure of the
+// call as a whole (see callWide) is then the verdict of the others;
+// any other failure is pinned on the instances it belongs to by binding
+// them again in halves, then quarters, …, down to single instances (see
+// split). Cost: at most one DescribePolicyBindings and 2n-1
+// CreatePolicyBindings calls for n instances; every call is about fewer
+// instances than the one before it, so it always ends.
+func (b binding) settle(chunk [][]int, err error) {
+	if verdictOf(err) == RetryLater || len(chunk) == 1 && fault.CodeOf(err) == CodeAlreadyBound {
+		b.split(chunk, err)
+		return
+	}
+	rest := chunk
+	// If the listing fails, the halves are bound regardless: the documented
+	// code still tells an instance bound to this policy, and other
+	// refusals end BIND_FAILED with their own code.
+	if bound, derr := b.binder.DescribePolicyBindings(b.ctx, ids(flatten(chunk), b.targets)); derr == nil {
+		rest = nil
+		for _, g := range chunk {
+			if p, ok := bound[b.targets[g[0]].InstanceID]; ok {
+				b.alreadyProtected(g, p)
+				continue
+			}
+			rest = append(rest, g)
 		}
 	}
-	fresh := false
-	for _, i := range chunk {
-		fresh = fresh || targets[i].Fresh
+	switch {
+	case len(rest) == 0:
+	case len(rest) == len(chunk) || callWide(err):
+		// The same call would fail the same way.
+		b.split(rest, err)
+	default:
+		b.bind(rest)
 	}
-	if !fresh || verdictOf(err) != BindFailed {
-		fail(chunk, err)
-		return nil
+}
+
+// bind binds the grouped targets in one call, splitting on failure.
+func (b binding) bind(gs [][]int) {
+	if err := b.binder.CreatePolicyBindings(b.ctx, b.policy, ids(flatten(gs), b.targets)); err != nil {
+		b.split(gs, err)
+		return
 	}
-	bound, derr := binder.DescribePolicyBindings(ctx, ids(chunk, targets))
-	if derr != nil {
-		fail(chunk, err)
-		return nil
+	b.protected(flatten(gs))
+}
+
+// split decides the grouped targets whose binding failed with err: a
+// transient or call-wide failure is all of theirs; a single instance
+// refused with CodeAlreadyBound is ALREADY_PROTECTED by this policy, and
+// refused otherwise is BIND_FAILED with err; several are bound again in two
+// halves.
+func (b binding) split(gs [][]int, err error) {
+	switch {
+	case verdictOf(err) == RetryLater || callWide(err):
+		b.failed(flatten(gs), err)
+	case len(gs) == 1 && fault.CodeOf(err) == CodeAlreadyBound:
+		b.alreadyProtected(gs[0], b.policy)
+	case len(gs) == 1:
+		b.failed(gs[0], err)
+	default:
+		half := len(gs) / 2
+		b.bind(gs[:half])
+		b.bind(gs[half:])
 	}
-	var rest []int
-	for _, i := range chunk {
-		if p, ok := bound[targets[i].InstanceID]; ok {
-			results[i].Verdict, results[i].PolicyID = AlreadyProtected, p
-			continue
-		}
-		rest = append(rest, i)
+}
+
+func (b binding) protected(idx []int) {
+	for _, i := range idx {
+		b.results[i].Verdict = Protected
 	}
-	if len(rest) == 0 {
-		return nil
+}
+
+func (b binding) failed(idx []int, err error) {
+	for _, i := range idx {
+		b.results[i].Verdict, b.results[i].Code, b.results[i].Err = verdictOf(err), codeOf(err), err
 	}
-	if len(rest) == len(chunk) {
-		fail(rest, err)
-		return nil
+}
+
+// alreadyProtected records that the targets are bound to policy already.
+func (b binding) alreadyProtected(idx []int, policy string) {
+	for _, i := range idx {
+		b.results[i].Verdict, b.results[i].PolicyID = AlreadyProtected, policy
 	}
-	if err := binder.CreatePolicyBindings(ctx, policy, ids(rest, targets)); err != nil {
-		fail(rest, err)
-		return nil
+}
+
+// callWide reports whether a failed CreatePolicyBindings call failed for
+// a reason no instance in it can change, so that binding fewer instances
+// at a time would only fail the same way.
+func callWide(err error) bool {
+	switch fault.CodeOf(err) {
+	case CodePolicyNotFound, CodeForbidden:
+		return true
 	}
-	return rest
+	return false
 }
 
 // verdictOf maps a failed call to RetryLater (fault.Retryable, or the
@@ -323,6 +421,33 @@ func chunks(idx []int, targets []Target) [][]int {
 	}
 	if len(cur) > 0 {
 		out = append(out, cur)
+	}
+	return out
+}
+
+// groups groups target indexes by instance ID, in order of first
+// appearance: one group per distinct instance.
+func groups(idx []int, targets []Target) [][]int {
+	var out [][]int
+	where := map[string]int{}
+	for _, i := range idx {
+		id := targets[i].InstanceID
+		g, ok := where[id]
+		if !ok {
+			g = len(out)
+			where[id] = g
+			out = append(out, nil)
+		}
+		out[g] = append(out[g], i)
+	}
+	return out
+}
+
+// flatten lists the indexes of groups.
+func flatten(gs [][]int) []int {
+	var out []int
+	for _, g := range gs {
+		out = append(out, g...)
 	}
 	return out
 }

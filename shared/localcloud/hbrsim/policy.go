@@ -15,11 +15,22 @@ import (
 
 // Backup-policy bindings: CreatePolicyBindings and DescribePolicyBindings.
 // Only policies added with [Server.AddPolicy] exist. An instance (data
-// source) is bound to at most one policy, whatever its source type; binding
-// it again to the same policy changes nothing. A call is all or nothing: one
-// bad item rejects the whole list and binds none.
+// source) is bound to at most one policy, whatever its source type. Binding
+// it again to the policy it is bound to fails with AlreadyBoundCode, as HBR
+// documents; binding it to another policy fails with BoundElsewhereCode. A
+// call is all or nothing, and the first bad item in list order decides the
+// error: one bad item rejects the whole list and binds none ([UNVERIFIED]:
+// HBR does not say whether a list is bound all or nothing, nor which item's
+// error it reports). A data source listed twice in one call is bound once
+// ([UNVERIFIED]).
 
 const (
+	// AlreadyBoundCode is the error code (HTTP 400) when a data source is
+	// bound again to the policy it is already bound to. [DOC] the
+	// CreatePolicyBindings API reference (mirrored): code
+	// PolicyAlreadyBoundWithThisDataSource, HTTP 400, message "This
+	// datasource has already been bound with the policy…".
+	AlreadyBoundCode = "PolicyAlreadyBoundWithThisDataSource"
 	// PolicyNotFoundCode is the error code (HTTP 404) for an unknown
 	// PolicyId. [UNVERIFIED] the real code is not documented; the name
 	// follows the "…NotExists" pattern of HBR's published codes.
@@ -158,7 +169,13 @@ func (s *Server) createPolicyBindings(req rpcsim.Request) (map[string]any, *rpcs
 		return nil, rpcsim.Errorf(http.StatusNotFound, PolicyNotFoundCode, "The specified policy %q does not exist.", policyID)
 	}
 	for _, b := range wanted {
-		if old, ok := p.bindings[b.DataSourceID]; ok && old.PolicyID != policyID {
+		old, ok := p.bindings[b.DataSourceID]
+		switch {
+		case !ok:
+		case old.PolicyID == policyID:
+			return nil, rpcsim.Errorf(http.StatusBadRequest, AlreadyBoundCode,
+				"This datasource has already been bound with the policy. DataSourceId: %s.", b.DataSourceID)
+		default:
 			return nil, rpcsim.Errorf(http.StatusBadRequest, BoundElsewhereCode,
 				"The data source %q is already bound to policy %q.", b.DataSourceID, old.PolicyID)
 		}

@@ -39,8 +39,8 @@ func TestCreatePolicyBindings(t *testing.T) {
 	assert.Equal(t, true, got.Body["Success"])
 	assert.Equal(t, map[string]string{"i-1": "po-a", "i-2": "po-a"}, r.sim.Bindings())
 
-	again := r.bind("po-a", "i-2", "i-3")
-	require.Equal(t, 200, again.Status, "the same policy again is harmless: %v", again.Body)
+	fresh := r.bind("po-a", "i-3", "i-3")
+	require.Equal(t, 200, fresh.Status, "a data source listed twice in one call is bound once: %v", fresh.Body)
 	assert.Equal(t, map[string]string{"i-1": "po-a", "i-2": "po-a", "i-3": "po-a"}, r.sim.Bindings())
 
 	other := r.bind("po-b", "i-4", "i-1")
@@ -55,9 +55,46 @@ func TestCreatePolicyBindings(t *testing.T) {
 	assert.NotContains(t, r.sim.Bindings(), "i-5")
 
 	assert.Equal(t, 4, r.sim.Calls()["hbr.CreatePolicyBindings"])
+	assert.Equal(t, map[string]string{"i-1": "po-a", "i-2": "po-a", "i-3": "po-a"}, r.sim.Bindings())
 	list := r.sim.BindingList()
 	require.Len(t, list, 3)
 	assert.Equal(t, hbrsim.Binding{PolicyID: "po-a", DataSourceID: "i-1", SourceType: "ECS_FILE", Created: t0}, list[0])
+}
+
+// TestRepeatedBinding: HBR documents that binding a data source again to the
+// policy it is bound to fails with PolicyAlreadyBoundWithThisDataSource
+// (HTTP 400); the emulator must not accept it silently.
+func TestRepeatedBinding(t *testing.T) {
+	tests := []struct {
+		name     string
+		policy   string
+		ids      []string
+		wantHTTP int
+		wantCode string
+	}{
+		{name: "same policy", policy: "po-a", ids: []string{"i-1"}, wantHTTP: 400, wantCode: hbrsim.AlreadyBoundCode},
+		{name: "same policy among new ones", policy: "po-a", ids: []string{"i-new", "i-1"}, wantHTTP: 400, wantCode: hbrsim.AlreadyBoundCode},
+		{name: "other policy", policy: "po-b", ids: []string{"i-1"}, wantHTTP: 400, wantCode: hbrsim.BoundElsewhereCode},
+		{name: "first bad item decides", policy: "po-b", ids: []string{"i-other", "i-1"}, wantHTTP: 400, wantCode: hbrsim.AlreadyBoundCode},
+		{name: "new only", policy: "po-a", ids: []string{"i-new"}, wantHTTP: 200, wantCode: "200"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := newRig(t)
+			r.sim.AddPolicy("po-a", "po-b")
+			r.sim.Bind("i-1", "po-a", "ECS_FILE", t0)
+			r.sim.Bind("i-other", "po-b", "ECS_FILE", t0)
+
+			got := r.bind(tc.policy, tc.ids...)
+			assert.Equal(t, tc.wantHTTP, got.Status, got.Body)
+			assert.Equal(t, tc.wantCode, got.Code())
+			if tc.wantHTTP != 200 {
+				assert.NotContains(t, r.sim.Bindings(), "i-new", "a rejected call binds nothing")
+			}
+			assert.Equal(t, "po-a", r.sim.Bindings()["i-1"], "an existing binding is never replaced")
+		})
+	}
 }
 
 func TestPolicyBindingValidation(t *testing.T) {

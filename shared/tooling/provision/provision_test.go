@@ -48,7 +48,7 @@ func testPlan(t *testing.T) Plan {
 const wantPolicy = `{"Statement":[` +
 	`{"Action":["hbr:InstallBackupClients","hbr:DescribeTask","hbr:DescribeBackupClients"],"Effect":"Allow","Resource":"*"},` +
 	`{"Action":["ecs:DescribeInstances","ecs:DescribeCloudAssistantStatus"],"Effect":"Allow","Resource":"*"},` +
-	`{"Action":"mns:SendMessage","Effect":"Allow","Resource":[` +
+	`{"Action":["mns:SendMessage","mns:BatchSendMessage"],"Effect":"Allow","Resource":[` +
 	`"acs:mns:cn-hangzhou:1234567890123456:/queues/hbr-autoinstall-jobs/messages",` +
 	`"acs:mns:cn-shanghai:1234567890123456:/queues/hbr-autoinstall-jobs/messages",` +
 	`"acs:mns:cn-hangzhou:1234567890123456:/queues/hbr-autoinstall-dlq/messages",` +
@@ -68,7 +68,7 @@ func TestRenderPolicyRepositoryTemplate(t *testing.T) {
 	assert.Equal(t, `{"Statement":[`+
 		`{"Action":["hbr:InstallBackupClients","hbr:DescribeTask","hbr:DescribeBackupClients"],"Effect":"Allow","Resource":"*"},`+
 		`{"Action":["ecs:DescribeInstances","ecs:DescribeCloudAssistantStatus"],"Effect":"Allow","Resource":"*"},`+
-		`{"Action":"mns:SendMessage","Effect":"Allow","Resource":[`+
+		`{"Action":["mns:SendMessage","mns:BatchSendMessage"],"Effect":"Allow","Resource":[`+
 		`"acs:mns:ap-southeast-1:1234567890123456:/queues/hbr-autoinstall-jobs/messages",`+
 		`"acs:mns:ap-southeast-1:1234567890123456:/queues/hbr-autoinstall-dlq/messages"]}`+
 		`],"Version":"1"}`, string(got))
@@ -317,7 +317,7 @@ func TestRunConvergesDrift(t *testing.T) {
 	reformatted := "{\n  \"Version\": \"1\",\n  \"Statement\": [\n" +
 		"{\"Effect\": \"Allow\", \"Resource\": \"*\", \"Action\": [\"hbr:DescribeTask\", \"hbr:InstallBackupClients\", \"hbr:DescribeBackupClients\"]},\n" +
 		"{\"Effect\": \"Allow\", \"Resource\": \"*\", \"Action\": [\"ecs:DescribeInstances\", \"ecs:DescribeCloudAssistantStatus\"]},\n" +
-		"{\"Effect\": \"Allow\", \"Action\": [\"mns:SendMessage\"], \"Resource\": [\n" +
+		"{\"Effect\": \"Allow\", \"Action\": [\"mns:BatchSendMessage\", \"mns:SendMessage\"], \"Resource\": [\n" +
 		"\"acs:mns:cn-hangzhou:1234567890123456:/queues/hbr-autoinstall-dlq/messages\",\n" +
 		"\"acs:mns:cn-shanghai:1234567890123456:/queues/hbr-autoinstall-dlq/messages\",\n" +
 		"\"acs:mns:cn-hangzhou:1234567890123456:/queues/hbr-autoinstall-jobs/messages\",\n" +
