@@ -47,6 +47,25 @@ type object struct {
 	versionID   string
 }
 
+// newObject builds an object holding body (which it keeps).
+func newObject(body []byte, contentType string, now time.Time) *object {
+	if body == nil {
+		body = []byte{}
+	}
+	if contentType == "" {
+		contentType = "application/octet-stream"
+	}
+	sum := md5.Sum(body)
+	return &object{
+		body:        body,
+		etag:        `"` + strings.ToUpper(hex.EncodeToString(sum[:])) + `"`,
+		md5:         base64.StdEncoding.EncodeToString(sum[:]),
+		crc:         strconv.FormatUint(crc64.Checksum(body, crcTable), 10),
+		modified:    now,
+		contentType: contentType,
+	}
+}
+
 func newBucket(name string, now time.Time) *bucket {
 	return &bucket{name: name, created: now, objects: make(map[string]*object)}
 }
@@ -91,9 +110,8 @@ func (s *Server) putObject(q *request) reply {
 		// [DOC] https://help.aliyun.com/en/oss/user-guide/0017-00000279
 		return failed(invalidArgument("The value of x-oss-forbid-overwrite must be true or false."))
 	}
-	sum := md5.Sum(q.body)
-	md5b64 := base64.StdEncoding.EncodeToString(sum[:])
-	if want := h.Get("Content-MD5"); want != "" && want != md5b64 {
+	o := newObject(q.body, h.Get("Content-Type"), q.now)
+	if want := h.Get("Content-MD5"); want != "" && want != o.md5 {
 		return failed(newError(http.StatusBadRequest, CodeInvalidDigest, "The Content-MD5 you specified was invalid."))
 	}
 	if v := h.Get(hdrSHA256); v != "" && v != UnsignedPayload {
@@ -101,20 +119,6 @@ func (s *Server) putObject(q *request) reply {
 		if !strings.EqualFold(v, hex.EncodeToString(got[:])) {
 			return failed(invalidArgument("The x-oss-content-sha256 you specified does not match the body."))
 		}
-	}
-	o := &object{
-		body:        q.body,
-		etag:        `"` + strings.ToUpper(hex.EncodeToString(sum[:])) + `"`,
-		md5:         md5b64,
-		crc:         strconv.FormatUint(crc64.Checksum(q.body, crcTable), 10),
-		modified:    q.now,
-		contentType: h.Get("Content-Type"),
-	}
-	if o.body == nil {
-		o.body = []byte{}
-	}
-	if o.contentType == "" {
-		o.contentType = "application/octet-stream"
 	}
 	for k, v := range h {
 		if strings.HasPrefix(strings.ToLower(k), "x-oss-meta-") {

@@ -281,6 +281,24 @@ func (s *Server) CreateBucket(name string) {
 	}
 }
 
+// PutObject stores a copy of body at key without a request (to seed tests
+// and demos): no signature, latency, fault or call count. It fails if the
+// bucket does not exist or the key is not a valid object name.
+func (s *Server) PutObject(bucket, key string, body []byte) error {
+	if e := checkKey(key); e != nil {
+		return fmt.Errorf("osssim: key %q: %s", key, e.message)
+	}
+	o := newObject(append([]byte{}, body...), "", s.opts.Now())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.buckets[bucket]
+	if !ok {
+		return fmt.Errorf("osssim: no bucket %q", bucket)
+	}
+	b.put(key, o)
+	return nil
+}
+
 // Objects returns a copy of the objects in bucket whose keys start with
 // prefix (nil if there is no such bucket).
 func (s *Server) Objects(bucket, prefix string) map[string][]byte {

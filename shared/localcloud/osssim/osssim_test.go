@@ -424,6 +424,22 @@ func TestUnservedOperations(t *testing.T) {
 	assert.Equal(t, map[string]int{"oss.Unknown": 3}, s.Calls())
 }
 
+func TestSeedingInProcess(t *testing.T) {
+	s, base := newServer(t, osssim.Options{})
+	require.NoError(t, s.PutObject(bucket, "seed/a", []byte("A")))
+	require.NoError(t, s.PutObject(bucket, "seed/b", []byte("B")))
+	assert.Error(t, s.PutObject("no-such-bucket", "k", nil))
+	assert.Error(t, s.PutObject(bucket, "/abs", nil))
+	assert.Empty(t, s.Calls(), "seeding is not a call")
+
+	a := send(t, base, exchange{bucket: bucket, key: "seed/b", cred: poller.Credentials})
+	assert.Equal(t, "B", string(a.body))
+	a = send(t, base, put("seed/a", "again", installer.Credentials, true))
+	assert.Equal(t, osssim.CodeFileAlreadyExists, a.err.Code)
+	assert.Equal(t, map[string][]byte{"seed/a": []byte("A"), "seed/b": []byte("B")}, s.Objects(bucket, "seed/"))
+	assert.Nil(t, s.Objects("no-such-bucket", ""))
+}
+
 func TestCloseCutsLatencyShort(t *testing.T) {
 	s := osssim.New(osssim.Options{Principals: callers.Set{poller}, Latency: time.Hour})
 	base, err := s.Start()
