@@ -120,6 +120,7 @@ const (
 	opPut    = "oss.PutObject"
 	opGet    = "oss.GetObject"
 	opList   = "oss.ListObjectsV2"
+	opDelete = "oss.DeleteObject"
 	jsonType = "application/json"
 )
 
@@ -329,6 +330,24 @@ func (c *Client) List(ctx context.Context, prefix, startAfter string, max int) (
 		}
 	}
 	return keys, res.IsTruncated, nil
+}
+
+// Delete removes the object at key (DeleteObject); a missing object is
+// not an error (OSS answers 204 either way). Errors: see the package
+// comment.
+func (c *Client) Delete(ctx context.Context, key string) error {
+	if err := checkKey(opDelete, key); err != nil {
+		return err
+	}
+	ctx, cancel, err := c.start(ctx, opDelete)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	if _, err := c.sdk.DeleteObject(ctx, &oss.DeleteObjectRequest{Bucket: oss.Ptr(c.bucket), Key: oss.Ptr(key)}); err != nil {
+		return c.classify(opDelete, "key "+quoteKey(key), ctx, err)
+	}
+	return nil
 }
 
 // start checks ctx and bounds it by the Client's timeout.

@@ -197,6 +197,22 @@ func TestCreateGetAndConflict(t *testing.T) {
 	assert.Equal(t, map[string]int{"oss.PutObject": 2, "oss.GetObject": 3}, e.sim.Calls())
 }
 
+// Delete frees a key for the next create (the ledger releases an intent
+// whose install call started no task); a missing key is no error.
+func TestDeleteFreesTheKey(t *testing.T) {
+	e := newEnv(t, osssim.Options{})
+	store := e.client(t, installer.Credentials)
+	ctx := context.Background()
+	require.NoError(t, store.Create(ctx, "g000001/intent-01", []byte(`{"attempt":1}`)))
+	require.NoError(t, store.Delete(ctx, "g000001/intent-01"))
+	_, err := store.Get(ctx, "g000001/intent-01")
+	assert.ErrorIs(t, err, ledger.ErrNotFound)
+	require.NoError(t, store.Create(ctx, "g000001/intent-01", []byte(`{"attempt":1}`)), "the key is free again")
+	require.NoError(t, store.Delete(ctx, "g000001/never-written"), "deleting a missing object is no error")
+	err = store.Delete(ctx, "/absolute")
+	assertClassified(t, err, fault.Invalid, "")
+}
+
 func TestConcurrentCreatesHaveOneWinner(t *testing.T) {
 	e := newEnv(t, osssim.Options{})
 	const n = 32
@@ -577,4 +593,37 @@ func TestKeysWithOddCharactersRoundTrip(t *testing.T) {
 	want := slices.Clone(keys)
 	slices.Sort(want)
 	assert.Equal(t, want, listed)
+}
+
+// The instance ledger over the real SDK and the emulator: announcements of
+// one instance made at once from 16 goroutines (as 16 function invocations
+// would) elect exactly one owner, and the others name it.
+func TestLedgerOverTheWireElectsOneOwner(t *testing.T) {
+	e := newEnv(t, osssim.Options{})
+	l := &ledger.Ledger{Store: e.client(t, installer.Credentials), Prefix: "hbr-autoinstall/ledger/", Account: "1234567890",
+		Lease: 30 * time.Minute, StaleIntent: time.Minute}
+	const n = 16
+	decisions := make([]ledger.Decision, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d, err := l.Claim(context.Background(), ledger.Announcement{Region: "cn-hangzhou", Instance: "i-bp1wire00000000001",
+				Job: fmt.Sprintf("j-%02d", i), Trigger: "ecs:Instance:StateChange", EventTime: time.Now(), Via: fmt.Sprintf("ev-%02d", i)})
+			assert.NoError(t, err)
+			decisions[i] = d
+		}()
+	}
+	wg.Wait()
+	owners := map[string]bool{}
+	owned := 0
+	for _, d := range decisions {
+		owners[d.Owner.Job] = true
+		if d.Kind == ledger.Owned {
+			owned++
+		}
+	}
+	assert.Equal(t, 1, owned)
+	assert.Len(t, owners, 1, "every announcement names the one owner")
 }
