@@ -32,8 +32,20 @@ type Config struct {
 	// AccountID is the Alibaba Cloud account id (FC_ACCOUNT_ID), used to build
 	// the default MNS endpoint.
 	AccountID string
-	// QueueName is the MNS queue that carries job messages.
+	// QueueName is the MNS queue that carries job messages (poll, bind and
+	// sweep steps): the poller's trigger queue.
 	QueueName string
+	// InstallQueueName is the MNS queue that carries install work (sweep
+	// announcements, readiness retries, reinstalls): the install
+	// function's queue trigger.
+	InstallQueueName string
+	// LedgerBucket, LedgerPrefix and OSSEndpoint locate the instance
+	// ledger: an OSS bucket (not versioned) in the function's region, the
+	// key prefix of its entries, and the OSS endpoint.
+	LedgerBucket, LedgerPrefix, OSSEndpoint string
+	// LedgerLease is how long a ledger claim or task holds an instance
+	// without progress before another announcement may take it over.
+	LedgerLease time.Duration
 	// DLQName is the dead-letter queue (same endpoint): the poller sends
 	// there, with the reason, a message it cannot act on.
 	DLQName string
@@ -65,13 +77,11 @@ type Config struct {
 	// RetryBaseDelay and RetryMaxDelay bound the back-off after transient
 	// errors (throttling, 5xx, network).
 	RetryBaseDelay, RetryMaxDelay time.Duration
-	// CoalesceDelay, when positive (the default), makes the install
-	// function queue new instances for that long instead of installing them
-	// itself: the poller, which runs one invocation at a time, then decides
-	// every install, so an instance announced by two or three events at once
-	// is installed once, and instances from many events share calls. 0
-	// installs in the install function at once (faster by the delay, but
-	// simultaneous events for one instance may then install it twice).
+	// CoalesceDelay, when positive, makes the install function put the
+	// instances an event says are ready on the install queue for that long
+	// instead of installing them at once, so that instances announced one
+	// by one share InstallBackupClients calls; 0 (the default) installs
+	// them in the invocation that received the event.
 	CoalesceDelay time.Duration
 	// ReinstallStatuses are the operator-set client statuses (STOPPED,
 	// DEACTIVATED, UNINSTALLING, UNINSTALL_FAILED) installed over anyway;
@@ -143,7 +153,12 @@ func Variables() []Variable {
 	return []Variable{
 		{Name: "FC_REGION", Required: true, Platform: true, Doc: "Region of the function (set by Function Compute). Default region of events; region of the queue."},
 		{Name: "FC_ACCOUNT_ID", Platform: true, Doc: "Account id (set by Function Compute). Needed to derive MNS_ENDPOINT when it is not set."},
-		{Name: "QUEUE_NAME", Required: true, Doc: "MNS queue that carries job messages (the poller's trigger queue)."},
+		{Name: "QUEUE_NAME", Required: true, Doc: "MNS queue that carries job messages (poll, bind and sweep steps): the poller's trigger queue."},
+		{Name: "INSTALL_QUEUE_NAME", Default: "hbr-autoinstall-installs", Doc: "MNS queue that carries install work (instances a sweep found, readiness retries, reinstalls after a failed attempt): the install function's queue trigger."},
+		{Name: "LEDGER_BUCKET", Default: "hbr-autoinstall-ledger-${FC_ACCOUNT_ID}-${FC_REGION}", Doc: "OSS bucket of the instance ledger, in the function's region, NOT versioned (conditional creates are ignored on a versioned bucket); make provision creates it."},
+		{Name: "LEDGER_PREFIX", Default: "hbr-autoinstall/ledger/", Doc: "Key prefix of the ledger's entries in the bucket (the RAM policy grants the object actions on this prefix only); ends with /."},
+		{Name: "OSS_ENDPOINT", Default: "oss-{region}.aliyuncs.com", Doc: "OSS endpoint of the ledger: a host, a host with {region}, or an https URL (oss-{region}-internal.aliyuncs.com inside a VPC). Always HTTPS (http only for loopback emulators)."},
+		{Name: "LEDGER_LEASE", Default: "auto", Doc: "How long a ledger claim, or its latest install task, holds an instance without progress before another announcement (or the reconcile sweep) takes it over. auto = READINESS_TIMEOUT + TASK_TIMEOUT + DEADLINE_MARGIN + 5m; a duration must be at least the first three together."},
 		{Name: "DLQ_NAME", Default: "hbr-autoinstall-dlq", Doc: "MNS dead-letter queue (same endpoint as the job queue): the poller sends a message it cannot act on there itself, with the reason."},
 		{Name: "MNS_ENDPOINT", Default: "https://${FC_ACCOUNT_ID}.mns.${FC_REGION}.aliyuncs.com", Doc: "MNS endpoint. Use https://<account>.mns.<region>-internal.aliyuncs.com inside a VPC. http:// is accepted only for loopback emulators."},
 		{Name: "HBR_ENDPOINT", Default: "hbr.{region}.aliyuncs.com", Doc: "HBR endpoint: a host, a host with a {region} placeholder (hbr-vpc.{region}.aliyuncs.com), or an https URL. Always called over HTTPS (http only for loopback emulators)."},
@@ -158,7 +173,7 @@ func Variables() []Variable {
 		{Name: "MAX_INSTALL_ATTEMPTS", Default: "2", Doc: "Install tasks per instance in all (first + reinstalls after INSTALL_FAILED/DEACTIVATED/UNKNOWN), 1..10."},
 		{Name: "RETRY_BASE_DELAY", Default: "5s", Doc: "First back-off after a transient error (throttling, 5xx, network); doubles each time."},
 		{Name: "RETRY_MAX_DELAY", Default: "2m", Doc: "Largest back-off after transient errors."},
-		{Name: "INSTALL_COALESCE_DELAY", Default: "5s", Doc: "New instances wait this long in the queue, then the poller (one invocation at a time) decides every install: an instance announced by several events is installed once, and instances from many events share calls of up to 20. 0 makes the install function install at once (that much faster, but simultaneous events for one instance may then install it twice)."},
+		{Name: "INSTALL_COALESCE_DELAY", Default: "0s", Doc: "0 installs an instance an event says is ready in the invocation that received the event. Above 0, such instances wait this long on the install queue so that instances announced one by one share InstallBackupClients calls (instances not ready yet always wait on the queue, on a common 30 s grid, and share calls there)."},
 		{Name: "REINSTALL_STATUSES", Doc: "Comma-separated client statuses an operator sets (STOPPED, DEACTIVATED, UNINSTALLING, UNINSTALL_FAILED) that are installed over anyway. Empty: such an instance ends as SKIPPED naming the status."},
 		{Name: "MESSAGE_PRIORITY", Default: "8", Doc: "MNS priority of job messages, 1 (highest) to 16."},
 		{Name: "CROSS_ACCOUNT_TYPE", Doc: "SELF_ACCOUNT or CROSS_ACCOUNT, passed to InstallBackupClients; empty to omit."},
@@ -194,6 +209,28 @@ var (
 func validHost(s string) bool {
 	host, port, hasPort := strings.Cut(s, ":")
 	return hostRule.Valid(host) && (!hasPort || portRule.Valid(port))
+}
+
+// LeaseSlack is what LEDGER_LEASE=auto adds to the longest healthy step of
+// a chain (readiness window, task timeout and margin): time for message
+// delays and platform retries.
+const LeaseSlack = 5 * time.Minute
+
+// ledgerPrefixRule is LEDGER_PREFIX's alphabet.
+var ledgerPrefixRule = ident.Rule{Min: 2, Max: 200, First: "A-Za-z0-9_.-", Rest: "A-Za-z0-9/_.-"}
+
+// ValidBucket reports whether name is an OSS bucket name: 3-63 lower-case
+// letters, digits or '-', starting and ending with a letter or digit.
+func ValidBucket(name string) bool {
+	if len(name) < 3 || len(name) > 63 || name[0] == '-' || name[len(name)-1] == '-' {
+		return false
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // HoldStatuses are the client statuses an operator sets, which are left as
@@ -265,6 +302,10 @@ func Load(getenv func(string) string) (Config, error) {
 		Region:               get("FC_REGION"),
 		AccountID:            get("FC_ACCOUNT_ID"),
 		QueueName:            get("QUEUE_NAME"),
+		InstallQueueName:     get("INSTALL_QUEUE_NAME"),
+		LedgerBucket:         get("LEDGER_BUCKET"),
+		LedgerPrefix:         get("LEDGER_PREFIX"),
+		OSSEndpoint:          get("OSS_ENDPOINT"),
 		DLQName:              get("DLQ_NAME"),
 		MNSEndpoint:          get("MNS_ENDPOINT"),
 		HBREndpoint:          get("HBR_ENDPOINT"),
@@ -303,6 +344,32 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	if !ident.QueueName.Valid(c.DLQName) {
 		errs = append(errs, fmt.Errorf("DLQ_NAME=%q: an MNS queue name is 1-120 letters, digits or '-', starting with a letter", c.DLQName))
+	}
+	switch {
+	case !ident.QueueName.Valid(c.InstallQueueName):
+		errs = append(errs, fmt.Errorf("INSTALL_QUEUE_NAME=%q: an MNS queue name is 1-120 letters, digits or '-', starting with a letter", c.InstallQueueName))
+	case c.InstallQueueName == c.QueueName:
+		errs = append(errs, fmt.Errorf("INSTALL_QUEUE_NAME and QUEUE_NAME are both %q: install work and poll steps need queues of their own (a poll that is due must never wait behind install work)", c.QueueName))
+	}
+	if c.LedgerBucket == "" {
+		if c.AccountID == "" {
+			errs = append(errs, errors.New("LEDGER_BUCKET is not set and FC_ACCOUNT_ID is unknown, so it cannot be derived"))
+		} else {
+			c.LedgerBucket = "hbr-autoinstall-ledger-" + c.AccountID + "-" + c.Region
+		}
+	}
+	if !ValidBucket(c.LedgerBucket) && c.LedgerBucket != "" {
+		errs = append(errs, fmt.Errorf("LEDGER_BUCKET=%q: an OSS bucket name is 3-63 lower-case letters, digits or '-', starting and ending with a letter or digit", clipValue(c.LedgerBucket)))
+	}
+	if !ledgerPrefixRule.Valid(c.LedgerPrefix) || !strings.HasSuffix(c.LedgerPrefix, "/") || strings.Contains(c.LedgerPrefix, "//") {
+		errs = append(errs, fmt.Errorf("LEDGER_PREFIX=%q: 2-200 letters, digits or \"/_.-\", not starting with /, ending with /", clipValue(c.LedgerPrefix)))
+	}
+	if strings.Contains(c.OSSEndpoint, "://") {
+		if err := checkURL(c.OSSEndpoint, true); err != nil {
+			errs = append(errs, fmt.Errorf("OSS_ENDPOINT: %w", err))
+		}
+	} else if !validHost(c.OSSEndpoint) {
+		errs = append(errs, fmt.Errorf("OSS_ENDPOINT=%q is neither a host name nor a URL", c.OSSEndpoint))
 	}
 	if c.MNSEndpoint == "" {
 		if c.AccountID == "" {
@@ -388,6 +455,15 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	if c.Protect, err = protect.Parse(get(protect.EnvPolicyID), get(protect.EnvPolicyByTag)); err != nil {
 		errs = append(errs, err)
+	}
+	minLease := c.ReadinessTimeout + c.TaskTimeout + c.DeadlineMargin
+	if v := get("LEDGER_LEASE"); strings.EqualFold(v, "auto") {
+		c.LedgerLease = minLease + LeaseSlack
+	} else {
+		c.LedgerLease = dur("LEDGER_LEASE", time.Minute, 7*24*time.Hour)
+		if c.LedgerLease > 0 && c.LedgerLease < minLease {
+			errs = append(errs, fmt.Errorf("LEDGER_LEASE=%s is shorter than READINESS_TIMEOUT + TASK_TIMEOUT + DEADLINE_MARGIN (%s): a healthy install would be taken over", c.LedgerLease, minLease))
+		}
 	}
 	c.ReconcileRate = num("RECONCILE_RATE", 1, 100000)
 	c.ReconcileMax = num("RECONCILE_MAX_INSTANCES", 1, 1000000)

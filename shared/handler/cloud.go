@@ -11,6 +11,7 @@ import (
 	"context"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,7 +20,9 @@ import (
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecs"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbr"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/install"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ledger"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/notify"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ossstore"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/poll"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/protect"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/taskqueue"
@@ -53,7 +56,13 @@ type Publisher interface {
 type Cloud interface {
 	HBR(ctx context.Context, region string) (HBR, error)
 	ECS(ctx context.Context, region string) (ECS, error)
+	// Queue sends to the job queue (poll, bind and sweep steps: the
+	// poller's), InstallQueue to the install queue (install work: the
+	// install function's).
 	Queue(ctx context.Context) (Sender, error)
+	InstallQueue(ctx context.Context) (Sender, error)
+	// Store is the instance ledger's object store.
+	Store(ctx context.Context) (ledger.Store, error)
 	// Topic returns the outcome topic's publisher, or nil when no topic is
 	// configured.
 	Topic(ctx context.Context) (Publisher, error)
@@ -110,19 +119,49 @@ func (c SDKCloud) Topic(ctx context.Context) (Publisher, error) {
 }
 
 // Queue implements Cloud.
-func (c SDKCloud) Queue(ctx context.Context) (Sender, error) {
+func (c SDKCloud) Queue(ctx context.Context) (Sender, error) { return c.queue(ctx, c.Config.QueueName) }
+
+// InstallQueue implements Cloud.
+func (c SDKCloud) InstallQueue(ctx context.Context) (Sender, error) {
+	return c.queue(ctx, c.Config.InstallQueueName)
+}
+
+func (c SDKCloud) queue(ctx context.Context, name string) (Sender, error) {
 	cred, err := cloudauth.FromContext(ctx, c.Getenv)
 	if err != nil {
 		return nil, err
 	}
-	return taskqueue.New(taskqueue.Config{
+	q, err := taskqueue.New(taskqueue.Config{
 		Endpoint:  c.Config.MNSEndpoint,
-		Queue:     c.Config.QueueName,
+		Queue:     name,
 		Priority:  c.Config.MessagePriority,
 		Timeout:   c.Config.APITimeout,
 		AccountID: c.Config.AccountID,
 		Region:    c.Config.Region,
 	}, cred)
+	if err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+// Store implements Cloud: the ledger bucket over OSS, in the function's
+// region.
+func (c SDKCloud) Store(ctx context.Context) (ledger.Store, error) {
+	cred, err := cloudauth.FromContext(ctx, c.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	st, err := ossstore.New(ossstore.Config{
+		Endpoint: strings.ReplaceAll(c.Config.OSSEndpoint, "{region}", c.Config.Region),
+		Region:   c.Config.Region,
+		Bucket:   c.Config.LedgerBucket,
+		Timeout:  c.Config.APITimeout,
+	}, cred)
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
 }
 
 // session memoises one invocation's clients, one per region and product.
@@ -131,10 +170,26 @@ type session struct {
 	mu    sync.Mutex
 	hbr   map[string]HBR
 	ecs   map[string]ECS
+	store ledger.Store
 }
 
 func newSession(c Cloud) *session {
 	return &session{cloud: c, hbr: map[string]HBR{}, ecs: map[string]ECS{}}
+}
+
+// ledgerStore returns the invocation's ledger store (built once).
+func (s *session) ledgerStore(ctx context.Context) (ledger.Store, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.store != nil {
+		return s.store, nil
+	}
+	st, err := s.cloud.Store(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.store = st
+	return st, nil
 }
 
 func (s *session) ecsClient(ctx context.Context, region string) (ECS, error) {

@@ -38,16 +38,22 @@ func (c SDKCloud) DeadLetters(ctx context.Context) (Sender, error) {
 	}, cred)
 }
 
-// DeadLetterSource is the Source of the dead letters the poller writes.
-const DeadLetterSource = "hbr-autoinstall-poller"
+// Sources of the dead letters the functions write themselves.
+const (
+	// DeadLetterSource is the poller's (the name predates the install
+	// function's own dead letters).
+	DeadLetterSource = "hbr-autoinstall-poller"
+	// InstallDeadLetterSource is the install function's.
+	InstallDeadLetterSource = "hbr-autoinstall-install"
+)
 
 // maxDeadBody bounds the original body kept in a dead letter, so that the
 // letter stays under the 64 KB MNS limit once base64-encoded.
 const maxDeadBody = 32 << 10
 
-// DeadLetter is the JSON body of a message the poller sends to the
-// dead-letter queue: the original message (or event, or payload) and why
-// nothing could be done with it.
+// DeadLetter is the JSON body of a message a function sends to the
+// dead-letter queue: the original message (or event, payload or instance)
+// and why nothing could be done with it.
 type DeadLetter struct {
 	Source string `json:"source"`
 	// Reason says why; Class is its fault kind (Invalid for input that no
@@ -67,8 +73,8 @@ type DeadLetter struct {
 }
 
 // newDeadLetter builds a dead letter for body that err explains.
-func newDeadLetter(now time.Time, body []byte, err error, messageID, eventID string) DeadLetter {
-	dl := DeadLetter{Source: DeadLetterSource, Reason: err.Error(), Class: fault.KindOf(err).String(),
+func newDeadLetter(source string, now time.Time, body []byte, err error, messageID, eventID string) DeadLetter {
+	dl := DeadLetter{Source: source, Reason: err.Error(), Class: fault.KindOf(err).String(),
 		MessageID: clip(messageID), EventID: clip(eventID), At: now.UTC()}
 	if len(dl.Reason) > 1024 {
 		dl.Reason = dl.Reason[:1024] + "…"

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,22 +20,38 @@ import (
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbr"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/install"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ledger"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ledger/ledgertest"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/outcome"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/scope"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/taskqueue"
 )
 
-// fakeCloud is a hand-written fake of both clients.
+// fakeCloud is a hand-written fake of the clients; the ledger's store is
+// an in-memory one.
 type fakeCloud struct {
 	mu       sync.Mutex
 	install  func(ids []string) (hbr.InstallResult, error)
 	task     func(id string) (hbr.Task, error)
+	clients  []hbr.BackupClient
 	sendErr  func(n int) error
 	sent     []job.Message
+	queues   []string // the queue of each sent message
 	delays   []time.Duration
 	attempts int
 	ecs      *fakeECS
 	topic    *fakeTopic
+	store    *ledgertest.Store
+}
+
+// queueOf is the fake's sender for one queue.
+type queueOf struct {
+	f    *fakeCloud
+	name string
+}
+
+func (q queueOf) Send(ctx context.Context, m taskqueue.Message) (string, error) {
+	return q.f.send(q.name, m)
 }
 
 // fakeECS is a hand-written fake ECS client.
@@ -72,7 +90,18 @@ func (f *fakeTopic) Publish(_ context.Context, body []byte, _ string) (string, e
 }
 
 func (f *fakeCloud) HBR(context.Context, string) (HBR, error) { return f, nil }
-func (f *fakeCloud) Queue(context.Context) (Sender, error)    { return f, nil }
+func (f *fakeCloud) Queue(context.Context) (Sender, error)    { return queueOf{f, "jobs"}, nil }
+func (f *fakeCloud) InstallQueue(context.Context) (Sender, error) {
+	return queueOf{f, "installs"}, nil
+}
+func (f *fakeCloud) Store(context.Context) (ledger.Store, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.store == nil {
+		f.store = ledgertest.New()
+	}
+	return f.store, nil
+}
 func (f *fakeCloud) Topic(context.Context) (Publisher, error) {
 	if f.topic == nil {
 		return nil, nil // an untyped nil: no topic configured
@@ -91,7 +120,7 @@ func (f *fakeCloud) InstallBackupClients(_ context.Context, ids []string) (hbr.I
 }
 
 func (f *fakeCloud) DescribeBackupClients(context.Context, []string) ([]hbr.BackupClient, error) {
-	return nil, nil
+	return f.clients, nil
 }
 
 // CreatePolicyBindings and DescribePolicyBindings: no backup policy is
@@ -104,7 +133,7 @@ func (f *fakeCloud) DescribePolicyBindings(context.Context, []string) (map[strin
 
 func (f *fakeCloud) DescribeTask(_ context.Context, id string) (hbr.Task, error) { return f.task(id) }
 
-func (f *fakeCloud) Send(_ context.Context, m taskqueue.Message) (string, error) {
+func (f *fakeCloud) send(queue string, m taskqueue.Message) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.attempts++
@@ -118,6 +147,7 @@ func (f *fakeCloud) Send(_ context.Context, m taskqueue.Message) (string, error)
 		return "", err
 	}
 	f.sent = append(f.sent, msg)
+	f.queues = append(f.queues, queue)
 	f.delays = append(f.delays, m.Delay)
 	return fmt.Sprintf("m-%d", len(f.sent)), nil
 }
@@ -142,8 +172,10 @@ func deps(c *fakeCloud, rec *recorder) Deps {
 		Region: "cn-hangzhou",
 		Policy: install.Policy{FirstPollDelay: 60 * time.Second, PollInterval: 30 * time.Second, TaskTimeout: 15 * time.Minute,
 			DeadlineMargin: 2 * time.Minute, ReadinessTimeout: 10 * time.Minute, ReadinessDelay: 30 * time.Second,
-			ReadinessDelayStep: 10 * time.Second, RetryBaseDelay: 5 * time.Second, RetryMaxDelay: 2 * time.Minute, MaxAttempts: 2},
-		Cloud: c, Outcomes: rec,
+			ReadinessDelayStep: 10 * time.Second, RetryBaseDelay: 5 * time.Second, RetryMaxDelay: 2 * time.Minute, MaxAttempts: 2,
+			Lease: 32 * time.Minute},
+		Ledger: LedgerConfig{Prefix: "hbr-autoinstall/ledger/", Account: "1234567890", StaleIntent: 30 * time.Second},
+		Cloud:  c, Outcomes: rec,
 		Now:   func() time.Time { return t0 },
 		Sleep: func(time.Duration) {},
 	}
@@ -178,18 +210,27 @@ func TestInstallHandlesSampleEvents(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			c := &fakeCloud{install: validAll}
+			installs := 0
+			c := &fakeCloud{install: func(ids []string) (hbr.InstallResult, error) { installs++; return validAll(ids) }}
 			rec := &recorder{}
 			sum, err := NewInstall(deps(c, rec)).Handle(context.Background(), event(t, tt.file))
 			require.NoError(t, err)
 			assert.Equal(t, tt.accepted, sum.Accepted)
 			assert.Len(t, rec.accepted, tt.accepted)
 			var kinds []job.Kind
-			for _, m := range c.sent {
+			for i, m := range c.sent {
 				kinds = append(kinds, m.Kind)
+				want := "jobs"
+				if m.Kind == job.KindInstallRetry {
+					want = "installs"
+				}
+				assert.Equal(t, want, c.queues[i])
 			}
 			assert.Equal(t, tt.wantKinds, kinds)
 			assert.Empty(t, rec.records)
+			// The card's shape: the install function itself installs what
+			// an event says is ready, and hands the task to the poller.
+			assert.Equal(t, tt.wantKinds != nil && tt.wantKinds[0] == job.KindPoll, installs == 1, "InstallBackupClients called")
 		})
 	}
 }
@@ -227,7 +268,7 @@ func TestInstallRetriesSendsThenFailsRetryably(t *testing.T) {
 		_, err := NewInstall(deps(c, &recorder{})).Handle(context.Background(), event(t, "instance-running.json"))
 		require.Error(t, err)
 		assert.True(t, fault.Is(err, fault.Retryable))
-		assert.Equal(t, 1+sendAttempts, c.attempts, "one try as the task is created, then deliver's")
+		assert.Equal(t, 2*sendAttempts, c.attempts, "the tries as the task is created, then deliver's")
 	})
 	t.Run("permanent send error ends the instances, not silently", func(t *testing.T) {
 		c := &fakeCloud{install: validAll, sendErr: func(int) error {
@@ -243,16 +284,17 @@ func TestInstallRetriesSendsThenFailsRetryably(t *testing.T) {
 	})
 }
 
-func TestInstallCoalesceDelayDefersToThePoller(t *testing.T) {
+func TestInstallCoalesceDelayDefersToTheInstallQueue(t *testing.T) {
 	calls := 0
 	c := &fakeCloud{install: func(ids []string) (hbr.InstallResult, error) { calls++; return validAll(ids) }}
 	d := deps(c, &recorder{})
 	d.Policy.CoalesceDelay = 3 * time.Second
 	_, err := NewInstall(d).Handle(context.Background(), event(t, "batch-array.json"))
 	require.NoError(t, err)
-	assert.Zero(t, calls, "no install call from the install function")
+	assert.Zero(t, calls, "no install call in the event's invocation")
 	require.Len(t, c.sent, 1)
 	assert.Equal(t, job.KindInstallRetry, c.sent[0].Kind)
+	assert.Equal(t, "installs", c.queues[0], "coalesced work waits on the install queue")
 	assert.Len(t, c.sent[0].Instances, 2)
 	assert.Equal(t, 3*time.Second, c.delays[0])
 }
@@ -305,4 +347,104 @@ func TestCoverageSettings(t *testing.T) {
 		assert.Empty(t, c.ecs.tags)
 		assert.Len(t, c.topic.bodies, 2, "NOTIFY=all publishes every outcome")
 	})
+}
+
+// streamOf is an install- or job-queue batch as the event stream delivers
+// it: one CloudEvent per message, each with its MNS message id.
+func streamOf(t *testing.T, msgs map[string]job.Message) []byte {
+	t.Helper()
+	var events []map[string]any
+	for id, m := range msgs {
+		body, err := job.Encode(m)
+		require.NoError(t, err)
+		events = append(events, map[string]any{"id": "ev-" + id, "source": "MNS-installs", "type": "mns:Queue:SendMessage",
+			"data": map[string]any{"messageId": id, "messageBody": string(body)}})
+	}
+	b, err := json.Marshal(events)
+	require.NoError(t, err)
+	return b
+}
+
+func owned(id string) job.Instance {
+	return job.Instance{ID: id, JobID: job.JobID("acs.ecs", "ev", id), FirstSeen: t0, ReadyBy: t0.Add(10 * time.Minute),
+		Generation: 1, LeaseUntil: t0.Add(30 * time.Minute), NotReady: 1, LastCode: install.CodeCloudAssistDown}
+}
+
+// The install function takes its install queue too: install work is
+// installed there, in shared calls; anything else goes on to the job queue.
+func TestInstallQueueBatch(t *testing.T) {
+	var calls [][]string
+	c := &fakeCloud{install: func(ids []string) (hbr.InstallResult, error) { calls = append(calls, ids); return validAll(ids) }}
+	retry := func(ids ...string) job.Message {
+		m := job.Message{Version: job.Version, Kind: job.KindInstallRetry, Region: "cn-hangzhou", Deadline: t0.Add(10 * time.Minute), SentAt: t0}
+		for _, id := range ids {
+			m.Instances = append(m.Instances, owned(id))
+		}
+		return m
+	}
+	stray := retry("i-stray00000000001")
+	stray.Kind, stray.TaskID = job.KindPoll, "t-stray"
+	payload := streamOf(t, map[string]job.Message{"m-1": retry("i-q000000000000001", "i-q000000000000002"),
+		"m-2": retry("i-q000000000000003"), "m-3": stray})
+	sum, err := NewInstall(deps(c, &recorder{})).Handle(context.Background(), payload)
+	require.NoError(t, err)
+	assert.Equal(t, 3, sum.Messages)
+	require.Len(t, calls, 1, "the batch's install work shares one call")
+	assert.ElementsMatch(t, []string{"i-q000000000000001", "i-q000000000000002", "i-q000000000000003"}, calls[0])
+	require.Len(t, c.sent, 2)
+	for i, m := range c.sent {
+		assert.Equal(t, job.KindPoll, m.Kind)
+		assert.Equal(t, "jobs", c.queues[i], "poll messages go to the poller's queue")
+	}
+}
+
+// The poller never installs: install work that reaches it goes on to the
+// install queue untouched.
+func TestPollerForwardsInstallWork(t *testing.T) {
+	installs := 0
+	c := &fakeCloud{install: func(ids []string) (hbr.InstallResult, error) { installs++; return validAll(ids) }}
+	m := job.Message{Version: job.Version, Kind: job.KindInstallRetry, Region: "cn-hangzhou", Deadline: t0.Add(10 * time.Minute),
+		SentAt: t0, Instances: []job.Instance{owned("i-fwd00000000000001")}}
+	sum, err := NewPoller(deps(c, &recorder{})).Handle(context.Background(), streamOf(t, map[string]job.Message{"m-1": m}))
+	require.NoError(t, err)
+	assert.Zero(t, installs)
+	assert.Equal(t, 1, sum.Forwarded)
+	require.Len(t, c.sent, 1)
+	assert.Equal(t, "installs", c.queues[0])
+	assert.Equal(t, m.Instances[0].ID, c.sent[0].Instances[0].ID)
+}
+
+// One final record per generation, whatever is delivered twice: two
+// messages that reach the same instance's end record once; the redelivery
+// of the message whose handling wrote the record (its process may have
+// died before the log line) logs it again, identical.
+func TestOneRecordPerGenerationWhateverIsDeliveredTwice(t *testing.T) {
+	c := &fakeCloud{task: func(id string) (hbr.Task, error) {
+		return hbr.Task{TaskID: id, Description: "completed", Results: []hbr.ClientResult{
+			{InstanceID: "i-twice000000000001", ClientID: "c-1", ClientStatus: "ACTIVATED"}}}, nil
+	}}
+	poll := job.Message{Version: job.Version, Kind: job.KindPoll, Region: "cn-hangzhou", TaskID: "t-1", TaskStartedAt: t0,
+		Deadline: t0.Add(17 * time.Minute), SentAt: t0, Instances: []job.Instance{owned("i-twice000000000001")}}
+	poll.Instances[0].Attempts = 1
+	rec := &recorder{}
+	var logs strings.Builder
+	d := deps(c, rec)
+	d.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
+	p := NewPoller(d)
+	for _, id := range []string{"m-first", "m-copy", "m-first"} {
+		_, err := p.Handle(context.Background(), streamOf(t, map[string]job.Message{id: poll}))
+		require.NoError(t, err)
+	}
+	require.Len(t, rec.records, 2, "the first delivery and its own redelivery")
+	assert.Equal(t, rec.records[0].Outcome, rec.records[1].Outcome)
+	assert.Equal(t, rec.records[0].Reason, rec.records[1].Reason)
+	assert.Contains(t, logs.String(), `"msg":"recorded already"`, "the copy's verdict is noted, not recorded")
+	keys := c.store.Keys()
+	finals := 0
+	for _, k := range keys {
+		if strings.HasSuffix(k, "/final") {
+			finals++
+		}
+	}
+	assert.Equal(t, 1, finals)
 }

@@ -58,7 +58,8 @@ func (c dlqCloud) DeadLetters(context.Context) (Sender, error) { return c.dead, 
 
 func completedTask(id string) (hbr.Task, error) {
 	return hbr.Task{TaskID: id, Description: "completed", Results: []hbr.ClientResult{
-		{InstanceID: "i-bp1demo0000000000001", ClientID: "c-1", ClientStatus: "ACTIVATED"}}}, nil
+		{InstanceID: "i-bp1demo0000000000001", ClientID: "c-1", ClientStatus: "ACTIVATED"},
+		{InstanceID: "i-bp1demo0000000000002", ClientID: "c-2", ClientStatus: "ACTIVATED"}}}, nil
 }
 
 // mixedPayload is the sample stream batch's good message with three that
@@ -137,10 +138,10 @@ func TestPollerDeadLettersWhatItCannotActOn(t *testing.T) {
 
 func TestDeadLetterKeepsBinaryAndCutsLongBodies(t *testing.T) {
 	now := time.Date(2026, 11, 27, 5, 6, 0, 0, time.UTC)
-	bin := newDeadLetter(now, []byte{0xff, 0xfe, 'x'}, errors.New("why"), "m", "e")
+	bin := newDeadLetter(DeadLetterSource, now, []byte{0xff, 0xfe, 'x'}, errors.New("why"), "m", "e")
 	assert.Empty(t, bin.Body)
 	assert.Equal(t, base64.StdEncoding.EncodeToString([]byte{0xff, 0xfe, 'x'}), bin.BodyBase64)
-	long := newDeadLetter(now, bytes.Repeat([]byte("a"), 100<<10), errors.New("why"), "", "")
+	long := newDeadLetter(DeadLetterSource, now, bytes.Repeat([]byte("a"), 100<<10), errors.New("why"), "", "")
 	assert.True(t, long.Truncated)
 	b, err := json.Marshal(long)
 	require.NoError(t, err)
@@ -246,12 +247,14 @@ func bodyOf(t *testing.T, m job.Message) string {
 }
 
 // TestOldAndNewPollersShareOneQueue is a rolling deploy: pollers of the
-// previous release (reader version 1) and of this one (version 2) take
-// turns on one queue. The old poller acts on the version-1 poll message,
-// leaves the version-2 sweep continuation for the new poller (which runs
-// it), and nobody can read a version-3 message: it goes round for
-// job.MaxHops hops and then to the dead-letter queue with its reason.
-// Nothing is dropped and nothing loops.
+// previous release (reader version 2) and of this one (version 3) take
+// turns on one queue. The old poller acts on the version-1 poll message
+// (one queued before the ledger: the poller claims its instance first) and
+// runs the version-2 sweep continuation; it leaves the version-3 poll
+// message, which carries a ledger generation, for the new poller; and
+// nobody can read a version-4 message: it goes round for job.MaxHops hops
+// and then to the dead-letter queue with its reason. Nothing is dropped and
+// nothing loops.
 func TestOldAndNewPollersShareOneQueue(t *testing.T) {
 	clock := &simClock{now: time.Date(2026, 11, 27, 5, 6, 0, 0, time.UTC)}
 	sim := mnssim.New(mnssim.Options{AccessKeyID: simAK, AccessKeySecret: simSecret, Now: clock.Now})
@@ -279,32 +282,38 @@ func TestOldAndNewPollersShareOneQueue(t *testing.T) {
 		p.Sweep = NewReconcile(d, 600, 0)
 		return p
 	}
-	oldP, newP := poller(1), poller(2)
+	oldP, newP := poller(2), poller(3)
 
 	now := clock.Now()
-	poll := job.Message{Version: job.Version, Kind: job.KindPoll, Region: "cn-hangzhou", TaskID: "t-demo0000000000001",
+	poll := job.Message{Version: 1, Kind: job.KindPoll, Region: "cn-hangzhou", TaskID: "t-demo0000000000001",
 		TaskStartedAt: now.Add(-time.Minute), Deadline: now.Add(16 * time.Minute), SentAt: now,
 		Instances: []job.Instance{{ID: "i-bp1demo0000000000001", JobID: "j-00112233445566778899", FirstSeen: now, ReadyBy: now.Add(10 * time.Minute), Attempts: 1}}}
+	owned := poll
+	owned.Version = job.Version
+	owned.Instances = []job.Instance{{ID: "i-bp1demo0000000000002", JobID: "j-0011223344556677889a", FirstSeen: now,
+		ReadyBy: now.Add(10 * time.Minute), Attempts: 1, Generation: 1}}
 	sweep := job.Message{Version: job.SweepVersion, Kind: job.KindSweep, Region: "cn-hangzhou", Deadline: now.Add(time.Hour), SentAt: now,
 		Sweep: &job.Sweep{ID: "rolling", At: now, DryRun: true, Token: "100", Part: 1,
 			Report: json.RawMessage(`{"listed":100,"total":100,"missing":100,"startedAt":"` + now.Format(time.RFC3339) + `"}`)}}
-	future := `{"version":3,"kind":"teleport","region":"cn-hangzhou","sentAt":"` + now.Format(time.RFC3339) + `"}`
-	for _, b := range []string{bodyOf(t, poll), bodyOf(t, sweep), base64.StdEncoding.EncodeToString([]byte(future))} {
+	future := `{"version":4,"kind":"teleport","region":"cn-hangzhou","sentAt":"` + now.Format(time.RFC3339) + `"}`
+	for _, b := range []string{bodyOf(t, poll), bodyOf(t, owned), bodyOf(t, sweep), base64.StdEncoding.EncodeToString([]byte(future))} {
 		_, err := sim.Send(jobsQueue, b, 0, 8)
 		require.NoError(t, err)
 	}
 
-	// The old poller goes first: it polls, and puts the other two back.
+	// The old poller goes first: it polls the v1 message, runs the sweep
+	// part, and puts the other two back.
 	drain(t, sim, oldP)
 	require.Len(t, rec.records, 1)
 	assert.Equal(t, outcome.Installed, rec.records[0].Outcome)
+	assert.Equal(t, 1, rec.records[0].Generation, "the v1 message's instance was claimed before its record")
 	dead, err := sim.Peek(deadQueueName, 10)
 	require.NoError(t, err)
 	assert.Empty(t, dead, "nothing is dead-lettered for being new")
 	clock.Advance(job.DeferDelay)
 	waiting, err := sim.Peek(jobsQueue, 10)
 	require.NoError(t, err)
-	assert.Len(t, waiting, 2, "the sweep and the v3 message wait for a newer poller")
+	assert.Len(t, waiting, 2, "the v3 poll and the v4 message wait for a newer poller")
 
 	// Then they take turns, as a rolling deploy's instances would.
 	for round := 0; round < job.MaxHops+2; round++ {
@@ -337,10 +346,11 @@ func TestOldAndNewPollersShareOneQueue(t *testing.T) {
 	require.NoError(t, err)
 	var dl DeadLetter
 	require.NoError(t, json.Unmarshal(raw, &dl))
-	assert.Contains(t, dl.Reason, "message version 3 needs a newer poller")
+	assert.Contains(t, dl.Reason, "message version 4 needs a newer poller")
 	assert.Contains(t, dl.Reason, fmt.Sprintf("put back %d times already", job.MaxHops))
 	assert.Contains(t, dl.Body, `"kind":"teleport"`)
-	assert.Len(t, rec.records, 1, "the poll message was handled once")
+	require.Len(t, rec.records, 2, "each poll message was handled once")
+	assert.Equal(t, "i-bp1demo0000000000002", rec.records[1].InstanceID)
 }
 
 // A serialised poller with a large batch never runs into its timeout: once
@@ -354,7 +364,7 @@ func TestPollerPutsBackWhatItHasNoTimeFor(t *testing.T) {
 		m := job.Message{Version: job.Version, Kind: job.KindPoll, Region: "cn-hangzhou", TaskID: "t-budget" + id[len(id)-4:],
 			TaskStartedAt: time.Date(2026, 11, 27, 5, 0, 0, 0, time.UTC), Deadline: time.Date(2026, 11, 27, 5, 17, 0, 0, time.UTC),
 			SentAt: time.Date(2026, 11, 27, 5, 0, 0, 0, time.UTC),
-			Instances: []job.Instance{{ID: id, JobID: job.JobID("acs.ecs", "ev", id), Attempts: 1,
+			Instances: []job.Instance{{ID: id, JobID: job.JobID("acs.ecs", "ev", id), Attempts: 1, Generation: 1,
 				FirstSeen: time.Date(2026, 11, 27, 5, 0, 0, 0, time.UTC), ReadyBy: time.Date(2026, 11, 27, 5, 10, 0, 0, time.UTC)}}}
 		body, err := job.Encode(m)
 		require.NoError(t, err)

@@ -71,12 +71,16 @@ func (h *Reconcile) stopper(ctx context.Context) func() bool {
 	return func() bool { return time.Until(deadline) < reserve }
 }
 
-func (h *Reconcile) service(ctx context.Context, s *session) *reconcile.Service {
+func (h *Reconcile) service(ctx context.Context, s *session) (*reconcile.Service, error) {
+	l, err := h.ledger(ctx, s)
+	if err != nil {
+		return nil, err
+	}
 	return &reconcile.Service{
 		ECS: s.lister, HBR: s.clientLister, Scope: h.Scope, Policy: h.Policy,
 		Rate: h.Rate, Max: h.Max, Now: h.Now, Stop: h.stopper(ctx),
-		Protect: h.Protect, Bindings: s.bindingLister,
-	}
+		Protect: h.Protect, Bindings: s.bindingLister, Ledger: l,
+	}, nil
 }
 
 // sweepRequest is what an invocation asks for.
@@ -107,8 +111,12 @@ func (h *Reconcile) Handle(ctx context.Context, payload []byte) (reconcile.Repor
 		return reconcile.Report{}, err
 	}
 	s := newSession(h.Cloud)
-	part, err := h.service(ctx, s).Sweep(ctx, h.Region, req.id, req.at, req.dryRun)
-	return h.finish(ctx, s, req.timer, part, err)
+	svc, err := h.service(ctx, s)
+	if err != nil {
+		return reconcile.Report{}, err
+	}
+	part, err := svc.Sweep(ctx, h.Region, req.id, req.at, req.dryRun)
+	return h.endPart(ctx, s, req.timer, part, err)
 }
 
 // Continue runs the next part of a sweep from its continuation message
@@ -117,15 +125,19 @@ func (h *Reconcile) Handle(ctx context.Context, payload []byte) (reconcile.Repor
 // malformed one) means the message is for the dead-letter queue.
 func (h *Reconcile) Continue(ctx context.Context, m job.Message) (reconcile.Report, error) {
 	s := newSession(h.Cloud)
-	part, err := h.service(ctx, s).Continue(ctx, m)
-	return h.finish(ctx, s, false, part, err)
+	svc, err := h.service(ctx, s)
+	if err != nil {
+		return reconcile.Report{}, err
+	}
+	part, err := svc.Continue(ctx, m)
+	return h.endPart(ctx, s, false, part, err)
 }
 
-// finish delivers a part: it logs "accepted" for each instance, sends the
+// endPart delivers a part: it logs "accepted" for each instance, sends the
 // install messages in batches, then the continuation, and logs the report:
 // "sweep part" with the running totals while the sweep goes on, "coverage"
 // with the whole region's when it is complete.
-func (h *Reconcile) finish(ctx context.Context, s *session, timer bool, part reconcile.Part, err error) (reconcile.Report, error) {
+func (h *Reconcile) endPart(ctx context.Context, s *session, timer bool, part reconcile.Part, err error) (reconcile.Report, error) {
 	log := h.Logger
 	rep := part.Report
 	if err != nil {
@@ -173,20 +185,21 @@ type BatchSender interface {
 	SendBatch(ctx context.Context, msgs []taskqueue.Message) ([]string, error)
 }
 
-// deliverBatch is deliver for the many messages of a sweep: it records the
-// outcomes, then sends the messages in BatchSendMessage requests of 16,
-// retrying the unsent ones of a retryable failure a few times. When the
-// queue cannot be used (a permanent error) the instances of the unsent
-// messages end as FAILED, as deliver does, and the error is returned. A
-// queue client that cannot batch gets deliver's one-by-one sends.
+// deliverBatch is deliver for the many install-retry messages of a sweep
+// (announcements for the install function): it sends them to the install
+// queue in BatchSendMessage requests of 16, retrying the unsent ones of a
+// retryable failure a few times. When the queue cannot be used (a
+// permanent error) the instances of the unsent messages end as FAILED, as
+// deliver does, and the error is returned. A queue client that cannot
+// batch gets deliver's one-by-one sends.
 func (h *Reconcile) deliverBatch(ctx context.Context, s *session, res install.Result) (int, error) {
-	for _, r := range res.Outcomes {
-		h.Outcomes.Record(ctx, r)
+	if err := h.Deps.finish(ctx, s, res.Outcomes); err != nil {
+		return 0, err
 	}
 	if len(res.Next) == 0 {
 		return 0, nil
 	}
-	q, err := s.cloud.Queue(ctx)
+	q, err := s.cloud.InstallQueue(ctx)
 	if err != nil {
 		for _, n := range res.Next {
 			h.abandon(ctx, s, n, err)
@@ -277,6 +290,8 @@ func (h *Reconcile) logReport(ctx context.Context, timer bool, rep reconcile.Rep
 		slog.Int("missing", rep.Missing), slog.Int("failed", rep.Failed),
 		slog.Int("enqueued", rep.Enqueued), slog.Int("messages", rep.Messages),
 		slog.Any("excluded", rep.Excluded), slog.Any("clientStatus", rep.ClientStatus),
+		slog.Int("unbound", rep.Unbound), slog.Int("bindQueued", rep.BindQueued),
+		slog.Int("unrecorded", rep.Unrecorded), slog.Int("staleClaims", rep.StaleClaims),
 		slog.Bool("truncated", rep.Truncated), slog.Float64("spreadSeconds", rep.SpreadSeconds),
 		slog.Int("parts", rep.Parts), slog.Bool("complete", rep.Complete),
 	}

@@ -20,6 +20,8 @@ import (
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbr"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/install"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ledger"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ledger/ledgertest"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/outcome"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/scope"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/taskqueue"
@@ -37,6 +39,7 @@ type sweepCloud struct {
 	journal   []string
 	sent      []job.Message
 	lists     int
+	store     *ledgertest.Store
 }
 
 func (f *sweepCloud) note(s string) {
@@ -48,6 +51,18 @@ func (f *sweepCloud) note(s string) {
 func (f *sweepCloud) HBR(context.Context, string) (HBR, error) { return f, nil }
 func (f *sweepCloud) ECS(context.Context, string) (ECS, error) { return f, nil }
 func (f *sweepCloud) Queue(context.Context) (Sender, error)    { return f, nil }
+
+// InstallQueue is the same journal: a sweep's install jobs go to the
+// install queue, its continuations to the job queue.
+func (f *sweepCloud) InstallQueue(context.Context) (Sender, error) { return f, nil }
+func (f *sweepCloud) Store(context.Context) (ledger.Store, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.store == nil {
+		f.store = ledgertest.New()
+	}
+	return f.store, nil
+}
 func (f *sweepCloud) Topic(context.Context) (Publisher, error) { return nil, nil }
 
 // CreatePolicyBindings and DescribePolicyBindings: no backup policy is

@@ -13,11 +13,14 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/cloudauth"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/config"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fclog"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/callers"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/ecssim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/hbrsim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/mnssim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/osssim"
 )
 
 // TestLogsCarryRequestFieldsNotSecrets runs the install and poller handlers
@@ -43,7 +46,14 @@ func TestLogsCarryRequestFieldsNotSecrets(t *testing.T) {
 	t.Cleanup(func() { _ = ecsSrv.Close() })
 	mns := mnssim.New(mnssim.Options{AccessKeyID: keyID, AccessKeySecret: secret, SecurityToken: token})
 	mns.CreateQueue("jobs")
+	mns.CreateQueue("installs")
 	mns.CreateQueue("dlq")
+	oss := osssim.New(osssim.Options{Principals: callers.Set{{Name: "fn",
+		Credentials: cloudauth.Credentials{AccessKeyID: keyID, AccessKeySecret: secret, SecurityToken: token}}}})
+	oss.CreateBucket("ledger-secrets")
+	ossURL, err := oss.Start()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = oss.Close() })
 	mnsURL, err := mns.Start()
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = mns.Close() })
@@ -51,6 +61,7 @@ func TestLogsCarryRequestFieldsNotSecrets(t *testing.T) {
 	env := map[string]string{
 		"FC_REGION": "cn-hangzhou", "FC_ACCOUNT_ID": "1234567890123456", "QUEUE_NAME": "jobs",
 		"DLQ_NAME": "dlq", "MNS_ENDPOINT": mnsURL, "HBR_ENDPOINT": hbrURL, "ECS_ENDPOINT": ecsURL,
+		"INSTALL_QUEUE_NAME": "installs", "OSS_ENDPOINT": ossURL, "LEDGER_BUCKET": "ledger-secrets",
 		"LOG_LEVEL": "debug", "INSTALL_COALESCE_DELAY": "0", "FIRST_POLL_DELAY": "1",
 	}
 	cfg, err := config.Load(func(k string) string { return env[k] })
@@ -84,19 +95,27 @@ func TestLogsCarryRequestFieldsNotSecrets(t *testing.T) {
 	_, _ = NewPoller(d).Handle(invoke(secret, token), stream)
 
 	// Every call refused: the SDK's errors, with the request they quote.
+	// The ledger refuses them first: nothing is claimed, so nothing is
+	// installed, and the invocation fails for the platform to retry.
 	wrongSecret, wrongToken := "wr0ng-AccessKeySecret-0cc175b9c0f1b6a8", "CAIS-wrong-SecurityToken-92eb5ffee6ae2fec3ad71c777531578f"
-	_, _ = NewInstall(d).Handle(invoke(wrongSecret, wrongToken), running("i-secrets02"))
+	_, errToken := NewInstall(d).Handle(invoke(wrongSecret, wrongToken), running("i-secrets02"))
+	require.Error(t, errToken)
 
 	// A wrong secret with the right token: a signature mismatch, whose
 	// error text quotes the string to sign.
-	_, _ = NewInstall(d).Handle(invoke(wrongSecret, token), running("i-secrets03"))
+	_, errSecret := NewInstall(d).Handle(invoke(wrongSecret, token), running("i-secrets03"))
+	require.Error(t, errSecret)
+	assert.Equal(t, 1, hbrSrv.Installs("i-secrets01"))
+	assert.Zero(t, hbrSrv.Installs("i-secrets02")+hbrSrv.Installs("i-secrets03"), "nothing is installed without a claim")
 
 	out := buf.String()
-	require.Contains(t, out, `"msg":"outcome"`, "the refused install still ends with a record")
+	require.Contains(t, out, `"msg":"install failed"`, "the refused invocations say why")
 	for _, s := range []string{secret, token, wrongSecret, wrongToken} {
-		assert.NotContains(t, out, s, "a secret in the logs")
-		// Nor any long piece of one (a truncated or URL-encoded copy).
-		assert.NotContains(t, out, s[:16])
+		for _, text := range []string{out, errToken.Error(), errSecret.Error()} {
+			assert.NotContains(t, text, s, "a secret in the logs or an error")
+			// Nor any long piece of one (a truncated or URL-encoded copy).
+			assert.NotContains(t, text, s[:16])
+		}
 	}
 	outcomes := map[string]any{}
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
@@ -110,8 +129,7 @@ func TestLogsCarryRequestFieldsNotSecrets(t *testing.T) {
 			assert.Contains(t, m, k, "outcome records carry %s", k)
 		}
 	}
-	assert.Equal(t, map[string]any{"i-secrets01": "INSTALLED", "i-secrets02": "FAILED", "i-secrets03": "FAILED"}, outcomes,
-		"every path the test means to take was taken")
+	assert.Equal(t, map[string]any{"i-secrets01": "INSTALLED"}, outcomes, "every path the test means to take was taken")
 	assert.Contains(t, out, `"msg":"malformed message"`)
 	assert.NotContains(t, out, "dead letter not sent")
 }

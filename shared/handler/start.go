@@ -28,5 +28,6 @@ func Start(build func(cfg config.Config, d Deps) any) {
 	d.Cloud = SDKCloud{Config: cfg, Getenv: os.Getenv}
 	d.Logger = fclog.New(os.Stdout, cfg.LogLevel)
 	d.Jitter = FullJitter
+	d.Function = os.Getenv("FC_FUNCTION_NAME")
 	fc.Start(build(cfg, d))
 }

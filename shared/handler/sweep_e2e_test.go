@@ -16,9 +16,17 @@ import (
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/cloudauth"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/config"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/callers"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/ecssim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/hbrsim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/mnssim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/osssim"
+)
+
+// Names of the emulated install queue and ledger bucket.
+const (
+	installQueue = "hbr-autoinstall-installs"
+	ledgerBucket = "hbr-autoinstall-ledger-test"
 )
 
 // emulated is a region on the emulators, reached through the real SDK
@@ -27,6 +35,7 @@ type emulated struct {
 	ecs   *ecssim.Server
 	hbr   *hbrsim.Server
 	mns   *mnssim.Server
+	oss   *osssim.Server
 	cfg   config.Config
 	cloud SDKCloud
 }
@@ -38,6 +47,7 @@ func startEmulated(t *testing.T, env map[string]string) *emulated {
 		ecs: ecssim.New(ecssim.Options{AccessKeyID: cred.AccessKeyID, AccessKeySecret: cred.AccessKeySecret}),
 		hbr: hbrsim.New(hbrsim.Options{AccessKeyID: cred.AccessKeyID, AccessKeySecret: cred.AccessKeySecret}),
 		mns: mnssim.New(mnssim.Options{AccessKeyID: cred.AccessKeyID, AccessKeySecret: cred.AccessKeySecret}),
+		oss: osssim.New(osssim.Options{Principals: callers.Set{{Name: "functions", Credentials: cred}}}),
 	}
 	ecsURL, err := e.ecs.Start()
 	require.NoError(t, err)
@@ -45,12 +55,17 @@ func startEmulated(t *testing.T, env map[string]string) *emulated {
 	require.NoError(t, err)
 	mnsURL, err := e.mns.Start()
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = e.ecs.Close(); _ = e.hbr.Close(); _ = e.mns.Close() })
+	ossURL, err := e.oss.Start()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = e.ecs.Close(); _ = e.hbr.Close(); _ = e.mns.Close(); _ = e.oss.Close() })
 	e.mns.CreateQueue(jobsQueue)
+	e.mns.CreateQueue(installQueue)
 	e.mns.CreateQueue(deadQueueName)
+	e.oss.CreateBucket(ledgerBucket)
 	vars := map[string]string{
 		"FC_REGION": "cn-hangzhou", "FC_ACCOUNT_ID": "1234567890123456", "QUEUE_NAME": jobsQueue, "DLQ_NAME": deadQueueName,
 		"MNS_ENDPOINT": mnsURL, "HBR_ENDPOINT": hbrURL, "ECS_ENDPOINT": ecsURL,
+		"INSTALL_QUEUE_NAME": installQueue, "OSS_ENDPOINT": ossURL, "LEDGER_BUCKET": ledgerBucket,
 		"ALIBABA_CLOUD_ACCESS_KEY_ID": cred.AccessKeyID, "ALIBABA_CLOUD_ACCESS_KEY_SECRET": cred.AccessKeySecret,
 	}
 	for k, v := range env {
@@ -165,7 +180,8 @@ func TestSweepOfFiftyThousandInstances(t *testing.T) {
 	assert.Equal(t, n-n/10, len(jobs), "every missing instance has a job")
 	assert.Equal(t, n-n/10, len(accepted.accepted), "and only one")
 	msgs := (n - n/10) / job.MaxInstances
-	assert.Equal(t, msgs+parts-1, e.mns.Sent(jobsQueue), "the install jobs and the continuations reached the queue")
+	assert.Equal(t, msgs, e.mns.Sent(installQueue), "the install jobs reached the install queue")
+	assert.Equal(t, parts-1, e.mns.Sent(jobsQueue), "the continuations reached the job queue")
 	calls := e.mns.Calls()
 	assert.Equal(t, parts-1, calls["mns.SendMessage"], "install jobs go in batches; only continuations are single sends")
 	// A request takes 16 messages or 64 KiB of bodies, whichever comes

@@ -9,9 +9,11 @@ import (
 	"time"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecs"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fanout"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbr"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ledger"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/outcome"
 )
 
@@ -20,49 +22,45 @@ import (
 // created). Out of scope: SKIPPED with the rule. Not listed: looked at again
 // (GONE at the deadline). In audit mode a stopped instance waits too, since
 // no install call will say it is not running.
-func (s *Service) inScope(ctx context.Context, region string, c chunk, retries int) (chunk, Result) {
+func (s *Service) inScope(ctx context.Context, region string, c []job.Instance, retries int) ([]job.Instance, Result) {
 	var res Result
 	now := s.now()
 	inv, err := s.inventory(ctx, region)
 	var found []ecs.Instance
 	if err == nil {
-		found, err = inv.DescribeInstances(ctx, c.ids)
+		found, err = inv.DescribeInstances(ctx, ids(c))
 	}
 	if err != nil {
 		if fault.Is(err, fault.Retryable) || fault.IsContext(err) {
-			return chunk{}, s.transient(region, c.all(), retries+1, fault.CodeOf(err), now)
+			return nil, s.transient(region, c, retries+1, fault.CodeOf(err), now)
 		}
-		for _, in := range c.all() {
+		for _, in := range c {
 			r := record(region, in, outcome.Failed, orUnknown(fault.CodeOf(err)), "cannot evaluate the scope rules: ECS DescribeInstances failed", "")
 			r.Detail = err.Error()
 			res.Outcomes = append(res.Outcomes, r)
 		}
-		return chunk{}, res
+		return nil, res
 	}
 	byID := map[string]ecs.Instance{}
 	for _, e := range found {
 		byID[e.ID] = e
 	}
-	rest := chunk{jobs: map[string][]job.Instance{}}
-	var missing, stopped []job.Instance
-	for _, id := range c.ids {
-		e, ok := byID[id]
+	var rest, missing, stopped []job.Instance
+	for _, in := range c {
+		e, ok := byID[in.ID]
 		switch {
 		case !ok:
-			missing = append(missing, c.jobs[id]...)
+			missing = append(missing, in)
 			continue
 		case s.Audit && !strings.EqualFold(e.Status, ecs.StatusRunning):
-			stopped = append(stopped, c.jobs[id]...)
+			stopped = append(stopped, in)
 			continue
 		}
-		if in, rule := s.Scope.Decide(e); !in {
-			for _, j := range c.jobs[id] {
-				res.Outcomes = append(res.Outcomes, record(region, j, outcome.Skipped, "OutOfScope", "excluded by "+rule, ""))
-			}
+		if inScope, rule := s.Scope.Decide(e); !inScope {
+			res.Outcomes = append(res.Outcomes, record(region, in, outcome.Skipped, "OutOfScope", "excluded by "+rule, ""))
 			continue
 		}
-		rest.ids = append(rest.ids, id)
-		rest.jobs[id] = c.jobs[id]
+		rest = append(rest, in)
 	}
 	if len(missing) > 0 {
 		res.Merge(s.wait(region, missing, CodeInstanceNotFound, now))
@@ -75,19 +73,19 @@ func (s *Service) inScope(ctx context.Context, region string, c chunk, retries i
 
 // wouldInstall is the audit mode's install: an instance whose Cloud
 // Assistant is up would have been installed.
-func (s *Service) wouldInstall(ctx context.Context, region string, c chunk, retries int) Result {
+func (s *Service) wouldInstall(ctx context.Context, region string, c []job.Instance, retries int) Result {
 	var res Result
 	now := s.now()
 	inv, err := s.inventory(ctx, region)
 	var ready map[string]bool
 	if err == nil {
-		ready, err = inv.CloudAssistantReady(ctx, c.ids)
+		ready, err = inv.CloudAssistantReady(ctx, ids(c))
 	}
 	if err != nil {
 		if fault.Is(err, fault.Retryable) || fault.IsContext(err) {
-			return s.transient(region, c.all(), retries+1, fault.CodeOf(err), now)
+			return s.transient(region, c, retries+1, fault.CodeOf(err), now)
 		}
-		for _, in := range c.all() {
+		for _, in := range c {
 			r := record(region, in, outcome.Failed, orUnknown(fault.CodeOf(err)), "cannot check Cloud Assistant: ECS DescribeCloudAssistantStatus failed", "")
 			r.Detail = err.Error()
 			res.Outcomes = append(res.Outcomes, r)
@@ -95,15 +93,13 @@ func (s *Service) wouldInstall(ctx context.Context, region string, c chunk, retr
 		return res
 	}
 	var waiting []job.Instance
-	for _, id := range c.ids {
-		for _, in := range c.jobs[id] {
-			if !ready[id] {
-				waiting = append(waiting, in)
-				continue
-			}
-			res.Outcomes = append(res.Outcomes, record(region, in, outcome.WouldInstall, "",
-				"audit mode: in scope, no backup client, Cloud Assistant ready", ""))
+	for _, in := range c {
+		if !ready[in.ID] {
+			waiting = append(waiting, in)
+			continue
 		}
+		res.Outcomes = append(res.Outcomes, record(region, in, outcome.WouldInstall, "",
+			"audit mode: in scope, no backup client, Cloud Assistant ready", ""))
 	}
 	if len(waiting) > 0 {
 		res.Merge(s.wait(region, waiting, CodeCloudAssistDown, now))
@@ -126,29 +122,27 @@ func (s *Service) inventory(ctx context.Context, region string) (Inventory, erro
 // fails transiently the chunk backs off; when it fails for good (say, no
 // ecs:DescribeCloudAssistantStatus permission) the chunk goes on without it:
 // the check only saves calls.
-func (s *Service) ready(ctx context.Context, region string, c chunk, retries int) (chunk, Result) {
+func (s *Service) ready(ctx context.Context, region string, c []job.Instance, retries int) ([]job.Instance, Result) {
 	var res Result
 	inv, err := s.ECS(ctx, region)
 	var ready map[string]bool
 	if err == nil {
-		ready, err = inv.CloudAssistantReady(ctx, c.ids)
+		ready, err = inv.CloudAssistantReady(ctx, ids(c))
 	}
 	switch {
 	case err == nil:
 	case fault.Is(err, fault.Retryable) || fault.IsContext(err):
-		return chunk{}, s.transient(region, c.all(), retries+1, fault.CodeOf(err), s.now())
+		return nil, s.transient(region, c, retries+1, fault.CodeOf(err), s.now())
 	default:
 		return c, res
 	}
-	rest := chunk{jobs: map[string][]job.Instance{}}
-	var waiting []job.Instance
-	for _, id := range c.ids {
-		if up, answered := ready[id]; answered && !up {
-			waiting = append(waiting, c.jobs[id]...)
+	var rest, waiting []job.Instance
+	for _, in := range c {
+		if up, answered := ready[in.ID]; answered && !up {
+			waiting = append(waiting, in)
 			continue
 		}
-		rest.ids = append(rest.ids, id)
-		rest.jobs[id] = c.jobs[id]
+		rest = append(rest, in)
 	}
 	if len(waiting) > 0 {
 		res.Merge(s.wait(region, waiting, CodeCloudAssistDown, s.now()))
@@ -208,31 +202,28 @@ var ClientActions = map[string]ClientAction{
 }
 
 // existing asks HBR which instances of the chunk already have a client, for
-// the jobs that have not started an install yet (and those waiting for a
-// client to settle), and decides with [ClientActions]:
+// the instances whose chain has not started an install yet (and those
+// waiting for a client to settle), and decides with [ClientActions]:
+// ACTIVATED ends the job as ALREADY_INSTALLED; INSTALLING, UPGRADING and
+// REGISTERED are waited for (as long as an install task may run) and
+// decided by what they become; STOPPED, DEACTIVATED, UNINSTALLING and
+// UNINSTALL_FAILED end as SKIPPED naming the status (an operator's choice)
+// unless Reinstall lists it; the rest are installed over. A client of any
+// status and any age is decided so: it never silences an instance.
 //
-//   - a client created at or after the job's own announcement (compared in
-//     whole seconds, HBR's precision) was installed by another job for the
-//     same launch (or this job's own attempt, delivered twice): the job
-//     joins that install without a record of its own, and the owner records
-//     the outcome;
-//   - otherwise the status decides: ACTIVATED ends the job as
-//     ALREADY_INSTALLED; INSTALLING, UPGRADING and REGISTERED are waited
-//     for; STOPPED, DEACTIVATED, UNINSTALLING and UNINSTALL_FAILED end as
-//     SKIPPED naming the status (an operator's choice) unless Reinstall
-//     lists it; the rest are installed.
+// Before a client found for a chain that has installed nothing is taken
+// for another installer's, the ledger is asked: when the owner's generation
+// holds an attempt already, the client is this job's own install, started
+// by another delivery of the chain, which carries the instance on.
 //
 // When the check fails transiently the chunk is retried with back-off; when
 // it fails for good the install goes ahead (the check only saves work).
-func (s *Service) existing(ctx context.Context, cl Installer, region string, c chunk, retries int) (chunk, Result) {
+func (s *Service) existing(ctx context.Context, cl Installer, region string, c []job.Instance, retries int) ([]job.Instance, Result) {
 	var res Result
 	var ask []string
-	for _, id := range c.ids {
-		for _, in := range c.jobs[id] {
-			if lookFirst(in) {
-				ask = append(ask, id)
-				break
-			}
+	for _, in := range c {
+		if lookFirst(in) {
+			ask = append(ask, in.ID)
 		}
 	}
 	if len(ask) == 0 {
@@ -243,60 +234,112 @@ func (s *Service) existing(ctx context.Context, cl Installer, region string, c c
 	case err == nil:
 	case fault.Is(err, fault.Retryable) || fault.IsContext(err):
 		// Installing blind now could start a second install next to one
-		// another job already started; a throttled check is retried like a
-		// throttled install.
-		return chunk{}, s.transient(region, c.all(), retries+1, fault.CodeOf(err), s.now())
+		// another installer already started; a throttled check is retried
+		// like a throttled install.
+		return nil, s.transient(region, c, retries+1, fault.CodeOf(err), s.now())
 	default:
 		// Permanent (say, no hbr:DescribeBackupClients permission): the
 		// check only saves work, so the install goes ahead.
 		return c, res
 	}
 	byID := clientsByInstance(clients)
-	now := s.now()
-	rest := chunk{jobs: map[string][]job.Instance{}}
-	waits := map[string][]job.Instance{}
-	for _, id := range c.ids {
-		bc, found := byID[id]
-		var keep []job.Instance
-		for _, in := range c.jobs[id] {
-			if !lookFirst(in) || !found {
-				keep = append(keep, in)
-				continue
-			}
-			if in.Attempts == 0 && thisLaunch(bc, in) {
-				res.Joined = append(res.Joined, outcome.Join{JobID: in.JobID, InstanceID: id, Region: region,
-					OriginEventID: in.OriginEventID, ClientID: bc.ClientID,
-					Owner:  fmt.Sprintf("the install that created client %s at %s (%s)", orUnknown(bc.ClientID), time.Unix(bc.CreatedTime, 0).UTC().Format(time.RFC3339), bc.Status),
-					Reason: "the client was created after this job's event: another job for the same launch installed it"})
-				continue
-			}
-			status := strings.ToUpper(bc.Status)
-			switch ClientActions[status] {
-			case ActionDone:
-				res.Outcomes = append(res.Outcomes, s.alreadyThere(region, in, bc))
-			case ActionWait:
-				code := waitCode(status)
-				waits[code] = append(waits[code], s.awaitOther(in, now))
-			case ActionHold:
-				if s.Reinstall[status] {
-					keep = append(keep, in)
-					continue
-				}
-				res.Outcomes = append(res.Outcomes, Record(region, in, outcome.Skipped, status,
-					fmt.Sprintf("client %s: set by an operator, left as it is (REINSTALL_STATUSES overrides)", status), "", bc.ClientID))
-			default:
-				keep = append(keep, in)
-			}
+	var found []job.Instance
+	for _, in := range c {
+		if _, ok := byID[in.ID]; ok && lookFirst(in) {
+			found = append(found, in)
 		}
-		if len(keep) > 0 {
-			rest.ids = append(rest.ids, id)
-			rest.jobs[id] = keep
+	}
+	if len(found) == 0 {
+		return c, res
+	}
+	theirs, r := s.notOurs(ctx, region, found)
+	res.Merge(r)
+	decide := map[string]bool{}
+	for _, in := range theirs {
+		decide[in.ID] = true
+	}
+	now := s.now()
+	waits := map[string][]job.Instance{}
+	var rest []job.Instance
+	for _, in := range c {
+		bc, ok := byID[in.ID]
+		switch {
+		case !ok || !lookFirst(in):
+			rest = append(rest, in)
+			continue
+		case !decide[in.ID]:
+			continue // decided by the ledger (notOurs)
+		}
+		status := strings.ToUpper(bc.Status)
+		switch ClientActions[status] {
+		case ActionDone:
+			res.Outcomes = append(res.Outcomes, s.alreadyThere(region, in, bc))
+		case ActionWait:
+			code := waitCode(status)
+			waits[code] = append(waits[code], s.awaitOther(in, now))
+		case ActionHold:
+			if s.Reinstall[status] {
+				rest = append(rest, in)
+				continue
+			}
+			res.Outcomes = append(res.Outcomes, Record(region, in, outcome.Skipped, status,
+				fmt.Sprintf("client %s: set by an operator, left as it is (REINSTALL_STATUSES overrides)", status), "", bc.ClientID))
+		default:
+			rest = append(rest, in)
 		}
 	}
 	for _, code := range slices.Sorted(maps.Keys(waits)) {
 		res.Merge(s.wait(region, waits[code], code, now))
 	}
 	return rest, res
+}
+
+// notOurs keeps the instances whose client is not their own chain's
+// install: those whose generation has no attempt in the ledger (or that
+// have installed before, on a reinstall or a wait for a client to settle).
+// For the others, another delivery of the job installed the client: it is
+// followed when this delivery recorded the task, the chain ends when
+// another follows it, and it waits while another is installing.
+func (s *Service) notOurs(ctx context.Context, region string, found []job.Instance) ([]job.Instance, Result) {
+	var res Result
+	var check, keep []job.Instance
+	for _, in := range found {
+		if in.Attempts == 0 && in.Generation > 0 && !waitingOnClient(in.LastCode) {
+			check = append(check, in)
+		} else {
+			keep = append(keep, in)
+		}
+	}
+	states := make([]ledger.State, len(check))
+	errs := make([]error, len(check))
+	fanout.Each(len(check), s.Workers, func(i int) { states[i], errs[i] = s.Ledger.Load(ctx, region, check[i].ID) })
+	now := s.now()
+	var busy []job.Instance
+	for i, in := range check {
+		st, err := states[i], errs[i]
+		switch {
+		case err != nil && fault.Is(err, fault.Invalid):
+			res.Invalid = append(res.Invalid, Rejected{Region: region, Instance: in, Err: err})
+		case err != nil:
+			res.Merge(s.transient(region, []job.Instance{in}, 1, orUnknown(fault.CodeOf(err)), now))
+		case st.Generation != in.Generation || st.Final != nil:
+			res.Dropped = append(res.Dropped, Drop{Region: region, Instance: in, Reason: "the ledger moved on: " + st.Describe()})
+		case st.Task != nil && st.Task.Via == in.Via:
+			in.Attempts = st.Task.Attempt
+			res.Next = append(res.Next, s.follow(region, in, *st.Task))
+		case st.Task != nil:
+			res.Dropped = append(res.Dropped, Drop{Region: region, Instance: in,
+				Reason: fmt.Sprintf("another delivery of this job installed the client (task %s) and follows it", st.Task.TaskID)})
+		case st.Intents > 0:
+			busy = append(busy, in)
+		default:
+			keep = append(keep, in)
+		}
+	}
+	if len(busy) > 0 {
+		res.Merge(s.wait(region, busy, CodeAttemptInProgress, now))
+	}
+	return keep, res
 }
 
 // waitCode is the LastCode of a job waiting for a client in status.
@@ -326,29 +369,6 @@ func waitingOnClient(code string) bool {
 	return false
 }
 
-// LaunchWindow is how long before a job's own event a client may have been
-// created and still belong to the same launch. A launch announces an
-// instance two or three times within about three minutes (RunInstances,
-// Running 20-90 s later, FirstHeartbeat 10-60 s after that), and the job
-// of the last event can only know its own event's time; another service's
-// clock may also run a little ahead. A client older than that predates the
-// instance's first event: ALREADY_INSTALLED.
-const LaunchWindow = 10 * time.Minute
-
-// thisLaunch reports whether bc was created by the launch that announced
-// in: at or after the job's event less LaunchWindow.
-func thisLaunch(bc hbr.BackupClient, in job.Instance) bool {
-	return createdSince(bc, announced(in).Add(-LaunchWindow))
-}
-
-// createdSince reports whether the client is known to have been created at
-// or after t, at HBR's precision: CreatedTime is whole seconds, so t is
-// truncated to the second (a client created in the same second as the event
-// counts as after it). An unknown creation time (0) is not "since".
-func createdSince(bc hbr.BackupClient, t time.Time) bool {
-	return bc.CreatedTime > 0 && bc.CreatedTime >= t.Unix()
-}
-
 // clientsByInstance keeps one client per instance: an ACTIVATED one if any,
 // else the most recently created.
 func clientsByInstance(clients []hbr.BackupClient) map[string]hbr.BackupClient {
@@ -367,16 +387,26 @@ func clientsByInstance(clients []hbr.BackupClient) map[string]hbr.BackupClient {
 	return byID
 }
 
-// alreadyThere is the outcome of a job that found an ACTIVATED client:
-// ALREADY_INSTALLED when the client predates the instance's announcement
-// (whole seconds), INSTALLED when it does not (this job's own install, seen
-// again by a reinstall or a confirmation).
+// alreadyThere is the outcome of a job that found an ACTIVATED client: when
+// the job has installed nothing, ALREADY_INSTALLED naming the client;
+// after an attempt of its own (a reinstall that waited for a client to
+// settle), INSTALLED.
 func (s *Service) alreadyThere(region string, in job.Instance, bc hbr.BackupClient) outcome.Record {
-	if thisLaunch(bc, in) {
-		return Record(region, in, outcome.Installed, "", "backup client activated", "", bc.ClientID)
+	if in.Attempts > 0 {
+		return Record(region, in, outcome.Installed, "",
+			fmt.Sprintf("backup client activated (found ACTIVATED after %d attempt(s))", in.Attempts), "", bc.ClientID)
 	}
 	return Record(region, in, outcome.AlreadyInstalled, "",
-		"backup client was already active before the event", "", bc.ClientID)
+		fmt.Sprintf("backup client %s was already active (created %s): installed by another installer or an earlier attempt",
+			orUnknown(bc.ClientID), createdAt(bc)), "", bc.ClientID)
+}
+
+// createdAt formats a client's creation time (whole seconds at HBR).
+func createdAt(bc hbr.BackupClient) string {
+	if bc.CreatedTime <= 0 {
+		return "at an unknown time"
+	}
+	return time.Unix(bc.CreatedTime, 0).UTC().Format(time.RFC3339)
 }
 
 // lookFirst reports whether the instance's client is looked at before an
@@ -407,12 +437,12 @@ type Verdict struct {
 }
 
 // Confirm looks at the instances' backup clients before non-success
-// verdicts become final. At-least-once delivery can fork a job into two
-// chains with their own install tasks; the instance's client is the state
-// both share, so a verdict is turned into INSTALLED (or ALREADY_INSTALLED,
-// by the same rule as the existing-client check) when the client is
-// ACTIVATED after all. Verdicts whose client another task is installing
-// right now are returned as busy, for the caller to look at again later; a
+// verdicts become final: the client is what every task and installer
+// share, so a verdict is turned into INSTALLED (when the job installed,
+// say a task HBR expired whose client came up anyway) or ALREADY_INSTALLED
+// (when it did not) if the client is ACTIVATED after all; the record says
+// what the verdict was. Verdicts whose client a task is installing right
+// now are returned as busy, for the caller to look at again later; a
 // failed check leaves every verdict as it was.
 func (s *Service) Confirm(ctx context.Context, region string, verdicts []Verdict) (final []outcome.Record, busy []Verdict) {
 	if len(verdicts) == 0 {
@@ -442,11 +472,11 @@ func (s *Service) Confirm(ctx context.Context, region string, verdicts []Verdict
 		bc := byID[v.Instance.ID]
 		switch strings.ToUpper(bc.Status) {
 		case ClientActivated:
-			// The verdict is corrected; the new record names it, in case a
-			// copy of the job already wrote it.
 			r := s.alreadyThere(region, v.Instance, bc)
+			if v.Instance.Attempts > 0 {
+				r.Reason = fmt.Sprintf("backup client activated (checked after %s: %s)", v.Record.Outcome, v.Record.Reason)
+			}
 			r.TaskID = v.Record.TaskID
-			r.Supersedes = v.Record.JobID + "/" + string(v.Record.Outcome)
 			final = append(final, r)
 		case ClientInstalling:
 			busy = append(busy, v)
@@ -455,4 +485,12 @@ func (s *Service) Confirm(ctx context.Context, region string, verdicts []Verdict
 		}
 	}
 	return final, busy
+}
+
+func ids(c []job.Instance) []string {
+	out := make([]string, len(c))
+	for i, in := range c {
+		out[i] = in.ID
+	}
+	return out
 }

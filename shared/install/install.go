@@ -1,34 +1,38 @@
-// Package install is the install step: it turns a set of instances into
-// InstallBackupClients calls of at most 20 ids, and each instance's answer
-// into either a poll message for the new task, a delayed install-retry
-// message (not ready yet, or a transient error), or a final outcome.
+// Package install is the install step, the install function's domain: it
+// claims the instances that events (and reconcile sweeps) announce in the
+// instance ledger, and for the instances it owns runs the checks (scope,
+// Cloud Assistant readiness, an existing client) and InstallBackupClients in
+// calls of at most 20 ids, each attempt reserved in the ledger before the
+// call and its task recorded after. Each instance ends the step with a poll
+// message for its task (first poll after Policy.FirstPollDelay), a delayed
+// install-retry message (not ready yet, a transient error, a client someone
+// else is installing), or a final outcome.
 //
-// The Service makes the HBR (and ECS) calls but logs nothing and sends
-// nothing itself: it returns a [Result] with the outcomes, the follow-up
-// messages and the jobs that joined another's install, and the caller
-// (package handler) delivers them. The one exception is the poll message of
-// a task just created, which it hands at once to the caller's Started hook
-// when one is set, so that no task is left unfollowed by a process that
-// dies later in the batch. It never returns an error: every failure is
-// turned into a retry message or an outcome.
-//
-// Install once, record once: jobs for one instance in a batch elect one
-// owner (the others join it), and a job that finds a client its launch
-// created joins that install instead of making a second one; retries fall
-// on a grid common to every job (Policy.Align), so a launch's jobs that
-// cannot install yet meet in a batch and merge.
+// The Service makes the HBR, ECS and ledger calls but logs nothing and
+// sends nothing itself: it returns a [Result] with the outcomes, the
+// follow-up messages, the announcements that joined another owner, and
+// what it could not act on; the caller (package handler) records and sends
+// them. The one exception is the poll message of a task just recorded,
+// which it hands at once to the caller's Started hook when one is set, so
+// that no task is left unfollowed by a process that dies later in the
+// batch. It returns no error: a ledger the claim cannot reach is reported
+// in Result.Failed for the invocation to fail (nothing is installed without
+// a claim), and every other failure becomes a retry message or an outcome.
 package install
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/config"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecs"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fanout"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbr"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ledger"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/outcome"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/scope"
 )
@@ -41,6 +45,11 @@ const (
 	// CodeDeadline marks an install that did not finish before its job's
 	// deadline.
 	CodeDeadline = "Deadline"
+	// CodeAttemptInProgress marks a chain that found another delivery of
+	// its job installing the same attempt: it looks again after the
+	// readiness delay (by then that delivery has recorded its task, or
+	// died and left its intent to go stale).
+	CodeAttemptInProgress = "AttemptInProgress"
 )
 
 // Installer starts install tasks and lists the clients already there
@@ -49,6 +58,19 @@ type Installer interface {
 	InstallBackupClients(ctx context.Context, instanceIDs []string) (hbr.InstallResult, error)
 	DescribeBackupClients(ctx context.Context, instanceIDs []string) ([]hbr.BackupClient, error)
 }
+
+// Ledger is what the step needs of the instance ledger (*ledger.Ledger
+// satisfies it).
+type Ledger interface {
+	Claim(ctx context.Context, a ledger.Announcement) (ledger.Decision, error)
+	Load(ctx context.Context, region, instance string) (ledger.State, error)
+	Begin(ctx context.Context, o ledger.Owner, n int, via string) (ledger.Begun, error)
+	Release(ctx context.Context, o ledger.Owner, attempt int) error
+	RecordTask(ctx context.Context, o ledger.Owner, t ledger.Task) (bool, error)
+}
+
+// TriggerSweep names a reconcile sweep's announcements in the ledger.
+const TriggerSweep = "reconcile"
 
 // CodeClientInstalling marks an instance whose client another task is
 // installing: it is checked again later instead of installed twice. Other
@@ -68,9 +90,13 @@ type Policy struct {
 	RetryBaseDelay     time.Duration
 	RetryMaxDelay      time.Duration
 	MaxAttempts        int
-	// CoalesceDelay > 0 defers new instances by that long so installs from
-	// many events share calls.
+	// CoalesceDelay > 0 defers instances an event says are ready by that
+	// long, so that installs from many events share calls; 0 installs them
+	// in the invocation that received the event.
 	CoalesceDelay time.Duration
+	// Lease is how long a ledger claim or task holds an instance without
+	// progress (ledger.Ledger.Lease).
+	Lease time.Duration
 }
 
 // PolicyFrom takes the policy from the configuration.
@@ -87,6 +113,7 @@ func PolicyFrom(c config.Config) Policy {
 		RetryMaxDelay:      c.RetryMaxDelay,
 		MaxAttempts:        c.MaxInstallAttempts,
 		CoalesceDelay:      c.CoalesceDelay,
+		Lease:              c.LedgerLease,
 	}
 }
 
@@ -102,12 +129,10 @@ func (p Policy) Backoff(n int) time.Duration {
 
 // Align stretches a retry delay d to the next tick of a grid common to every
 // job: multiples of ReadinessDelay since the Unix epoch, in whole seconds
-// (MNS delays are whole seconds). Two jobs for one instance that wait on
-// the grid are due at the same tick and so meet in one poller batch, where
-// one of them takes over the other (see elect): a launch's two or three
-// chains become one even when none of them can install (not ready,
-// throttled), and end with one record. With ReadinessDelay ≤ 0, d is
-// returned as it is.
+// (MNS delays are whole seconds). Retries of many launches that fall due
+// together reach the install function in the same batches and share
+// InstallBackupClients calls. With ReadinessDelay ≤ 0, d is returned as it
+// is.
 func (p Policy) Align(now time.Time, d time.Duration) time.Duration {
 	g := p.ReadinessDelay.Truncate(time.Second)
 	if g <= 0 {
@@ -134,18 +159,44 @@ func (p Policy) ReadinessWait(n int) time.Duration {
 	return p.ReadinessDelay + time.Duration(n-1)*p.ReadinessDelayStep
 }
 
-// Next is a message to send and the delay before it is delivered.
+// Next is a message to send and the delay before it is delivered. Its
+// kind decides the queue: install-retry messages go to the install queue,
+// the others to the job queue.
 type Next struct {
 	Message job.Message
 	Delay   time.Duration
 }
 
-// Result is what a step decided: final outcomes, follow-up messages, and the
-// jobs that joined another job's install instead of recording an outcome.
+// Drop is a chain that ends without a record because another delivery of
+// the same job carries the instance on (or its generation is recorded or
+// taken over already).
+type Drop struct {
+	Region   string
+	Instance job.Instance
+	Reason   string
+}
+
+// Rejected is an instance the step cannot act on for good: an unreadable
+// ledger entry. It is for the dead-letter queue, with the reason.
+type Rejected struct {
+	Region   string
+	Instance job.Instance
+	Err      error
+}
+
+// Result is what a step decided: final outcomes, follow-up messages, the
+// announcements that joined another owner, the chains that end here, the
+// instances rejected, and the failures the invocation must return.
 type Result struct {
 	Outcomes []outcome.Record
 	Next     []Next
 	Joined   []outcome.Join
+	Dropped  []Drop
+	Invalid  []Rejected
+	// Failed holds the errors for which the invocation must fail, so that
+	// the platform delivers its input again (a claim the ledger could not
+	// make; nothing was installed for those instances).
+	Failed []error
 }
 
 // Merge appends o to r.
@@ -153,12 +204,28 @@ func (r *Result) Merge(o Result) {
 	r.Outcomes = append(r.Outcomes, o.Outcomes...)
 	r.Next = append(r.Next, o.Next...)
 	r.Joined = append(r.Joined, o.Joined...)
+	r.Dropped = append(r.Dropped, o.Dropped...)
+	r.Invalid = append(r.Invalid, o.Invalid...)
+	r.Failed = append(r.Failed, o.Failed...)
+}
+
+// ledgerError files an error of a ledger call for in: an unreadable entry
+// is rejected (dead-lettered), anything else fails the invocation so the
+// platform delivers the input again.
+func (r *Result) ledgerError(region string, in job.Instance, err error) {
+	if fault.Is(err, fault.Invalid) {
+		r.Invalid = append(r.Invalid, Rejected{Region: region, Instance: in, Err: err})
+		return
+	}
+	r.Failed = append(r.Failed, fmt.Errorf("instance ledger, instance %s (job %s): %w", in.ID, in.JobID, err))
 }
 
 // Service runs the install step.
 type Service struct {
 	// HBR returns the installer for a region.
 	HBR func(ctx context.Context, region string) (Installer, error)
+	// Ledger is the instance ledger.
+	Ledger Ledger
 	// Policy holds the timing and retry rules.
 	Policy Policy
 	// Now is the clock; nil means time.Now.
@@ -176,18 +243,19 @@ type Service struct {
 	// in ECS before HBR is asked, so that instances announced before their
 	// agent is up cost no HBR calls.
 	ECS func(ctx context.Context, region string) (Inventory, error)
-	// Started, when set, is given each poll message as soon as its install
-	// task is created, to queue it at once: a process that dies between an
-	// InstallBackupClients call and the end of its batch would otherwise
-	// leave the task followed by nobody (its redelivered batch finds the
-	// client and joins it). A message it queued (nil error) is left out of
-	// the Result; one it could not is returned there like any other.
+	// Started, when set, is given each poll message as soon as its tasks
+	// are recorded, to queue it at once. A message it queued (nil error) is
+	// left out of the Result; one it could not is returned there like any
+	// other.
 	Started func(ctx context.Context, n Next) error
 	// Reinstall lists the client statuses an operator sets (STOPPED,
 	// DEACTIVATED, UNINSTALLING, UNINSTALL_FAILED) that are installed over
 	// anyway; by default an instance in one of them ends as SKIPPED naming
 	// the status.
 	Reinstall map[string]bool
+	// Workers bounds the ledger calls made at once (fanout.DefaultWorkers
+	// when 0).
+	Workers int
 }
 
 // Inventory describes instances (ecs.Client satisfies it).
@@ -207,10 +275,133 @@ func (s *Service) now() time.Time {
 	return time.Now()
 }
 
-// Defer schedules instances for an install attempt after delay without
-// calling HBR now: the readiness-retry path for instances that cannot be
-// running yet, and the coalescing path. The delay is capped by the earliest
-// readiness deadline.
+// Owner is the ledger owner an instance of a job message stands for.
+func Owner(region string, in job.Instance) ledger.Owner {
+	return ledger.Owner{Region: region, Instance: in.ID, Job: in.JobID, Generation: in.Generation,
+		LeaseUntil: in.LeaseUntil, Supersedes: in.Supersedes}
+}
+
+// own marks in as the owner of the decision's generation.
+func own(in job.Instance, o ledger.Owner) job.Instance {
+	in.Generation, in.LeaseUntil, in.Supersedes = o.Generation, o.LeaseUntil, o.Supersedes
+	return in
+}
+
+// Announce claims instances that an event or a sweep announces (generation
+// 0), all in region. Another owner's instances are joined; a redelivered
+// owner resumes its chain; owned instances are installed now when the
+// announcement says they are ready (after Policy.CoalesceDelay when it is
+// set), and otherwise wait for the readiness delay on the install queue. A
+// takeover follows the dead chain's task instead of installing again.
+func (s *Service) Announce(ctx context.Context, region string, ins []job.Instance, ready bool) Result {
+	var res Result
+	ins = dedupe(ins)
+	decisions := make([]ledger.Decision, len(ins))
+	errs := make([]error, len(ins))
+	fanout.Each(len(ins), s.Workers, func(i int) {
+		in := ins[i]
+		trigger := in.Trigger
+		if trigger == "" && in.Sweep {
+			trigger = TriggerSweep
+		}
+		decisions[i], errs[i] = s.Ledger.Claim(ctx, ledger.Announcement{Region: region, Instance: in.ID, Job: in.JobID,
+			Trigger: trigger, OriginEventID: in.OriginEventID, EventTime: announced(in), Sweep: in.Sweep, Via: in.Via})
+	})
+	var now, later []job.Instance
+	for i, in := range ins {
+		d, err := decisions[i], errs[i]
+		if err != nil {
+			res.ledgerError(region, in, err)
+			continue
+		}
+		switch d.Kind {
+		case ledger.Joined:
+			res.Joined = append(res.Joined, outcome.Join{JobID: in.JobID, InstanceID: in.ID, Region: region,
+				OriginEventID: in.OriginEventID, Owner: d.Owner.Job, Generation: d.Owner.Generation,
+				State: d.State.Describe(), Reason: d.Reason})
+			continue
+		case ledger.Recorded:
+			res.Merge(s.recorded(region, own(in, d.Owner), d.State))
+			continue
+		}
+		in = own(in, d.Owner)
+		st := d.State
+		switch {
+		case d.Inherit != nil:
+			// A takeover: the dead chain's task may have installed the
+			// client; following it costs no install.
+			in.Attempts = d.Inherit.Attempt
+			res.Next = append(res.Next, s.follow(region, in, *d.Inherit))
+		case d.Kind == ledger.Resumed && st.Task != nil && st.Task.Via == in.Via:
+			// This very delivery recorded the task before it died (or
+			// failed later): follow the task again.
+			in.Attempts = st.Task.Attempt
+			res.Next = append(res.Next, s.follow(region, in, *st.Task))
+		case d.Kind == ledger.Resumed && st.Task != nil:
+			res.Dropped = append(res.Dropped, Drop{Region: region, Instance: in,
+				Reason: fmt.Sprintf("another delivery of this job follows task %s", st.Task.TaskID)})
+		case d.Kind == ledger.Resumed && st.Intents > 0, ready && s.Policy.CoalesceDelay <= 0:
+			now = append(now, in)
+		default:
+			later = append(later, in)
+		}
+	}
+	if len(now) > 0 {
+		res.Merge(s.Install(ctx, region, now, 0))
+	}
+	if len(later) > 0 {
+		wait := s.Policy.Align(s.now(), s.Policy.ReadinessWait(1))
+		if ready {
+			wait = s.Policy.CoalesceDelay
+		}
+		res.Merge(s.Defer(region, later, wait))
+	}
+	return res
+}
+
+// recorded handles an announcement by the job whose generation is recorded
+// already. When this very delivery wrote the record, it may have died
+// before it logged it: the record goes through the recorder again (the
+// ledger keeps it as it was); otherwise nothing is left to do.
+func (s *Service) recorded(region string, in job.Instance, st ledger.State) Result {
+	var res Result
+	f := st.Final
+	if f != nil && in.Via != "" && f.Via == in.Via {
+		res.Outcomes = append(res.Outcomes, FromFinal(region, in, *f))
+		return res
+	}
+	res.Dropped = append(res.Dropped, Drop{Region: region, Instance: in, Reason: "this job's generation is recorded already: " + st.Describe()})
+	return res
+}
+
+// FromFinal is the outcome record of a final ledger entry, for an instance
+// of its job.
+func FromFinal(region string, in job.Instance, f ledger.Final) outcome.Record {
+	r := record(region, in, outcome.Kind(f.Outcome), f.Code, f.Reason, f.TaskID)
+	r.ClientID, r.PolicyID, r.Detail, r.Attempts, r.Supersedes = f.ClientID, f.PolicyID, f.Detail, f.Attempts, f.Supersedes
+	return r
+}
+
+// follow is the poll message that takes an owner's chain on from a task
+// recorded in the ledger: due at the first poll, or at once if that is
+// past. A task past its deadline is judged at once (TIMEOUT, unless its
+// client turns out ACTIVATED).
+func (s *Service) follow(region string, in job.Instance, t ledger.Task) Next {
+	now := s.now()
+	if t.LeaseUntil.After(in.LeaseUntil) {
+		in.LeaseUntil = t.LeaseUntil
+	}
+	in.TaskID = ""
+	delay := max(t.StartedAt.Add(s.Policy.FirstPollDelay).Sub(now), time.Second)
+	return Next{Message: job.Message{Version: job.Version, Kind: job.KindPoll, Region: region, TaskID: t.TaskID,
+		TaskStartedAt: t.StartedAt, Deadline: t.Deadline, OriginEventID: in.OriginEventID,
+		Instances: []job.Instance{in}, SentAt: now}, Delay: delay}
+}
+
+// Defer schedules owned instances for an install attempt after delay
+// without calling HBR now: the readiness-retry path for instances that
+// cannot be running yet, and the coalescing path. The delay is capped by
+// the earliest readiness deadline.
 func (s *Service) Defer(region string, instances []job.Instance, delay time.Duration) Result {
 	var res Result
 	now := s.now()
@@ -221,19 +412,37 @@ func (s *Service) Defer(region string, instances []job.Instance, delay time.Dura
 	return res
 }
 
-// Install calls InstallBackupClients for instances (all in region) in calls of
-// at most 20 ids. retries is the number of consecutive transient failures that
-// led here (it grows the back-off if this call fails transiently too).
-// Instances whose readiness deadline has passed before the call end here.
-// Every non-success outcome is confirmed against the instance's client
-// before it is returned (see Confirm).
+// Install runs owned instances (generation > 0; announcements of generation
+// 0 are claimed first, as by Announce) of region through the checks and
+// InstallBackupClients, in calls of at most 20 ids. retries is the number of
+// consecutive transient failures that led here (it grows the back-off if
+// this call fails transiently too). Instances whose readiness deadline has
+// passed end here; an owner whose lease has passed first checks that no
+// later generation took the instance over.
 func (s *Service) Install(ctx context.Context, region string, instances []job.Instance, retries int) Result {
-	res := s.install(ctx, region, instances, retries)
+	var res Result
+	var claim, owned []job.Instance
+	for _, in := range dedupe(instances) {
+		if in.Generation == 0 {
+			claim = append(claim, in)
+		} else {
+			owned = append(owned, in)
+		}
+	}
+	if len(claim) > 0 {
+		res.Merge(s.Announce(ctx, region, claim, true))
+	}
+	if len(owned) == 0 {
+		return res
+	}
+	res.Merge(s.install(ctx, region, owned, retries))
 	if s.Audit {
 		return res
 	}
-	byKey := make(map[string]job.Instance, len(instances))
-	for _, in := range instances {
+	// A failure verdict is checked against the instance's client before it
+	// is recorded: the client may be ACTIVATED after all.
+	byKey := make(map[string]job.Instance, len(owned))
+	for _, in := range owned {
 		byKey[in.JobID+"/"+in.ID] = in
 	}
 	var keep []outcome.Record
@@ -267,13 +476,21 @@ func (s *Service) Install(ctx context.Context, region string, instances []job.In
 func (s *Service) install(ctx context.Context, region string, instances []job.Instance, retries int) Result {
 	var res Result
 	now := s.now()
-	var live []job.Instance
+	var live, stale []job.Instance
 	for _, in := range instances {
-		if !now.Before(in.ReadyBy) && (in.NotReady > 0 || in.LastCode != "") {
+		switch {
+		case !now.Before(in.ReadyBy) && (in.NotReady > 0 || in.LastCode != ""):
 			res.Outcomes = append(res.Outcomes, s.expired(region, in))
-			continue
+		case !in.LeaseUntil.IsZero() && now.After(in.LeaseUntil):
+			stale = append(stale, in)
+		default:
+			live = append(live, in)
 		}
-		live = append(live, in)
+	}
+	if len(stale) > 0 {
+		still, r := s.stillOwned(ctx, region, stale)
+		res.Merge(r)
+		live = append(live, still...)
 	}
 	if len(live) == 0 {
 		return res
@@ -287,36 +504,62 @@ func (s *Service) install(ctx context.Context, region string, instances []job.In
 		}
 		return res
 	}
-	for _, c := range groupByID(live) {
+	for _, c := range job.Chunk(live, job.MaxInstances) {
 		res.Merge(s.process(ctx, cl, region, c, retries))
 	}
 	return res
 }
 
-// process runs one chunk through the checks, in order: one owner per
-// instance (the other jobs join it), scope (ECS), Cloud Assistant readiness
-// (ECS), an existing client (HBR), then the install, or in audit mode the
-// readiness check that decides WOULD_INSTALL. Each check takes its
-// instances out of the chunk.
-func (s *Service) process(ctx context.Context, cl Installer, region string, c chunk, retries int) Result {
+// stillOwned reads the ledger for owners whose lease has passed: an owner
+// whose generation was taken over, or is recorded, stops; the others go on
+// (nobody took over, so the generation is still theirs).
+func (s *Service) stillOwned(ctx context.Context, region string, ins []job.Instance) ([]job.Instance, Result) {
 	var res Result
-	c, res.Joined = elect(region, c)
+	states := make([]ledger.State, len(ins))
+	errs := make([]error, len(ins))
+	fanout.Each(len(ins), s.Workers, func(i int) { states[i], errs[i] = s.Ledger.Load(ctx, region, ins[i].ID) })
+	var keep []job.Instance
+	for i, in := range ins {
+		st, err := states[i], errs[i]
+		switch {
+		case err != nil && fault.Is(err, fault.Invalid):
+			res.Invalid = append(res.Invalid, Rejected{Region: region, Instance: in, Err: err})
+		case err != nil:
+			res.Merge(s.transient(region, []job.Instance{in}, 1, orUnknown(fault.CodeOf(err)), s.now()))
+		case st.Generation != in.Generation:
+			res.Dropped = append(res.Dropped, Drop{Region: region, Instance: in,
+				Reason: fmt.Sprintf("generation %d was taken over: %s", in.Generation, st.Describe())})
+		case st.Final != nil:
+			res.Dropped = append(res.Dropped, Drop{Region: region, Instance: in, Reason: "recorded already: " + st.Describe()})
+		default:
+			keep = append(keep, in)
+		}
+	}
+	return keep, res
+}
+
+// process runs one chunk (distinct instances) through the checks, in
+// order: scope (ECS), Cloud Assistant readiness (ECS), an existing client
+// (HBR), then the install, or in audit mode the readiness check that
+// decides WOULD_INSTALL. Each check takes its instances out of the chunk.
+func (s *Service) process(ctx context.Context, cl Installer, region string, c []job.Instance, retries int) Result {
+	var res Result
 	if !s.Scope.Empty() || s.Audit {
 		var done Result
 		c, done = s.inScope(ctx, region, c, retries)
 		res.Merge(done)
 	}
-	if len(c.ids) > 0 && !s.Audit && s.ECS != nil {
+	if len(c) > 0 && !s.Audit && s.ECS != nil {
 		var done Result
 		c, done = s.ready(ctx, region, c, retries)
 		res.Merge(done)
 	}
-	if len(c.ids) > 0 {
+	if len(c) > 0 {
 		var done Result
 		c, done = s.existing(ctx, cl, region, c, retries)
 		res.Merge(done)
 	}
-	if len(c.ids) == 0 {
+	if len(c) == 0 {
 		return res
 	}
 	if s.Audit {
@@ -327,52 +570,35 @@ func (s *Service) process(ctx context.Context, cl Installer, region string, c ch
 	return res
 }
 
-// elect keeps one job per instance: the owner, which alone installs and
-// records the outcome. The others (two or three events announcing the same
-// instance, handled in one invocation) join it without a record of their
-// own. The owner is the job furthest along (most install attempts), then the
-// one announced first, then the smallest job id, so every copy of a batch
-// elects the same one. Copies of the owner itself (a message delivered twice)
-// are dropped silently.
-func elect(region string, c chunk) (chunk, []outcome.Join) {
-	var joined []outcome.Join
-	for _, id := range c.ids {
-		jobs := c.jobs[id]
-		if len(jobs) < 2 {
+// dedupe keeps one entry per instance: the highest generation, then the
+// job furthest along (most attempts, latest readiness deadline). Two
+// messages of one chain can meet in a batch (a duplicate delivery, a
+// redelivered owner's retry).
+func dedupe(ins []job.Instance) []job.Instance {
+	idx := map[string]int{}
+	var out []job.Instance
+	for _, in := range ins {
+		i, ok := idx[in.ID]
+		if !ok {
+			idx[in.ID] = len(out)
+			out = append(out, in)
 			continue
 		}
-		owner := jobs[0]
-		readyBy := owner.ReadyBy
-		for _, in := range jobs[1:] {
-			if ownsBefore(in, owner) {
-				owner = in
-			}
-			if in.ReadyBy.After(readyBy) {
-				readyBy = in.ReadyBy
-			}
+		if ahead(in, out[i]) {
+			out[i] = in
 		}
-		// The owner carries the latest readiness deadline of the jobs it
-		// takes over: the instance was announced as late as that.
-		owner.ReadyBy = readyBy
-		for _, in := range jobs {
-			if in.JobID == owner.JobID {
-				continue
-			}
-			joined = append(joined, outcome.Join{JobID: in.JobID, InstanceID: id, Region: region, Owner: owner.JobID,
-				OriginEventID: in.OriginEventID, Reason: "another job for the same instance is handled in the same batch"})
-		}
-		c.jobs[id] = []job.Instance{owner}
 	}
-	return c, joined
+	return out
 }
 
-func ownsBefore(a, b job.Instance) bool {
-	if a.Attempts != b.Attempts {
+func ahead(a, b job.Instance) bool {
+	switch {
+	case a.Generation != b.Generation:
+		return a.Generation > b.Generation
+	case a.Attempts != b.Attempts:
 		return a.Attempts > b.Attempts
-	}
-	ta, tb := announced(a), announced(b)
-	if !ta.Equal(tb) {
-		return ta.Before(tb)
+	case !a.ReadyBy.Equal(b.ReadyBy):
+		return a.ReadyBy.After(b.ReadyBy)
 	}
 	return a.JobID < b.JobID
 }
@@ -386,126 +612,183 @@ func announced(in job.Instance) time.Time {
 	return in.FirstSeen
 }
 
-// chunk is up to 20 distinct instance ids; each id may belong to several jobs
-// (two events announcing the same instance).
-type chunk struct {
-	ids  []string
-	jobs map[string][]job.Instance
-}
-
-func (c chunk) all() []job.Instance {
-	var out []job.Instance
-	for _, id := range c.ids {
-		out = append(out, c.jobs[id]...)
-	}
-	return out
-}
-
-func groupByID(instances []job.Instance) []chunk {
-	var ids []string
-	jobs := map[string][]job.Instance{}
-	for _, in := range instances {
-		if _, ok := jobs[in.ID]; !ok {
-			ids = append(ids, in.ID)
-		}
-		jobs[in.ID] = append(jobs[in.ID], in)
-	}
-	var chunks []chunk
-	for len(ids) > 0 {
-		n := min(len(ids), job.MaxInstances)
-		c := chunk{ids: ids[:n:n], jobs: map[string][]job.Instance{}}
-		for _, id := range c.ids {
-			c.jobs[id] = jobs[id]
-		}
-		chunks = append(chunks, c)
-		ids = ids[n:]
-	}
-	return chunks
-}
-
-func (s *Service) installChunk(ctx context.Context, cl Installer, region string, c chunk, retries int, split bool) Result {
+// begin reserves each instance's next attempt in the ledger. It returns
+// the instances to install with the attempt reserved for each, and what
+// became of the others.
+func (s *Service) begin(ctx context.Context, region string, c []job.Instance, retries int) ([]job.Instance, map[string]int, Result) {
 	var res Result
+	begun := make([]ledger.Begun, len(c))
+	errs := make([]error, len(c))
+	fanout.Each(len(c), s.Workers, func(i int) {
+		begun[i], errs[i] = s.Ledger.Begin(ctx, Owner(region, c[i]), c[i].Attempts+1, c[i].Via)
+	})
 	now := s.now()
-	out, err := cl.InstallBackupClients(ctx, c.ids)
+	var install, busy []job.Instance
+	attempt := map[string]int{}
+	for i, in := range c {
+		b, err := begun[i], errs[i]
+		if err != nil {
+			if fault.Is(err, fault.Invalid) {
+				res.Invalid = append(res.Invalid, Rejected{Region: region, Instance: in, Err: err})
+				continue
+			}
+			res.Merge(s.transient(region, []job.Instance{in}, retries+1, orUnknown(fault.CodeOf(err)), now))
+			continue
+		}
+		switch b.Start {
+		case ledger.Go:
+			install = append(install, in)
+			attempt[in.ID] = b.Attempt
+		case ledger.Resume:
+			in.Attempts = b.Task.Attempt
+			res.Next = append(res.Next, s.follow(region, in, *b.Task))
+		case ledger.InProgress:
+			busy = append(busy, in)
+		case ledger.Continued:
+			res.Dropped = append(res.Dropped, Drop{Region: region, Instance: in,
+				Reason: fmt.Sprintf("another delivery of this job installed attempt %d (task %s) and follows it", b.Attempt, b.Task.TaskID)})
+		}
+	}
+	if len(busy) > 0 {
+		res.Merge(s.wait(region, busy, CodeAttemptInProgress, now))
+	}
+	return install, attempt, res
+}
+
+// release frees the reserved attempts of instances whose install call
+// started no task (best effort: an intent left behind goes stale).
+func (s *Service) release(ctx context.Context, region string, ins []job.Instance, attempt map[string]int) {
+	fanout.Each(len(ins), s.Workers, func(i int) {
+		_ = s.Ledger.Release(ctx, Owner(region, ins[i]), attempt[ins[i].ID])
+	})
+}
+
+func (s *Service) installChunk(ctx context.Context, cl Installer, region string, c []job.Instance, retries int, split bool) Result {
+	c, attempt, res := s.begin(ctx, region, c, retries)
+	if len(c) == 0 {
+		return res
+	}
+	now := s.now()
+	ids := make([]string, len(c))
+	for i, in := range c {
+		ids[i] = in.ID
+	}
+	out, err := cl.InstallBackupClients(ctx, ids)
 	if err != nil {
+		s.release(ctx, region, c, attempt)
 		code := fault.CodeOf(err)
 		switch {
-		case (isNotReadyCode(code) || code == CodeInstanceNotExists) && len(c.ids) > 1 && split:
+		case (isNotReadyCode(code) || code == CodeInstanceNotExists) && len(c) > 1 && split:
 			// The call failed as a whole because of some instance: ask ECS
 			// once which are usable and install those once more, so one bad
 			// instance cannot hold the others back (at most two calls more
 			// per chunk, never a cascade).
-			return s.splitChunk(ctx, cl, region, c, retries, code)
+			res.Merge(s.splitChunk(ctx, cl, region, c, retries, code))
 		case isNotReadyCode(code):
-			return s.wait(region, c.all(), code, now)
-		case code == CodeInstanceNotExists && len(c.ids) > 1:
+			res.Merge(s.wait(region, c, code, now))
+		case code == CodeInstanceNotExists && len(c) > 1:
 			// Still refused as a whole after the split: which one is gone is
 			// unknown, so they are all looked at again (GONE at the deadline
 			// if ECS never lists them).
-			return s.wait(region, c.all(), CodeInstanceNotFound, now)
+			res.Merge(s.wait(region, c, CodeInstanceNotFound, now))
 		case code == CodeInstanceNotExists:
-			for _, in := range c.all() {
+			for _, in := range c {
 				res.Outcomes = append(res.Outcomes, record(region, in, outcome.Gone, code, "instance does not exist", ""))
 			}
-			return res
 		case fault.Is(err, fault.Retryable) || fault.IsContext(err):
-			return s.transient(region, c.all(), retries+1, code, now)
+			res.Merge(s.transient(region, c, retries+1, code, now))
 		default:
-			for _, in := range c.all() {
+			for _, in := range c {
 				r := record(region, in, outcome.Failed, code, "InstallBackupClients refused the call: "+orUnknown(code), "")
 				r.Detail = err.Error()
 				res.Outcomes = append(res.Outcomes, r)
 			}
-			return res
 		}
+		return res
 	}
 
 	statuses := map[string]hbr.InstanceStatus{}
 	for _, st := range out.Statuses {
 		statuses[st.InstanceID] = st
 	}
-	var started, notReady []job.Instance
+	var started, notStarted, notReady []job.Instance
 	lastCode := ""
-	for _, id := range c.ids {
-		st, listed := statuses[id]
+	for _, in := range c {
+		st, listed := statuses[in.ID]
 		code := st.ErrorCode
-		for _, in := range c.jobs[id] {
-			switch {
-			case code == "" && (st.Valid || !listed) && out.TaskID != "":
-				in.Attempts++
-				in.NotReady = 0
-				started = append(started, in)
-			case code == "" && out.TaskID == "":
-				res.Outcomes = append(res.Outcomes, record(region, in, outcome.Failed, "NoTaskId",
-					"InstallBackupClients accepted the instance but returned no task id", ""))
-			case isNotReadyCode(code):
-				lastCode = code
-				notReady = append(notReady, in)
-			case code == CodeInstanceNotExists:
-				res.Outcomes = append(res.Outcomes, record(region, in, outcome.Gone, code, "instance does not exist", ""))
-			default:
-				if code == "" {
-					code = "InvalidInstance"
-				}
-				res.Outcomes = append(res.Outcomes, record(region, in, outcome.Failed, code,
-					"HBR cannot install a client on this instance: "+code, ""))
+		switch {
+		case code == "" && (st.Valid || !listed) && out.TaskID != "":
+			started = append(started, in)
+			continue
+		case code == "" && out.TaskID == "":
+			res.Outcomes = append(res.Outcomes, record(region, in, outcome.Failed, "NoTaskId",
+				"InstallBackupClients accepted the instance but returned no task id", ""))
+		case isNotReadyCode(code):
+			lastCode = code
+			notReady = append(notReady, in)
+		case code == CodeInstanceNotExists:
+			res.Outcomes = append(res.Outcomes, record(region, in, outcome.Gone, code, "instance does not exist", ""))
+		default:
+			if code == "" {
+				code = "InvalidInstance"
 			}
+			res.Outcomes = append(res.Outcomes, record(region, in, outcome.Failed, code,
+				"HBR cannot install a client on this instance: "+code, ""))
 		}
+		notStarted = append(notStarted, in)
 	}
+	s.release(ctx, region, notStarted, attempt)
 	if len(notReady) > 0 {
 		res.Merge(s.wait(region, notReady, lastCode, now))
 	}
-	// One poll message per 20 instances: a chunk holds one job per
-	// instance, but the message limit must hold whatever the caller passed.
-	for _, part := range job.Chunk(started, job.MaxInstances) {
+	res.Merge(s.recordTasks(ctx, region, started, attempt, out.TaskID, now))
+	return res
+}
+
+// recordTasks writes the task of each started instance in the ledger and
+// sends one poll message per 20 instances it recorded. An instance whose
+// task a concurrent delivery of the same message recorded first is left to
+// that delivery (its own task installs the same client).
+func (s *Service) recordTasks(ctx context.Context, region string, started []job.Instance, attempt map[string]int, taskID string, now time.Time) Result {
+	var res Result
+	deadline := now.Add(s.Policy.TaskTimeout + s.Policy.DeadlineMargin)
+	lease := now.Add(s.Policy.Lease)
+	created := make([]bool, len(started))
+	errs := make([]error, len(started))
+	fanout.Each(len(started), s.Workers, func(i int) {
+		in := started[i]
+		created[i], errs[i] = s.Ledger.RecordTask(ctx, Owner(region, in), ledger.Task{Attempt: attempt[in.ID], TaskID: taskID,
+			StartedAt: now, Deadline: deadline, LeaseUntil: lease, Via: in.Via})
+	})
+	var follow []job.Instance
+	for i, in := range started {
+		switch {
+		case errs[i] != nil:
+			// The task runs but the ledger does not know it: follow it
+			// anyway (the lease is not renewed, and a redelivery may
+			// install once more).
+			in.LastCode = orUnknown(fault.CodeOf(errs[i]))
+		case !created[i]:
+			res.Dropped = append(res.Dropped, Drop{Region: region, Instance: in,
+				Reason: fmt.Sprintf("a concurrent delivery of this message recorded attempt %d first; task %s installs the same client", attempt[in.ID], taskID)})
+			continue
+		default:
+			in.LeaseUntil = lease
+			in.LastCode = ""
+		}
+		in.Attempts++
+		in.NotReady = 0
+		follow = append(follow, in)
+	}
+	for _, part := range job.Chunk(follow, job.MaxInstances) {
 		n := Next{
 			Message: job.Message{
 				Version:       job.Version,
 				Kind:          job.KindPoll,
 				Region:        region,
-				TaskID:        out.TaskID,
+				TaskID:        taskID,
 				TaskStartedAt: now,
-				Deadline:      now.Add(s.Policy.TaskTimeout + s.Policy.DeadlineMargin),
+				Deadline:      deadline,
 				OriginEventID: part[0].OriginEventID,
 				Instances:     part,
 				SentAt:        now,
@@ -525,37 +808,39 @@ func (s *Service) installChunk(ctx context.Context, cl Installer, region string,
 // (Cloud Assistant ready, or listed at all), one more install call takes
 // them, and the others wait for the readiness delay. Without ECS, or when it
 // fails, every instance waits.
-func (s *Service) splitChunk(ctx context.Context, cl Installer, region string, c chunk, retries int, code string) Result {
+func (s *Service) splitChunk(ctx context.Context, cl Installer, region string, c []job.Instance, retries int, code string) Result {
 	now := s.now()
 	if s.ECS == nil {
-		return s.wait(region, c.all(), code, now)
+		return s.wait(region, c, code, now)
+	}
+	ids := make([]string, len(c))
+	for i, in := range c {
+		ids[i] = in.ID
 	}
 	inv, err := s.ECS(ctx, region)
 	usable := map[string]bool{}
 	if err == nil {
 		if code == CodeInstanceNotExists {
 			var found []ecs.Instance
-			found, err = inv.DescribeInstances(ctx, c.ids)
+			found, err = inv.DescribeInstances(ctx, ids)
 			for _, e := range found {
 				usable[e.ID] = true
 			}
 		} else {
-			usable, err = inv.CloudAssistantReady(ctx, c.ids)
+			usable, err = inv.CloudAssistantReady(ctx, ids)
 		}
 	}
 	if err != nil {
-		return s.wait(region, c.all(), code, now)
+		return s.wait(region, c, code, now)
 	}
 	var res Result
-	next := chunk{jobs: map[string][]job.Instance{}}
-	var waiting []job.Instance
-	for _, id := range c.ids {
-		if usable[id] {
-			next.ids = append(next.ids, id)
-			next.jobs[id] = c.jobs[id]
-			continue
+	var next, waiting []job.Instance
+	for _, in := range c {
+		if usable[in.ID] {
+			next = append(next, in)
+		} else {
+			waiting = append(waiting, in)
 		}
-		waiting = append(waiting, c.jobs[id]...)
 	}
 	waitCode := code
 	if code == CodeInstanceNotExists {
@@ -564,7 +849,7 @@ func (s *Service) splitChunk(ctx context.Context, cl Installer, region string, c
 	if len(waiting) > 0 {
 		res.Merge(s.wait(region, waiting, waitCode, now))
 	}
-	if len(next.ids) > 0 {
+	if len(next) > 0 {
 		res.Merge(s.installChunk(ctx, cl, region, next, retries, false))
 	}
 	return res
@@ -593,6 +878,10 @@ func record(region string, in job.Instance, k outcome.Kind, code, reason, taskID
 		Attempts:      in.Attempts,
 		FirstSeen:     in.FirstSeen,
 		OriginEventID: in.OriginEventID,
+		Supersedes:    in.Supersedes,
+		Generation:    in.Generation,
+		LeaseUntil:    in.LeaseUntil,
+		Via:           in.Via,
 	}
 }
 

@@ -14,6 +14,8 @@ import (
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbr"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ledger"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ledger/ledgertest"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/outcome"
 )
 
@@ -48,12 +50,20 @@ func testPolicy() Policy {
 		FirstPollDelay: 60 * time.Second, PollInterval: 30 * time.Second,
 		TaskTimeout: 15 * time.Minute, DeadlineMargin: 2 * time.Minute,
 		ReadinessTimeout: 10 * time.Minute, ReadinessDelay: 30 * time.Second, ReadinessDelayStep: 10 * time.Second,
-		RetryBaseDelay: 5 * time.Second, RetryMaxDelay: 2 * time.Minute, MaxAttempts: 2,
+		RetryBaseDelay: 5 * time.Second, RetryMaxDelay: 2 * time.Minute, MaxAttempts: 2, Lease: 32 * time.Minute,
 	}
+}
+
+// testLedger is an instance ledger over an in-memory store, on the test's
+// clock.
+func testLedger(now func() time.Time) *ledger.Ledger {
+	return &ledger.Ledger{Store: ledgertest.New(), Prefix: "test/", Account: "1234567890", Lease: 32 * time.Minute,
+		StaleIntent: 30 * time.Second, Now: now}
 }
 
 func newService(inst installFunc, now time.Time) (*Service, *[][]string) {
 	var calls [][]string
+	clock := func() time.Time { return now }
 	return &Service{
 		HBR: func(context.Context, string) (Installer, error) {
 			return installFunc(func(ids []string) (hbr.InstallResult, error) {
@@ -61,16 +71,30 @@ func newService(inst installFunc, now time.Time) (*Service, *[][]string) {
 				return inst(ids)
 			}), nil
 		},
+		Ledger: testLedger(clock),
 		Policy: testPolicy(),
-		Now:    func() time.Time { return now },
+		Now:    clock,
 	}, &calls
 }
 
+// instances are n instances owned (generation 1) by jobs of one event.
 func instances(n int) []job.Instance {
 	var out []job.Instance
 	for i := 0; i < n; i++ {
 		id := fmt.Sprintf("i-%03d", i)
-		out = append(out, job.Instance{ID: id, JobID: job.JobID("acs.ecs", "ev", id), FirstSeen: t0, ReadyBy: t0.Add(10 * time.Minute)})
+		out = append(out, job.Instance{ID: id, JobID: job.JobID("acs.ecs", "ev", id), FirstSeen: t0, ReadyBy: t0.Add(10 * time.Minute),
+			Generation: 1, Via: "ev"})
+	}
+	return out
+}
+
+// fromEvent are the instances as an event announces them: not claimed yet.
+func fromEvent(ins []job.Instance, event string) []job.Instance {
+	out := make([]job.Instance, len(ins))
+	for i, in := range ins {
+		in.Generation, in.JobID, in.Via, in.OriginEventID = 0, job.JobID("acs.ecs", event, in.ID), event, event
+		in.EventTime = t0
+		out[i] = in
 	}
 	return out
 }
@@ -326,59 +350,138 @@ func TestPermanentErrorFailsTheChunk(t *testing.T) {
 	assert.Empty(t, res.Next)
 }
 
-func TestSameInstanceFromTwoJobsIsInstalledOnce(t *testing.T) {
+func TestAnnouncementsOfOneInstanceInstallItOnce(t *testing.T) {
 	s, calls := newService(allValid, t0)
-	a := instances(1)[0]
-	a.EventTime = t0.Add(-time.Minute)
-	b := a
-	b.JobID = job.JobID("acs.ecs", "other-event", a.ID)
-	b.EventTime = t0.Add(-30 * time.Second)
-	res := s.Install(context.Background(), "cn-hangzhou", []job.Instance{b, a, a}, 0)
+	ctx := context.Background()
+	base := instances(3)
+	first := s.Announce(ctx, "cn-hangzhou", fromEvent(base, "ev-running"), true)
 	require.Len(t, *calls, 1)
-	assert.Equal(t, []string{a.ID}, (*calls)[0])
-	require.Len(t, res.Next, 1)
-	require.Len(t, res.Next[0].Message.Instances, 1, "the owner alone follows the task")
-	assert.Equal(t, a.JobID, res.Next[0].Message.Instances[0].JobID, "the job announced first owns the install")
-	require.Len(t, res.Joined, 1, "the other job joins; the owner's copy is dropped silently")
-	assert.Equal(t, outcome.Join{JobID: b.JobID, InstanceID: a.ID, Region: "cn-hangzhou", Owner: a.JobID,
-		Reason: "another job for the same instance is handled in the same batch"}, res.Joined[0])
+	assert.Equal(t, []string{"i-000", "i-001", "i-002"}, (*calls)[0])
+	require.Len(t, first.Next, 1)
+	for _, in := range first.Next[0].Message.Instances {
+		assert.Equal(t, 1, in.Generation, "the poll message carries the owner's generation")
+		assert.Equal(t, t0.Add(32*time.Minute), in.LeaseUntil, "the task renewed the lease")
+	}
+
+	// The instance's heartbeat and its ActionTrail record, later: they join.
+	for _, ev := range []string{"ev-heartbeat", "ev-runinstances"} {
+		res := s.Announce(ctx, "cn-hangzhou", fromEvent(base, ev), true)
+		assert.Len(t, *calls, 1, "no second install for %s", ev)
+		assert.Empty(t, res.Outcomes)
+		assert.Empty(t, res.Next)
+		require.Len(t, res.Joined, 3)
+		for _, j := range res.Joined {
+			assert.Equal(t, job.JobID("acs.ecs", "ev-running", j.InstanceID), j.Owner, "the joined line names the owner")
+			assert.Equal(t, 1, j.Generation)
+			assert.Contains(t, j.State, "installing task t-1 (attempt 1)")
+		}
+	}
+
+	// The owner's own event, delivered again, resumes: it follows the task
+	// its first delivery recorded (the first run may have died before its
+	// poll message), and installs nothing.
+	again := s.Announce(ctx, "cn-hangzhou", fromEvent(base, "ev-running"), true)
+	assert.Len(t, *calls, 1)
+	require.Len(t, again.Next, 3)
+	for _, n := range again.Next {
+		assert.Equal(t, job.KindPoll, n.Message.Kind)
+		assert.Equal(t, "t-1", n.Message.TaskID)
+	}
 }
 
-// A batch can hold 20 instances each announced by two jobs, or install
-// retries of 20 + 1 + 1 instances that overlap: the poll message still holds
-// at most 20 entries (before, it held one per job and failed to encode).
-func TestPollMessagesHoldAtMostTwentyWhateverTheOverlap(t *testing.T) {
-	twice := instances(20)
-	for _, in := range instances(20) {
-		in.JobID = job.JobID("acs.ecs", "second-event", in.ID)
-		twice = append(twice, in)
+// Issue 18: a job whose queue delay passed the readiness window could
+// record NOT_READY while a sibling job of the same instance installed it.
+// An announcement is claimed before anything else: the sibling joins.
+func TestAnExpiredAnnouncementJoinsTheOwner(t *testing.T) {
+	s, calls := newService(allValid, t0.Add(15*time.Minute))
+	ctx := context.Background()
+	owner := s.Announce(ctx, "cn-hangzhou", fromEvent(instances(1), "ev-running"), true)
+	require.Len(t, *calls, 1)
+	require.Empty(t, owner.Outcomes)
+
+	late := fromEvent(instances(1), "ev-runinstances")
+	late[0].NotReady, late[0].LastCode = 3, CodeCloudAssistDown
+	late[0].ReadyBy = t0.Add(10 * time.Minute)
+	res := s.Install(ctx, "cn-hangzhou", late, 0)
+	assert.Empty(t, res.Outcomes, "no NOT_READY next to the owner's install")
+	assert.Len(t, res.Joined, 1)
+}
+
+// Duplicate deliveries of one owned chain meet in a batch, or in two
+// invocations at once: each attempt is reserved in the ledger before the
+// call, so the instance is installed once.
+func TestEachAttemptIsInstalledOnce(t *testing.T) {
+	s, calls := newService(allValid, t0)
+	ctx := context.Background()
+	a := instances(20)
+	b := instances(20)
+	for i := range b {
+		b[i].Via = "copy"
 	}
-	overlap := instances(20)
-	extra := instances(21)[20]
-	again := instances(1)[0]
-	again.JobID = job.JobID("acs.ecs", "heartbeat", again.ID)
-	overlap = append(overlap, extra, again)
-	for name, ins := range map[string][]job.Instance{"20 ids × 2 jobs": twice, "20 + 1 + 1": overlap} {
-		t.Run(name, func(t *testing.T) {
-			s, _ := newService(allValid, t0)
-			res := s.Install(context.Background(), "cn-hangzhou", ins, 0)
-			polled := map[string]int{}
-			for _, n := range res.Next {
-				require.Equal(t, job.KindPoll, n.Message.Kind)
-				assert.LessOrEqual(t, len(n.Message.Instances), job.MaxInstances)
-				_, err := job.Encode(n.Message)
-				require.NoError(t, err, "every poll message encodes")
-				for _, in := range n.Message.Instances {
-					polled[in.ID]++
-				}
-			}
-			assert.Empty(t, res.Outcomes, "nothing ends FAILED for want of a message")
-			for id, n := range polled {
-				assert.Equal(t, 1, n, "%s is followed by one job", id)
-			}
-			assert.Len(t, res.Joined, len(ins)-len(polled))
-		})
-	}
+	res := s.Install(ctx, "cn-hangzhou", append(a, b...), 0)
+	require.Len(t, *calls, 1, "a batch holding both copies installs once")
+	require.Len(t, res.Next, 1)
+	assert.Len(t, res.Next[0].Message.Instances, 20, "one poll message of at most 20")
+
+	res = s.Install(ctx, "cn-hangzhou", b, 0)
+	assert.Len(t, *calls, 1, "a later copy finds the attempt started")
+	assert.Empty(t, res.Next, "and ends: the other delivery follows the task")
+	assert.Len(t, res.Dropped, 20)
+	assert.Empty(t, res.Outcomes)
+}
+
+func TestTakeoverFollowsTheDeadChainsTask(t *testing.T) {
+	now := t0
+	clock := func() time.Time { return now }
+	s, calls := newService(allValid, t0)
+	s.Now = clock
+	s.Ledger = testLedger(clock)
+	ctx := context.Background()
+	first := s.Announce(ctx, "cn-hangzhou", fromEvent(instances(1), "ev-running"), true)
+	require.Len(t, first.Next, 1)
+	// The poll message was lost; the lease passes with no record.
+	now = t0.Add(40 * time.Minute)
+	sweep := fromEvent(instances(1), "sweep-1")
+	sweep[0].Sweep = true
+	res := s.Announce(ctx, "cn-hangzhou", sweep, true)
+	assert.Len(t, *calls, 1, "the takeover does not install again")
+	require.Len(t, res.Next, 1)
+	m := res.Next[0].Message
+	assert.Equal(t, job.KindPoll, m.Kind)
+	assert.Equal(t, "t-1", m.TaskID)
+	assert.Equal(t, 2, m.Instances[0].Generation)
+	assert.Equal(t, job.JobID("acs.ecs", "ev-running", "i-000"), m.Instances[0].Supersedes, "the new generation names the dead owner")
+	assert.Equal(t, time.Second, res.Next[0].Delay, "the task's first poll is long past")
+}
+
+func TestLedgerFailures(t *testing.T) {
+	ctx := context.Background()
+	t.Run("an unreachable ledger fails the invocation and installs nothing", func(t *testing.T) {
+		s, calls := newService(allValid, t0)
+		st := ledgertest.New()
+		st.FailNext(100, nil)
+		s.Ledger = &ledger.Ledger{Store: st, Prefix: "test/", Account: "1", Lease: time.Hour, Now: s.Now}
+		res := s.Announce(ctx, "cn-hangzhou", fromEvent(instances(2), "ev"), true)
+		assert.Empty(t, *calls)
+		assert.Len(t, res.Failed, 2)
+		for _, err := range res.Failed {
+			assert.True(t, fault.Is(err, fault.Retryable), "%v", err)
+		}
+		assert.Empty(t, res.Outcomes)
+		assert.Empty(t, res.Next)
+	})
+	t.Run("an unreadable entry is rejected with its key", func(t *testing.T) {
+		s, calls := newService(allValid, t0)
+		st := ledgertest.New()
+		l := &ledger.Ledger{Store: st, Prefix: "test/", Account: "1", Lease: time.Hour, Now: s.Now}
+		s.Ledger = l
+		st.Put(l.InstancePrefix("cn-hangzhou", "i-000")+"g000001/claim", []byte("\x00garbage"))
+		res := s.Announce(ctx, "cn-hangzhou", fromEvent(instances(1), "ev"), true)
+		assert.Empty(t, *calls)
+		require.Len(t, res.Invalid, 1)
+		assert.True(t, fault.Is(res.Invalid[0].Err, fault.Invalid))
+		assert.Contains(t, res.Invalid[0].Err.Error(), "i-000/g000001/claim")
+	})
 }
 
 func TestDeferSchedulesReadinessRetry(t *testing.T) {
@@ -399,57 +502,66 @@ func TestBackoff(t *testing.T) {
 	assert.Equal(t, 50*time.Second, p.ReadinessWait(3))
 }
 
-func TestExistingClients(t *testing.T) {
-	ins := instances(6)
-	for i := range ins {
-		ins[i].EventTime = t0.Add(-time.Minute)
-	}
-	ins[3].Attempts = 1 // a reinstall is never short-cut
-	// The event time keeps fractions; HBR's CreatedTime is whole seconds: a
-	// client created in the event's own second was created after it.
-	ins[4].EventTime = t0.Add(-time.Minute + 700*time.Millisecond)
-	fake := &withClients{installFunc: allValid, clients: []hbr.BackupClient{
-		{InstanceID: "i-000", ClientID: "c-old", Status: "ACTIVATED", CreatedTime: t0.Add(-24 * time.Hour).Unix()},
-		{InstanceID: "i-001", ClientID: "c-new", Status: "ACTIVATED", CreatedTime: t0.Unix()},
-		{InstanceID: "i-002", ClientID: "c-busy", Status: "INSTALLING", CreatedTime: t0.Add(-time.Hour).Unix()},
-		{InstanceID: "i-003", ClientID: "c-x", Status: "INSTALL_FAILED", CreatedTime: t0.Unix()},
-		{InstanceID: "i-004", ClientID: "c-same", Status: "INSTALLING", CreatedTime: t0.Add(-time.Minute).Unix()},
-		// Installed for an earlier event of the same launch: this job (say,
-		// the heartbeat's) knows only its own event's time.
-		{InstanceID: "i-005", ClientID: "c-launch", Status: "ACTIVATED", CreatedTime: t0.Add(-4 * time.Minute).Unix()},
-	}}
+// Issue 16: a client someone else created (HBR's tag policies, the
+// console, Terraform, an earlier attempt), in any status and of any age,
+// never silences an instance: ACTIVATED ends ALREADY_INSTALLED, INSTALLING
+// is waited for, INSTALL_FAILED is installed over.
+func TestAnotherInstallersClientNeverSilencesAnInstance(t *testing.T) {
+	ins := fromEvent(instances(4), "ev-running")
 	var installed [][]string
-	s := &Service{
-		HBR: func(context.Context, string) (Installer, error) {
-			return &withClients{installFunc: func(ids []string) (hbr.InstallResult, error) {
-				installed = append(installed, ids)
-				return allValid(ids)
-			}, clients: fake.clients}, nil
-		},
-		Policy: testPolicy(), Now: func() time.Time { return t0 },
+	s, _ := newService(allValid, t0)
+	s.HBR = func(context.Context, string) (Installer, error) {
+		return &withClients{installFunc: func(ids []string) (hbr.InstallResult, error) {
+			installed = append(installed, ids)
+			return allValid(ids)
+		}, clients: []hbr.BackupClient{
+			{InstanceID: "i-000", ClientID: "c-busy", Status: "INSTALLING", CreatedTime: t0.Add(-20 * time.Second).Unix()},
+			{InstanceID: "i-001", ClientID: "c-new", Status: "ACTIVATED", CreatedTime: t0.Add(-90 * time.Second).Unix()},
+			{InstanceID: "i-002", ClientID: "c-failed", Status: "INSTALL_FAILED", CreatedTime: t0.Add(-2 * time.Minute).Unix()},
+		}}, nil
 	}
-	res := s.Install(context.Background(), "cn-hangzhou", ins, 0)
+	res := s.Announce(context.Background(), "cn-hangzhou", ins, true)
 	got := outcomesByID(res.Outcomes)
-	assert.Len(t, res.Outcomes, 1)
-	assert.Equal(t, outcome.AlreadyInstalled, got["i-000"].Outcome, "a client older than the event")
-	assert.Equal(t, "c-old", got["i-000"].ClientID)
-	var joined []string
-	for _, j := range res.Joined {
-		joined = append(joined, j.InstanceID)
-		assert.Contains(t, j.Owner, "the install that created client")
-	}
-	assert.Equal(t, []string{"i-001", "i-004", "i-005"}, joined, "clients created by this launch belong to another job's install")
+	require.Len(t, res.Outcomes, 1)
+	assert.Equal(t, outcome.AlreadyInstalled, got["i-001"].Outcome, "a client 90 s old is ALREADY_INSTALLED, not joined")
+	assert.Equal(t, "c-new", got["i-001"].ClientID)
+	assert.Contains(t, got["i-001"].Reason, "c-new")
+	assert.Equal(t, 1, got["i-001"].Generation)
 	require.Len(t, installed, 1)
-	assert.Equal(t, []string{"i-003"}, installed[0], "only the reinstall is installed")
-	var kinds []job.Kind
+	assert.Equal(t, []string{"i-002", "i-003"}, installed[0], "INSTALL_FAILED is installed over, with the instance that had none")
+	var waiting []job.Instance
 	for _, n := range res.Next {
-		kinds = append(kinds, n.Message.Kind)
 		if n.Message.Kind == job.KindInstallRetry {
-			assert.Equal(t, []string{"i-002"}, n.Message.IDs(), "an install older than the launch is waited for")
-			assert.Equal(t, CodeClientInstalling, n.Message.Instances[0].LastCode)
+			waiting = append(waiting, n.Message.Instances...)
 		}
 	}
-	assert.ElementsMatch(t, []job.Kind{job.KindPoll, job.KindInstallRetry}, kinds)
+	require.Len(t, waiting, 1)
+	assert.Equal(t, "i-000", waiting[0].ID, "an INSTALLING client is waited for")
+	assert.Equal(t, CodeClientInstalling, waiting[0].LastCode)
+	assert.Empty(t, res.Joined, "nobody joins an owner that does not exist")
+}
+
+// A client that this job's own chain installed (another delivery of it got
+// there first) is not taken for another installer's.
+func TestOwnChainsClientIsNotAnotherInstallers(t *testing.T) {
+	ctx := context.Background()
+	s, calls := newService(allValid, t0)
+	own := instances(1)
+	first := s.Install(ctx, "cn-hangzhou", own, 0)
+	require.Len(t, *calls, 1)
+	require.Len(t, first.Next, 1)
+	// A copy of the chain (another delivery) now finds the client
+	// INSTALLING: the ledger says whose it is.
+	s.HBR = func(context.Context, string) (Installer, error) {
+		return &withClients{installFunc: allValid, clients: []hbr.BackupClient{
+			{InstanceID: "i-000", Status: "INSTALLING", CreatedTime: t0.Unix()}}}, nil
+	}
+	copied := instances(1)
+	copied[0].Via = "another-delivery"
+	res := s.Install(ctx, "cn-hangzhou", copied, 0)
+	assert.Empty(t, res.Outcomes, "no ALREADY_INSTALLED for its own install")
+	assert.Empty(t, res.Next, "no wait either: the other delivery follows the task")
+	assert.Len(t, res.Dropped, 1)
 }
 
 // TestClientStatuses gives each row of the README's status table a test: a
@@ -478,17 +590,14 @@ func TestClientStatuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%s reinstall=%v", tt.status, tt.reinstall), func(t *testing.T) {
-			in := instances(1)[0]
-			in.EventTime = t0
+			in := fromEvent(instances(1), "ev")[0]
 			installs := 0
-			s := &Service{
-				HBR: func(context.Context, string) (Installer, error) {
-					return &withClients{installFunc: func(ids []string) (hbr.InstallResult, error) {
-						installs++
-						return allValid(ids)
-					}, clients: []hbr.BackupClient{{InstanceID: in.ID, ClientID: "c-1", Status: tt.status, CreatedTime: t0.Add(-time.Hour).Unix()}}}, nil
-				},
-				Policy: testPolicy(), Now: func() time.Time { return t0 },
+			s, _ := newService(allValid, t0)
+			s.HBR = func(context.Context, string) (Installer, error) {
+				return &withClients{installFunc: func(ids []string) (hbr.InstallResult, error) {
+					installs++
+					return allValid(ids)
+				}, clients: []hbr.BackupClient{{InstanceID: in.ID, ClientID: "c-1", Status: tt.status, CreatedTime: t0.Add(-time.Hour).Unix()}}}, nil
 			}
 			if tt.reinstall {
 				s.Reinstall = map[string]bool{tt.status: true}
@@ -537,7 +646,7 @@ func TestTransitionalClientIsLookedAtAgain(t *testing.T) {
 			return &withClients{installFunc: allValid, clients: []hbr.BackupClient{
 				{InstanceID: in.ID, ClientID: "c-1", Status: "ACTIVATED", CreatedTime: t0.Add(-time.Hour).Unix()}}}, nil
 		},
-		Policy: testPolicy(), Now: func() time.Time { return t0.Add(time.Minute) },
+		Policy: testPolicy(), Now: func() time.Time { return t0.Add(time.Minute) }, Ledger: testLedger(func() time.Time { return t0 }),
 	}
 	res := s.Install(context.Background(), "cn-hangzhou", []job.Instance{in}, 0)
 	require.Len(t, res.Outcomes, 1)
@@ -565,7 +674,7 @@ func TestExistingCheckThrottledIsRetried(t *testing.T) {
 				return allValid(ids)
 			}, err: apiErr(fault.Retryable, "Throttling.User")}, nil
 		},
-		Policy: testPolicy(), Now: func() time.Time { return t0 },
+		Policy: testPolicy(), Now: func() time.Time { return t0 }, Ledger: testLedger(func() time.Time { return t0 }),
 	}
 	res := s.Install(context.Background(), "cn-hangzhou", instances(2), 0)
 	assert.Zero(t, installed, "no blind install while the check is throttled")
@@ -583,7 +692,7 @@ func TestExistingCheckFailureDoesNotBlockInstall(t *testing.T) {
 				return allValid(ids)
 			}, err: apiErr(fault.Permanent, "Forbidden.RAM")}, nil
 		},
-		Policy: testPolicy(), Now: func() time.Time { return t0 },
+		Policy: testPolicy(), Now: func() time.Time { return t0 }, Ledger: testLedger(func() time.Time { return t0 }),
 	}
 	res := s.Install(context.Background(), "cn-hangzhou", instances(2), 0)
 	assert.Equal(t, 1, installed)
@@ -612,7 +721,7 @@ func TestFailureWaitsForAnotherInstallOnce(t *testing.T) {
 			return &withClients{installFunc: allValid, clients: []hbr.BackupClient{
 				{InstanceID: in.ID, Status: "INSTALLING", CreatedTime: t0.Add(time.Minute).Unix()}}}, nil
 		},
-		Policy: testPolicy(), Now: func() time.Time { return now },
+		Policy: testPolicy(), Now: func() time.Time { return now }, Ledger: testLedger(func() time.Time { return now }),
 	}
 	res := s.Install(context.Background(), "cn-hangzhou", []job.Instance{in}, 0)
 	assert.Empty(t, res.Outcomes, "…while a twin installs the client, the verdict waits")
@@ -642,7 +751,7 @@ func TestReinstallWaitingForAnotherInstallLooksFirst(t *testing.T) {
 				return allValid(ids)
 			}, clients: []hbr.BackupClient{{InstanceID: in.ID, Status: "ACTIVATED", CreatedTime: t0.Add(time.Minute).Unix()}}}, nil
 		},
-		Policy: testPolicy(), Now: func() time.Time { return t0.Add(5 * time.Minute) },
+		Policy: testPolicy(), Now: func() time.Time { return t0.Add(5 * time.Minute) }, Ledger: testLedger(func() time.Time { return t0 }),
 	}
 	res := s.Install(context.Background(), "cn-hangzhou", []job.Instance{in}, 0)
 	assert.Zero(t, installed, "the other install finished: no second one")
@@ -650,11 +759,10 @@ func TestReinstallWaitingForAnotherInstallLooksFirst(t *testing.T) {
 	assert.Equal(t, outcome.Installed, res.Outcomes[0].Outcome)
 }
 
-// Jobs for one instance that cannot install (not ready, throttled) wait on a
-// common grid, so they are due together, meet in one batch, and one takes
-// over the others with the latest readiness deadline among them: a launch's
-// chains become one, and end with one record.
-func TestChainsForOneInstanceMeetOnTheGrid(t *testing.T) {
+// Retries that cannot install yet (not ready, throttled) wait on a common
+// grid, so the retries of many launches are due together and share
+// InstallBackupClients calls.
+func TestRetriesFallOnACommonGrid(t *testing.T) {
 	p := testPolicy()
 	for _, now := range []time.Time{t0.Add(3 * time.Second), t0.Add(17*time.Second + 400*time.Millisecond), t0.Add(29 * time.Second)} {
 		for _, d := range []time.Duration{time.Second, 30 * time.Second, 45 * time.Second} {
@@ -667,19 +775,6 @@ func TestChainsForOneInstanceMeetOnTheGrid(t *testing.T) {
 		}
 	}
 
-	notReady := func([]string) (hbr.InstallResult, error) {
-		return hbr.InstallResult{}, apiErr(fault.Permanent, CodeCloudAssistDown)
-	}
-	s, _ := newService(notReady, t0.Add(4*time.Minute))
-	a := instances(1)[0]
-	b := a
-	b.JobID = job.JobID("acs.ecs", "running-event", a.ID)
-	b.EventTime, b.ReadyBy = t0.Add(time.Minute), t0.Add(11*time.Minute)
-	res := s.Install(context.Background(), "cn-hangzhou", []job.Instance{a, b}, 0)
-	require.Len(t, res.Next, 1)
-	require.Len(t, res.Next[0].Message.Instances, 1, "one chain goes on")
-	assert.Equal(t, t0.Add(11*time.Minute), res.Next[0].Message.Instances[0].ReadyBy, "with the later deadline")
-	assert.Len(t, res.Joined, 1)
 }
 
 // Only the codes of a wait for a settling client count as one: LastCode

@@ -40,7 +40,14 @@ func (s *Service) wait(region string, instances []job.Instance, code string, now
 	var res Result
 	byDelay := map[time.Duration][]job.Instance{}
 	for _, in := range instances {
-		in.NotReady++
+		if code == CodeAttemptInProgress {
+			// Another delivery holds the attempt: its task, or its intent
+			// going stale, decides; the readiness window must not end the
+			// wait first.
+			in.ReadyBy = later(in.ReadyBy, now.Add(2*max(s.Policy.ReadinessDelay, time.Second)))
+		} else {
+			in.NotReady++
+		}
 		in.LastCode = code
 		left := in.ReadyBy.Sub(now)
 		if left <= 0 {
@@ -120,6 +127,13 @@ func untilEarliest(instances []job.Instance, now time.Time) time.Duration {
 		d = min(d, in.ReadyBy.Sub(now))
 	}
 	return max(d, time.Second)
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 func sortedKeys(m map[time.Duration][]job.Instance) []time.Duration {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ident"
@@ -20,7 +21,32 @@ var (
 	// instanceIDTail is what follows "i-" in an instance id.
 	instanceIDTail = ident.Rule{Min: 1, Max: 62, First: "A-Za-z0-9", Rest: "A-Za-z0-9"}
 	jobIDRule      = ident.Rule{Min: 1, Max: 64, First: "A-Za-z0-9_.:-", Rest: "A-Za-z0-9_.:-"}
+	// supersedesRule is "<jobId>" or "<jobId>/<OUTCOME>".
+	supersedesRule = ident.Rule{Min: 1, Max: 200, First: "A-Za-z0-9_.:-", Rest: "A-Za-z0-9_.:/-"}
 )
+
+// MaxReasonLen and MaxDetailLen bound the record text a bind message
+// carries (Clip cuts to them), so that a full message still fits MNS's
+// 64 KB.
+const (
+	MaxReasonLen = 256
+	MaxDetailLen = 512
+)
+
+// Clip cuts s to at most n bytes, on a rune boundary, marking the cut.
+func Clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+// MaxGeneration bounds an instance's ledger generation (ledger.MaxGeneration).
+const MaxGeneration = 999999
 
 // ValidInstanceID reports whether id looks like an ECS instance id: "i-"
 // followed by 1..62 ASCII letters or digits.
@@ -61,6 +87,8 @@ func (m Message) validate(reader int) error {
 		return validateSweep(op, m)
 	case m.Kind == KindBind && m.Version < BindVersion:
 		return fault.Invalidf(op, "a bind message needs version %d or more, has %d", BindVersion, m.Version)
+	case m.Kind == KindInstallRetry && m.TaskID != "":
+		return fault.Invalidf(op, "an install-retry message with a taskId")
 	case m.Sweep != nil:
 		return fault.Invalidf(op, "sweep state on a %s message", m.Kind)
 	case m.Kind == KindPoll && !ident.CloudID.Valid(m.TaskID):
@@ -95,6 +123,14 @@ func (m Message) validate(reader int) error {
 			return fault.Invalidf(op, "bind message: instance %s has installed %q (want INSTALLED or ALREADY_INSTALLED)", in.ID, truncate(in.Installed))
 		case in.ClientID != "" && !ident.CloudID.Valid(in.ClientID), in.TaskID != "" && !ident.CloudID.Valid(in.TaskID):
 			return fault.Invalidf(op, "instance %s: invalid clientId or taskId", in.ID)
+		case in.Generation < 0 || in.Generation > MaxGeneration:
+			return fault.Invalidf(op, "instance %s: generation %d out of range 0..%d", in.ID, in.Generation, MaxGeneration)
+		case m.Kind != KindInstallRetry && in.Generation == 0 && m.Version >= Version:
+			return fault.Invalidf(op, "instance %s: a %s message for an unclaimed instance (generation 0)", in.ID, m.Kind)
+		case len(in.Supersedes) > 200 || (in.Supersedes != "" && !supersedesRule.Valid(in.Supersedes)):
+			return fault.Invalidf(op, "instance %s: invalid supersedes %q", in.ID, truncate(in.Supersedes))
+		case len(in.Trigger) > 64 || len(in.Reason) > MaxReasonLen || len(in.Detail) > MaxDetailLen:
+			return fault.Invalidf(op, "instance %s: trigger, reason or detail too long", in.ID)
 		}
 		seen[in.ID+"\x00"+in.JobID] = true
 	}

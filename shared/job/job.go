@@ -1,6 +1,7 @@
 // Package job defines the message that carries an install job through the
-// queue, between the install function and the poller and from the poller back
-// to itself, and its encoding.
+// two queues — install work on the install queue (announcements a sweep
+// found, readiness retries, reinstalls), poll, bind and sweep steps on the
+// job queue — and its encoding.
 //
 // The schema is versioned ([Version]); it is documented in the README. A
 // message holds at most [MaxInstances] instances so that, encoded, it always
@@ -14,9 +15,11 @@ import (
 	"time"
 )
 
-// Version is the version of poll and install-retry messages: the lowest
-// reader version that can act on them (see ReaderVersion for the rule).
-const Version = 1
+// Version is the version of poll, install-retry and bind messages: the
+// lowest reader version that can act on them (see ReaderVersion for the
+// rule). Schema 3 added the instance ledger's ownership (generation, lease)
+// to each instance: a reader of schema 2 would act without it.
+const Version = 3
 
 // MaxInstances bounds the instances in one message: the HBR limit of one
 // InstallBackupClients call, which keeps every message small.
@@ -26,9 +29,11 @@ const MaxInstances = 20
 type Kind string
 
 const (
-	// KindInstallRetry asks for InstallBackupClients to be called (again) for
-	// the instances: they were not ready, a call failed transiently, or a
-	// previous install failed and may be retried.
+	// KindInstallRetry is install work, for the install function (the
+	// install queue): instances a reconcile sweep announces (generation 0:
+	// to be claimed first), and steps of an owner's chain (not ready yet, a
+	// call that failed transiently, a client another installer is still
+	// installing, a reinstall after a failed attempt).
 	KindInstallRetry Kind = "install-retry"
 	// KindPoll asks for DescribeTask on TaskID.
 	KindPoll Kind = "poll"
@@ -100,9 +105,29 @@ type Instance struct {
 	// Installed, ClientID and TaskID are set in bind messages: the outcome
 	// the instance reached before binding (INSTALLED or ALREADY_INSTALLED,
 	// which it keeps when no policy applies), its client and install task.
+	// Reason and Detail are that record's, kept so that the bound record
+	// still says how the client was reached.
 	Installed string `json:"installed,omitempty"`
 	ClientID  string `json:"clientId,omitempty"`
 	TaskID    string `json:"taskId,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+	Detail    string `json:"detail,omitempty"`
+
+	// Generation is the instance ledger generation this job owns (0: not
+	// claimed yet, an announcement); LeaseUntil the lease it last renewed;
+	// Supersedes what the generation replaces ("<jobId>/<OUTCOME>" or
+	// "<jobId>"), copied into its outcome record.
+	Generation int       `json:"generation,omitempty"`
+	LeaseUntil time.Time `json:"leaseUntil,omitzero"`
+	Supersedes string    `json:"supersedes,omitempty"`
+	// Sweep marks an announcement by a reconcile sweep (see
+	// ledger.Announcement.Sweep); Trigger names what announced it.
+	Sweep   bool   `json:"sweep,omitempty"`
+	Trigger string `json:"trigger,omitempty"`
+
+	// Via is the delivery the instance arrived in (the MNS message id, or
+	// the event id): set by the receiver, never sent.
+	Via string `json:"-"`
 }
 
 // JobID derives the job id of an instance announced by the event with the

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -26,7 +27,7 @@ func sample(n int) Message {
 	for i := 0; i < n; i++ {
 		id := fmt.Sprintf("i-bp1%017d", i)
 		m.Instances = append(m.Instances, Instance{ID: id, JobID: JobID("acs.ecs", "ev-1", id), OriginEventID: "ev-1",
-			FirstSeen: t0, ReadyBy: t0.Add(10 * time.Minute), Attempts: 1})
+			FirstSeen: t0, ReadyBy: t0.Add(10 * time.Minute), Attempts: 1, Generation: 1, LeaseUntil: t0.Add(32 * time.Minute)})
 	}
 	return m
 }
@@ -53,7 +54,8 @@ func TestRoundTrip(t *testing.T) {
 
 func TestWorstCaseFitsMNSLimit(t *testing.T) {
 	m := sample(MaxInstances)
-	m.Kind = KindInstallRetry
+	m.Kind = KindBind
+	m.TaskID = ""
 	m.OriginEventID = strings.Repeat("e", MaxOriginLen)
 	m.LastError = strings.Repeat("x", 128)
 	for i := range m.Instances {
@@ -62,10 +64,18 @@ func TestWorstCaseFitsMNSLimit(t *testing.T) {
 		m.Instances[i].LastCode = strings.Repeat("c", 128)
 		m.Instances[i].Attempts = 1 << 30
 		m.Instances[i].NotReady = 1 << 30
+		m.Instances[i].Generation = MaxGeneration
+		m.Instances[i].Supersedes = strings.Repeat("j", 190) + "/TIMEOUT"
+		m.Instances[i].Trigger = strings.Repeat("t", 64)
+		m.Instances[i].Installed = "ALREADY_INSTALLED"
+		m.Instances[i].Reason = strings.Repeat("r", MaxReasonLen)
+		m.Instances[i].Detail = strings.Repeat("d", MaxDetailLen)
+		m.Instances[i].ClientID = "c-" + strings.Repeat("c", 60)
+		m.Instances[i].TaskID = "t-" + strings.Repeat("t", 60)
 	}
 	b, err := Encode(m)
 	require.NoError(t, err)
-	assert.Less(t, base64.StdEncoding.EncodedLen(len(b)), MaxEncodedBytes/4, "a full message stays far below the 64 KB MNS limit")
+	assert.Less(t, base64.StdEncoding.EncodedLen(len(b)), MaxEncodedBytes*9/10, "a full message stays below the 64 KB MNS limit, with room")
 }
 
 func TestDecodeRejects(t *testing.T) {
@@ -99,6 +109,11 @@ func TestDecodeRejects(t *testing.T) {
 		"no deadline":     mutate(func(m *Message) { m.Deadline = time.Time{} }),
 		"negative":        mutate(func(m *Message) { m.PollCount = -1 }),
 		"duplicate entry": mutate(func(m *Message) { m.Instances = append(m.Instances, m.Instances[0]) }),
+		"unclaimed poll":  mutate(func(m *Message) { m.Instances[0].Generation = 0 }),
+		"generation":      mutate(func(m *Message) { m.Instances[0].Generation = MaxGeneration + 1 }),
+		"supersedes":      mutate(func(m *Message) { m.Instances[0].Supersedes = "j-1/<script>" }),
+		"long reason":     mutate(func(m *Message) { m.Instances[0].Reason = strings.Repeat("r", MaxReasonLen+1) }),
+		"retry with task": mutate(func(m *Message) { m.Kind = KindInstallRetry }),
 	}
 	for name, body := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -107,6 +122,14 @@ func TestDecodeRejects(t *testing.T) {
 			assert.True(t, fault.Is(err, fault.Invalid), "%v", err)
 		})
 	}
+}
+
+func TestClip(t *testing.T) {
+	assert.Equal(t, "short", Clip("short", 10))
+	got := Clip(strings.Repeat("é", 10), 9)
+	assert.LessOrEqual(t, len(got), 9)
+	assert.True(t, strings.HasSuffix(got, "…"))
+	assert.True(t, utf8.ValidString(got))
 }
 
 // TestIDChecksMatchRegexps pins the id checks to the regexps they replaced.

@@ -23,7 +23,7 @@ import (
 // deploy to pick up, and dead-letters it once hops reaches MaxHops.
 const (
 	// ReaderVersion is the highest message version this code reads.
-	ReaderVersion = 2
+	ReaderVersion = 3
 	// SweepVersion is the version of KindSweep messages (schema 2 added
 	// the kind).
 	SweepVersion = 2

@@ -24,7 +24,12 @@ func TestVersionRule(t *testing.T) {
 	require.NoError(t, err)
 	sweep, err := Encode(sweepSample())
 	require.NoError(t, err)
-	future := []byte(`{"version":3,"kind":"teleport","region":"cn-hangzhou","whatever":[1,2]}`)
+	old := sample(1)
+	old.Version = 1
+	old.Instances[0].Generation = 0
+	v1poll, err := Encode(old)
+	require.NoError(t, err)
+	future := []byte(`{"version":4,"kind":"teleport","region":"cn-hangzhou","whatever":[1,2]}`)
 
 	tests := []struct {
 		name    string
@@ -33,11 +38,13 @@ func TestVersionRule(t *testing.T) {
 		tooNew  bool
 		wantErr bool
 	}{
-		{"v1 reader acts on a poll", poll, 1, false, false},
-		{"v2 reader acts on a poll", poll, 2, false, false},
+		{"v1 reader leaves a poll that carries a ledger generation", poll, 1, true, true},
+		{"v2 reader leaves a poll that carries a ledger generation", poll, 2, true, true},
+		{"v3 reader acts on a poll", poll, 3, false, false},
+		{"v3 reader acts on a v1 poll of the previous releases", v1poll, 3, false, false},
 		{"v1 reader leaves a sweep", sweep, 1, true, true},
 		{"v2 reader acts on a sweep", sweep, 2, false, false},
-		{"v2 reader leaves a v3 message whatever its fields", future, 2, true, true},
+		{"v3 reader leaves a v4 message whatever its fields", future, 3, true, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -55,7 +62,7 @@ func TestVersionRule(t *testing.T) {
 }
 
 func TestDeferCountsHopsAndKeepsTheRest(t *testing.T) {
-	body := []byte(`{"version":3,"kind":"teleport","extra":{"a":1}}`)
+	body := []byte(`{"version":4,"kind":"teleport","extra":{"a":1}}`)
 	for hop := 1; hop <= MaxHops; hop++ {
 		in := body
 		if hop%2 == 0 {

@@ -504,6 +504,17 @@ func (l *Ledger) Begin(ctx context.Context, o Owner, n int, via string) (Begun, 
 	return Begun{Start: InProgress, Attempt: n}, nil
 }
 
+// Release frees an attempt whose InstallBackupClients call started no task
+// for the instance (not ready, throttled, refused), so that the chain's
+// next try can reserve it again.
+func (l *Ledger) Release(ctx context.Context, o Owner, attempt int) error {
+	key := l.key(o.Region, o.Instance, o.Generation, intentName(attempt))
+	if err := l.Store.Delete(ctx, key); err != nil {
+		return fmt.Errorf("delete %s: %w", key, err)
+	}
+	return nil
+}
+
 // RecordTask writes the task an attempt started. It reports false when a
 // concurrent delivery of the same message recorded its own task for the
 // attempt first: that delivery follows its task, and this one's task is

@@ -220,6 +220,15 @@ func TestBegin(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, ledger.Go, b.Start, "a redelivery of the same message whose run died before the task redoes it")
 
+	require.NoError(t, l.Release(ctx, o, 1))
+	b, err = l.Begin(ctx, o, 1, "msg-5")
+	require.NoError(t, err)
+	assert.Equal(t, ledger.Begun{Start: ledger.Go, Attempt: 1}, b, "a released attempt is free for the chain's next try")
+	require.NoError(t, l.Release(ctx, o, 1))
+	b, err = l.Begin(ctx, o, 1, "msg-1")
+	require.NoError(t, err)
+	require.Equal(t, ledger.Go, b.Start)
+
 	ok, err := l.RecordTask(ctx, o, ledger.Task{Attempt: 1, TaskID: "t-1", StartedAt: clk.Now()})
 	require.NoError(t, err)
 	assert.True(t, ok)

@@ -13,7 +13,7 @@ var ErrExists = errors.New("ledger: an entry already exists at this key")
 var ErrNotFound = errors.New("ledger: no entry at this key")
 
 // Store is the object store the ledger keeps its entries in: an atomic
-// create-if-absent, a read and a listing (shared/ossstore.Client satisfies it
+// create-if-absent, a read, a listing and a delete (shared/ossstore.Client satisfies it
 // over OSS). Every error is classified with package fault (Retryable for
 // throttling, 5xx, network trouble and timeouts; Permanent otherwise), and
 // the two expected conditions are recognisable with errors.Is: ErrExists from
@@ -29,4 +29,8 @@ type Store interface {
 	// startAfter ("" for the first page), in lexical (byte) order, and
 	// whether more keys follow.
 	List(ctx context.Context, prefix, startAfter string, max int) (keys []string, more bool, err error)
+	// Delete removes the object at key; removing a missing object is not
+	// an error. The ledger deletes only an intent whose install call
+	// started no task, to free the attempt for the chain's next try.
+	Delete(ctx context.Context, key string) error
 }

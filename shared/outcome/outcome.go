@@ -139,21 +139,31 @@ type Record struct {
 	// ALREADY_PROTECTED, BIND_FAILED, WOULD_PROTECT); logged as "policyId",
 	// omitted when empty.
 	PolicyID string
-	// Supersedes, when set, names the record this one corrects, as
-	// "<jobId>/<OUTCOME>": a failure verdict of the same job that a copy of
-	// the job may have written before the client turned out ACTIVATED.
+	// Supersedes, when set, names what this record corrects: the previous
+	// generation's record as "<jobId>/<OUTCOME>" (a restart after a
+	// failure, a sweep that found the instance uncovered), or "<jobId>" for
+	// an owner whose chain died and was taken over.
 	Supersedes string
+	// Generation is the instance ledger generation the record ends (0: not
+	// claimed, a record from before the ledger); logged as "generation".
+	Generation int
+	// LeaseUntil is the owner's lease, Via the delivery being handled:
+	// what the ledger needs to write the record (never logged).
+	LeaseUntil time.Time
+	Via        string
 }
 
-// Join notes a job that found another job's install for its instance and
-// joined it instead of recording an outcome of its own: one outcome record
-// per instance per launch, written by the owner.
+// Join notes an announcement of an instance another job owns in the
+// instance ledger: it records nothing, and the owner records the outcome.
 type Join struct {
 	JobID, InstanceID, Region, OriginEventID string
-	// Owner names the owning job (its job id when it is known, else the
-	// install it started); ClientID is the client found, if any.
-	Owner, ClientID string
-	// Reason says how the owner was found.
+	// Owner is the owning job; Generation its ledger generation; State
+	// what the owner is doing ("generation 1 installing task t-… (attempt
+	// 1)", "generation 1 recorded INSTALLED at …").
+	Owner      string
+	Generation int
+	State      string
+	// Reason says why the announcement joined.
 	Reason string
 }
 
@@ -163,8 +173,8 @@ type Recorder interface {
 	Accepted(ctx context.Context, a Acceptance)
 	// Record reports an instance's final outcome.
 	Record(ctx context.Context, r Record)
-	// Joined notes a job that joined another job's install (no outcome of
-	// its own).
+	// Joined notes an announcement that joined the instance's owner (no
+	// outcome of its own).
 	Joined(ctx context.Context, j Join)
 }
 
@@ -192,14 +202,15 @@ func (l Log) Accepted(ctx context.Context, a Acceptance) {
 	)
 }
 
-// Joined implements Recorder: a DEBUG line "joined" naming the owner.
+// Joined implements Recorder: an INFO line "joined" naming the owner.
 func (l Log) Joined(ctx context.Context, j Join) {
-	l.Logger.LogAttrs(ctx, slog.LevelDebug, "joined",
+	l.Logger.LogAttrs(ctx, slog.LevelInfo, "joined",
 		slog.String("jobId", j.JobID),
 		slog.String("instanceId", j.InstanceID),
 		slog.String("region", j.Region),
 		slog.String("owner", j.Owner),
-		slog.String("clientId", j.ClientID),
+		slog.Int("generation", j.Generation),
+		slog.String("ownerState", j.State),
 		slog.String("reason", j.Reason),
 		slog.String("originEventId", j.OriginEventID),
 	)
@@ -233,6 +244,7 @@ func (l Log) Record(ctx context.Context, r Record) {
 		slog.String("originEventId", r.OriginEventID),
 		slog.String("detail", r.Detail),
 		slog.String("supersedes", r.Supersedes),
+		slog.Int("generation", r.Generation),
 	}
 	if r.PolicyID != "" {
 		attrs = append(attrs, slog.String("policyId", r.PolicyID))

@@ -3,7 +3,7 @@ package poll
 import (
 	"context"
 	"fmt"
-	"sort"
+	"strings"
 	"time"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
@@ -13,20 +13,30 @@ import (
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/protect"
 )
 
-// bind is the last step of a batch: every instance whose record says its
-// client is ACTIVATED (INSTALLED, ALREADY_INSTALLED) is bound to its backup
-// policy, all those of a region together (package protect batches the
-// calls), and its record becomes PROTECTED, ALREADY_PROTECTED, BIND_FAILED
-// or, in audit mode, WOULD_PROTECT — still one record per instance. With no
-// policy for the instance the record stays as it was. A transient failure
-// holds the record back and queues a bind message, retried with back-off
-// until the job's deadline, then BIND_FAILED with the last code.
+// pending is a record whose client is ACTIVATED, waiting for its binding,
+// and the deadline of its binding retries.
+type pending struct {
+	rec outcome.Record
+	by  time.Time
+}
+
+// bind is the last step before records are written: every record that
+// says its client is ACTIVATED (INSTALLED, ALREADY_INSTALLED) is bound to
+// its backup policy, all those of a region together (package protect
+// batches the calls), and becomes PROTECTED, ALREADY_PROTECTED, BIND_FAILED
+// or, in audit mode, WOULD_PROTECT. It stays the same record: its reason
+// gains the binding's, and its detail, supersedes, generation and task are
+// kept. With no policy for the instance the record stays as it was. A
+// transient failure holds the record back and queues a bind message,
+// retried with back-off until the job's deadline, then BIND_FAILED with
+// the last code.
 func (s *Service) bind(ctx context.Context, res install.Result, deadline map[string]time.Time) install.Result {
 	if s.Protect == nil || !s.Protect.Settings.Enabled() {
 		return res
 	}
 	var keep []outcome.Record
-	byRegion := map[string][]job.Instance{}
+	byRegion := map[string][]pending{}
+	var regions []string
 	for _, r := range res.Outcomes {
 		if r.Outcome != outcome.Installed && r.Outcome != outcome.AlreadyInstalled {
 			keep = append(keep, r)
@@ -36,72 +46,64 @@ func (s *Service) bind(ctx context.Context, res install.Result, deadline map[str
 		if by.IsZero() {
 			by = s.now().Add(s.policy().TaskTimeout + s.policy().DeadlineMargin)
 		}
-		byRegion[r.Region] = append(byRegion[r.Region], job.Instance{ID: r.InstanceID, JobID: r.JobID,
-			OriginEventID: r.OriginEventID, FirstSeen: r.FirstSeen, ReadyBy: by, Attempts: r.Attempts,
-			Installed: string(r.Outcome), ClientID: r.ClientID, TaskID: r.TaskID})
+		if byRegion[r.Region] == nil {
+			regions = append(regions, r.Region)
+		}
+		byRegion[r.Region] = append(byRegion[r.Region], pending{rec: r, by: by})
 	}
 	res.Outcomes = keep
-	regions := make([]string, 0, len(byRegion))
-	for r := range byRegion {
-		regions = append(regions, r)
-	}
-	sort.Strings(regions)
 	for _, region := range regions {
 		res.Merge(s.protect(ctx, region, byRegion[region], 0))
 	}
 	return res
 }
 
-// protect binds instances (all in region) and turns each verdict into a
-// record or a bind message. retries counts the transient failures so far.
-func (s *Service) protect(ctx context.Context, region string, ins []job.Instance, retries int) install.Result {
+// protect binds the pending records (all in region) and turns each verdict
+// into a record or a bind message. retries counts the transient failures
+// so far.
+func (s *Service) protect(ctx context.Context, region string, ps []pending, retries int) install.Result {
 	var res install.Result
 	now := s.now()
-	tags, tagErr := s.tags(ctx, region, ins)
-	targets := make([]protect.Target, len(ins))
-	for i, in := range ins {
+	tags, tagErr := s.tags(ctx, region, ps)
+	targets := make([]protect.Target, len(ps))
+	for i, p := range ps {
 		// Installed by this job's own task just now: nothing can be bound
 		// yet but what HBR's tag policies did, which a failed binding
 		// reveals.
-		fresh := in.Installed == string(outcome.Installed) && in.Attempts > 0
-		targets[i] = protect.Target{InstanceID: in.ID, JobID: in.JobID, Tags: tags[in.ID], Fresh: fresh}
+		fresh := p.rec.Outcome == outcome.Installed && p.rec.Attempts > 0
+		targets[i] = protect.Target{InstanceID: p.rec.InstanceID, JobID: p.rec.JobID, Tags: tags[p.rec.InstanceID], Fresh: fresh}
 	}
-	var later []job.Instance
+	var later []pending
 	lastCode := ""
 	for i, r := range s.Protect.Protect(ctx, region, targets) {
-		in := ins[i]
+		p := ps[i]
 		if r.Verdict == protect.BindFailed && r.Code == protect.CodeTagsUnknown && tagErr != nil && transient(tagErr) {
 			r.Verdict, r.Code = protect.RetryLater, orDefault(fault.CodeOf(tagErr), "TransientError")
 		}
 		switch r.Verdict {
 		case protect.NoPolicy:
-			res.Outcomes = append(res.Outcomes, installedRecord(region, in))
+			res.Outcomes = append(res.Outcomes, p.rec)
 		case protect.RetryLater:
-			in.LastCode = orDefault(r.Code, "TransientError")
-			lastCode = in.LastCode
-			if !now.Before(in.ReadyBy) {
-				rec := bindRecord(region, in, outcome.BindFailed, r.PolicyID, in.LastCode,
-					fmt.Sprintf("binding to %s kept failing with transient errors (%s) until the job's deadline; the client is ACTIVATED", orDefault(r.PolicyID, "the policy"), in.LastCode))
-				res.Outcomes = append(res.Outcomes, rec)
+			code := orDefault(r.Code, "TransientError")
+			lastCode = code
+			if !now.Before(p.by) {
+				res.Outcomes = append(res.Outcomes, bound(p.rec, outcome.BindFailed, r.PolicyID, code,
+					fmt.Sprintf("binding to %s kept failing with transient errors (%s) until the job's deadline; the client is ACTIVATED",
+						orDefault(r.PolicyID, "the policy"), code), r.Err))
 				continue
 			}
-			later = append(later, in)
+			later = append(later, p)
 		default:
-			if r.Verdict == protect.AlreadyProtected && in.Installed == string(outcome.Installed) {
-				// This launch installed the client, and the binding is the
-				// one this system makes: a copy of this job (a duplicated
-				// message) bound it a moment ago. Same decision as that
-				// copy's record.
-				if want, ok := s.Protect.Settings.PolicyFor(tags[in.ID]); ok && want == r.PolicyID && (tags != nil || !s.Protect.Settings.NeedsTags()) {
+			if r.Verdict == protect.AlreadyProtected && p.rec.Outcome == outcome.Installed {
+				// This job installed the client, and the binding is the one
+				// this system makes: a delivery of this job bound it a moment
+				// ago and did not get to record it.
+				if want, ok := s.Protect.Settings.PolicyFor(tags[p.rec.InstanceID]); ok && want == r.PolicyID && (tags != nil || !s.Protect.Settings.NeedsTags()) {
 					r.Verdict = protect.Protected
 				}
 			}
 			kind, _ := r.Verdict.Outcome()
-			rec := bindRecord(region, in, kind, r.PolicyID, r.Code, bindReason(r))
-			if r.Err != nil {
-				rec.Detail = r.Err.Error()
-			}
-			res.Outcomes = append(res.Outcomes, rec)
+			res.Outcomes = append(res.Outcomes, bound(p.rec, kind, r.PolicyID, r.Code, bindReason(r), r.Err))
 		}
 	}
 	if len(later) > 0 {
@@ -109,25 +111,70 @@ func (s *Service) protect(ctx context.Context, region string, ins []job.Instance
 		if s.Install.Jitter != nil {
 			d = s.Install.Jitter(d)
 		}
-		for _, part := range job.Chunk(later, job.MaxInstances) {
-			by := part[0].ReadyBy
-			for _, in := range part {
-				if in.ReadyBy.Before(by) {
-					by = in.ReadyBy
+		for start := 0; start < len(later); start += job.MaxInstances {
+			part := later[start:min(start+job.MaxInstances, len(later))]
+			by := part[0].by
+			ins := make([]job.Instance, len(part))
+			for i, p := range part {
+				if p.by.Before(by) {
+					by = p.by
 				}
+				ins[i] = bindInstance(p)
 			}
-			res.Next = append(res.Next, install.Next{Message: job.Message{Version: job.BindVersion, Kind: job.KindBind,
+			res.Next = append(res.Next, install.Next{Message: job.Message{Version: job.Version, Kind: job.KindBind,
 				Region: region, Retries: retries + 1, LastError: lastCode, Deadline: by,
-				OriginEventID: part[0].OriginEventID, Instances: part, SentAt: now}, Delay: clampToDeadline(d, by, now)})
+				OriginEventID: ins[0].OriginEventID, Instances: ins, SentAt: now}, Delay: clampToDeadline(d, by, now)})
 		}
 	}
 	return res
 }
 
+// bound is rec after its binding: the outcome, policy and code the binding
+// decided, the binding's reason after the record's own, the binding error
+// after its detail; supersedes, generation, task and client are kept.
+func bound(rec outcome.Record, kind outcome.Kind, policyID, code, reason string, err error) outcome.Record {
+	rec.Outcome, rec.PolicyID, rec.Code = kind, policyID, code
+	rec.Reason = joinText(rec.Reason, reason)
+	if err != nil {
+		rec.Detail = joinText(rec.Detail, err.Error())
+	}
+	return rec
+}
+
+func joinText(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
+	}
+	return a + "; " + b
+}
+
+// bindInstance carries a pending record in a bind message.
+func bindInstance(p pending) job.Instance {
+	r := p.rec
+	return job.Instance{ID: r.InstanceID, JobID: r.JobID, OriginEventID: r.OriginEventID, FirstSeen: r.FirstSeen,
+		ReadyBy: p.by, Attempts: r.Attempts, Installed: string(r.Outcome), ClientID: r.ClientID, TaskID: r.TaskID,
+		Reason: job.Clip(r.Reason, job.MaxReasonLen), Detail: job.Clip(r.Detail, job.MaxDetailLen),
+		Supersedes: r.Supersedes, Generation: r.Generation, LeaseUntil: r.LeaseUntil, Via: r.Via}
+}
+
+// installedRecord is the record a bind message carries.
+func installedRecord(region string, in job.Instance) outcome.Record {
+	reason := in.Reason
+	if reason == "" {
+		reason = "backup client activated"
+	}
+	r := install.Record(region, in, outcome.Kind(in.Installed), "", reason, in.TaskID, in.ClientID)
+	r.Detail = in.Detail
+	return r
+}
+
 // tags returns the instances' tags when the policy depends on them: a map
 // for every instance ECS lists (empty when it has none); an instance missing
 // from the result has unknown tags.
-func (s *Service) tags(ctx context.Context, region string, ins []job.Instance) (map[string]map[string]string, error) {
+func (s *Service) tags(ctx context.Context, region string, ps []pending) (map[string]map[string]string, error) {
 	if !s.Protect.Settings.NeedsTags() {
 		return nil, nil
 	}
@@ -138,9 +185,9 @@ func (s *Service) tags(ctx context.Context, region string, ins []job.Instance) (
 	if err != nil {
 		return nil, err
 	}
-	ids := make([]string, len(ins))
-	for i, in := range ins {
-		ids[i] = in.ID
+	ids := make([]string, len(ps))
+	for i, p := range ps {
+		ids[i] = p.rec.InstanceID
 	}
 	found, err := inv.DescribeInstances(ctx, ids)
 	if err != nil {
@@ -159,29 +206,14 @@ func (s *Service) tags(ctx context.Context, region string, ins []job.Instance) (
 
 func transient(err error) bool { return fault.Is(err, fault.Retryable) || fault.IsContext(err) }
 
-func installedRecord(region string, in job.Instance) outcome.Record {
-	kind := outcome.Kind(in.Installed)
-	reason := "backup client activated"
-	if kind == outcome.AlreadyInstalled {
-		reason = "backup client was already active before the event"
-	}
-	return install.Record(region, in, kind, "", reason, in.TaskID, in.ClientID)
-}
-
-func bindRecord(region string, in job.Instance, kind outcome.Kind, policyID, code, reason string) outcome.Record {
-	r := install.Record(region, in, kind, code, reason, in.TaskID, in.ClientID)
-	r.PolicyID = policyID
-	return r
-}
-
 func bindReason(r protect.Result) string {
 	switch r.Verdict {
 	case protect.Protected:
-		return "backup client activated and bound to backup policy " + r.PolicyID
+		return "bound to backup policy " + r.PolicyID
 	case protect.AlreadyProtected:
-		return "backup client active; the instance was already bound to backup policy " + r.PolicyID + " (not rebound)"
+		return "the instance was already bound to backup policy " + r.PolicyID + " (not rebound)"
 	case protect.WouldProtect:
-		return "audit mode: the client is active; enforce mode would bind it to backup policy " + r.PolicyID
+		return "audit mode: enforce mode would bind it to backup policy " + r.PolicyID
 	}
-	return fmt.Sprintf("binding to backup policy %s failed (%s); the client is ACTIVATED", orDefault(r.PolicyID, "(none)"), orDefault(r.Code, "unknown error"))
+	return strings.TrimSpace(fmt.Sprintf("binding to backup policy %s failed (%s); the client is ACTIVATED", orDefault(r.PolicyID, "(none)"), orDefault(r.Code, "unknown error")))
 }

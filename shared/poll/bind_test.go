@@ -172,3 +172,48 @@ func TestBindRetryEndsAtTheDeadline(t *testing.T) {
 		assert.Empty(t, res.Next)
 	}
 }
+
+// Issue 18: binding rebuilt records and lost what they said. The bound
+// record is the same record: its supersedes, detail and reason stay, also
+// across a bind retry.
+func TestBindingKeepsWhatTheRecordSaid(t *testing.T) {
+	settings, err := protect.Parse("po-default", "")
+	require.NoError(t, err)
+	throttled := true
+	b := &fakeBinder{createFn: func(string, []string) error {
+		if throttled {
+			return fault.Wrap("hbr.CreatePolicyBindings", fault.Retryable, "Throttling.User", assert.AnError)
+		}
+		return nil
+	}}
+	f := &fakeHBR{task: task("expired", hbr.ClientResult{InstanceID: "i-1", ClientID: "c-1", ClientStatus: "UNKNOWN"})}
+	twin := &twinHBR{fakeHBR: *f, client: hbr.BackupClient{InstanceID: "i-1", ClientID: "c-1", Status: "ACTIVATED"}}
+	s := newService(f, t0.Add(2*time.Minute))
+	s.Tasks = func(context.Context, string) (TaskReader, error) { return twin, nil }
+	s.Install.HBR = func(context.Context, string) (install.Installer, error) { return twin, nil }
+	s.Protect = &protect.Service{HBR: func(context.Context, string) (protect.Binder, error) { return b, nil }, Settings: settings}
+	m := pollMsg("i-1")
+	m.Instances[0].Supersedes = "j-earlier/FAILED"
+
+	res := s.Handle(context.Background(), []job.Message{m})
+	require.Empty(t, res.Outcomes, "throttled: the record waits in a bind message")
+	require.Len(t, res.Next, 1)
+	bind := res.Next[0].Message
+	require.Equal(t, job.KindBind, bind.Kind)
+	body, err := job.Encode(bind)
+	require.NoError(t, err)
+	bind, err = job.Decode(body)
+	require.NoError(t, err)
+
+	throttled = false
+	res = s.Handle(context.Background(), []job.Message{bind})
+	require.Len(t, res.Outcomes, 1)
+	r := res.Outcomes[0]
+	assert.Equal(t, outcome.Protected, r.Outcome)
+	assert.Equal(t, "po-default", r.PolicyID)
+	assert.Equal(t, "j-earlier/FAILED", r.Supersedes, "supersedes survives the binding")
+	assert.Contains(t, r.Reason, "checked after TIMEOUT", "the install's reason survives")
+	assert.Contains(t, r.Reason, "bound to backup policy po-default")
+	assert.Equal(t, 1, r.Generation)
+	assert.Equal(t, "t-1", r.TaskID)
+}

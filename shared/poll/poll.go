@@ -1,12 +1,14 @@
-// Package poll is the poller's step: for each job message it either asks HBR
-// how the install task is going (poll messages) or installs again (install-retry
-// messages), and decides, per instance, between a final outcome, another poll
-// after the interval, and a bounded reinstall.
+// Package poll is the poller's step: it watches install tasks. For each poll
+// message it asks HBR how the task is going (DescribeTask) and decides, per
+// instance, between a final outcome, another poll after the interval (never
+// past the job's deadline), and a reinstall, which it hands back to the
+// install function as an install-retry message on the install queue: the
+// poller never installs. Outcomes whose client is ACTIVATED are then bound
+// to their backup policy (bind.go); a binding that fails transiently goes
+// on in a bind message.
 //
-// Install-retry instances from all the messages of one invocation, and the
-// instances to reinstall, are coalesced into shared InstallBackupClients calls
-// of at most 20 ids. Like package install, it sends and logs nothing and
-// returns no error: transient failures become delayed copies of the message.
+// Like package install, it sends and logs nothing and returns no error:
+// transient failures become delayed copies of the message.
 package poll
 
 import (
@@ -14,7 +16,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -43,8 +44,8 @@ type TaskReader interface {
 type Service struct {
 	// Tasks returns the task reader for a region.
 	Tasks func(ctx context.Context, region string) (TaskReader, error)
-	// Install is the install step, used for install-retry messages and
-	// reinstalls.
+	// Install is the install step's service, for its policy and its
+	// client checks (Confirm); the poll step never installs with it.
 	Install *install.Service
 	// Protect binds instances whose client is ACTIVATED to their backup
 	// policy; nil, or with no policy configured, leaves their records as
@@ -63,25 +64,11 @@ func (s *Service) now() time.Time {
 
 func (s *Service) policy() install.Policy { return s.Install.Policy }
 
-// Handle processes the messages of one invocation.
+// Handle processes the poll and bind messages of one invocation (other
+// kinds are the caller's: install-retry messages belong to the install
+// queue). A message delivered twice in one batch is handled once.
 func (s *Service) Handle(ctx context.Context, msgs []job.Message) install.Result {
 	var res install.Result
-	reinstall := map[string]*pending{}
-	add := func(region string, retries int, ins ...job.Instance) {
-		p := reinstall[region]
-		if p == nil {
-			p = &pending{seen: map[string]bool{}}
-			reinstall[region] = p
-		}
-		p.retries = max(p.retries, retries)
-		for _, in := range ins {
-			k := in.JobID + "/" + in.ID
-			if !p.seen[k] {
-				p.seen[k] = true
-				p.instances = append(p.instances, in)
-			}
-		}
-	}
 	seen := map[string]bool{}
 	deadline := map[string]time.Time{}
 	binds := map[string][]job.Message{}
@@ -91,59 +78,36 @@ func (s *Service) Handle(ctx context.Context, msgs []job.Message) install.Result
 			continue // the same message twice in one batch
 		}
 		seen[k] = true
-		for _, in := range m.Instances {
-			by := in.ReadyBy
-			if m.Kind == job.KindPoll {
-				by = m.Deadline
-			}
-			deadline[in.JobID+"/"+in.ID] = by
-		}
 		switch m.Kind {
 		case job.KindBind:
 			binds[m.Region] = append(binds[m.Region], m)
 		case job.KindPoll:
-			r, again := s.poll(ctx, m)
-			res.Merge(r)
-			for _, in := range again {
-				add(m.Region, 0, in)
+			for _, in := range m.Instances {
+				deadline[in.JobID+"/"+in.ID] = m.Deadline
 			}
-		case job.KindInstallRetry:
-			add(m.Region, m.Retries, m.Instances...)
+			res.Merge(s.poll(ctx, m))
 		}
-	}
-	regions := make([]string, 0, len(reinstall))
-	for r := range reinstall {
-		regions = append(regions, r)
-	}
-	sort.Strings(regions)
-	for _, region := range regions {
-		p := reinstall[region]
-		res.Merge(s.Install.Install(ctx, region, p.instances, p.retries))
 	}
 	res = s.bind(ctx, res, deadline)
 	for _, region := range slices.Sorted(maps.Keys(binds)) {
-		var ins []job.Instance
+		var recs []pending
 		retries := 0
 		for _, m := range binds[region] {
-			ins = append(ins, m.Instances...)
+			for _, in := range m.Instances {
+				recs = append(recs, pending{rec: installedRecord(region, in), by: in.ReadyBy})
+			}
 			retries = max(retries, m.Retries)
 		}
-		res.Merge(s.protect(ctx, region, ins, retries))
+		res.Merge(s.protect(ctx, region, recs, retries))
 	}
 	return res
 }
 
-// Bind binds the instances of res whose client is ACTIVATED to their backup
-// policy (see bind); for a step run outside Handle, such as the install
-// function installing at once.
+// Bind binds the records of res whose client is ACTIVATED to their backup
+// policy (see bind); for outcomes decided outside Handle, such as the
+// install function's ALREADY_INSTALLED.
 func (s *Service) Bind(ctx context.Context, res install.Result) install.Result {
 	return s.bind(ctx, res, nil)
-}
-
-type pending struct {
-	instances []job.Instance
-	retries   int
-	seen      map[string]bool
 }
 
 func key(m job.Message) string {
@@ -155,11 +119,11 @@ func key(m job.Message) string {
 	return b.String()
 }
 
-// poll handles one poll message. It returns the instances to install again.
-// Non-success verdicts go through install.Service.Confirm before they are
-// recorded, so a job forked by a duplicate delivery does not end FAILED here
-// while its twin's install succeeded.
-func (s *Service) poll(ctx context.Context, m job.Message) (install.Result, []job.Instance) {
+// poll handles one poll message. Non-success verdicts go through
+// install.Service.Confirm before they are recorded (the client may be
+// ACTIVATED after all); instances to install again go back to the install
+// function in an install-retry message.
+func (s *Service) poll(ctx context.Context, m job.Message) install.Result {
 	var res install.Result
 	now := s.now()
 	var fails []install.Verdict
@@ -171,7 +135,7 @@ func (s *Service) poll(ctx context.Context, m job.Message) (install.Result, []jo
 			fail(in, install.Record(m.Region, in, outcome.Timeout, install.CodeDeadline,
 				fmt.Sprintf("task %s did not finish before the job deadline", m.TaskID), m.TaskID, ""))
 		}
-		return s.settle(ctx, m, res, fails, nil, now), nil
+		return s.settle(ctx, m, res, fails, nil, nil, now)
 	}
 	tasks, err := s.Tasks(ctx, m.Region)
 	var task hbr.Task
@@ -190,7 +154,7 @@ func (s *Service) poll(ctx context.Context, m job.Message) (install.Result, []jo
 				delay = s.Install.Jitter(delay)
 			}
 			res.Next = append(res.Next, install.Next{Message: next, Delay: clampToDeadline(delay, m.Deadline, now)})
-			return res, nil
+			return res
 		}
 		// A permanent error (task unknown, access denied): the task cannot be
 		// followed; install again if attempts remain.
@@ -204,7 +168,7 @@ func (s *Service) poll(ctx context.Context, m job.Message) (install.Result, []jo
 				fail(in, r.record)
 			}
 		}
-		return s.settle(ctx, m, res, fails, nil, now), again
+		return s.settle(ctx, m, res, fails, nil, again, now)
 	}
 
 	results := map[string]hbr.ClientResult{}
@@ -256,15 +220,16 @@ func (s *Service) poll(ctx context.Context, m job.Message) (install.Result, []jo
 			fail(in, d.record)
 		}
 	}
-	return s.settle(ctx, m, res, fails, still, now), again
+	return s.settle(ctx, m, res, fails, still, again, now)
 }
 
-// settle confirms the message's failure verdicts (see install.Confirm) and
+// settle confirms the message's failure verdicts (see install.Confirm),
 // polls again, after the interval and never past the deadline, for the
-// instances still installing: those of the task, and those whose verdict
-// waits for another task installing their client. Past the deadline there
-// is no waiting: the verdict stands.
-func (s *Service) settle(ctx context.Context, m job.Message, res install.Result, fails []install.Verdict, still []job.Instance, now time.Time) install.Result {
+// instances still installing (those of the task, and those whose verdict
+// waits for another task installing their client), and hands the
+// instances to install again to the install function. Past the deadline
+// there is no waiting: the verdict stands.
+func (s *Service) settle(ctx context.Context, m job.Message, res install.Result, fails []install.Verdict, still, again []job.Instance, now time.Time) install.Result {
 	final, busy := s.Install.Confirm(ctx, m.Region, fails)
 	res.Outcomes = append(res.Outcomes, final...)
 	for _, v := range busy {
@@ -282,6 +247,17 @@ func (s *Service) settle(ctx context.Context, m job.Message, res install.Result,
 		next.LastError = ""
 		next.SentAt = now
 		res.Next = append(res.Next, install.Next{Message: next, Delay: clampToDeadline(s.policy().PollInterval, m.Deadline, now)})
+	}
+	for _, part := range job.Chunk(again, job.MaxInstances) {
+		by := part[0].ReadyBy
+		for _, in := range part {
+			if in.ReadyBy.After(by) {
+				by = in.ReadyBy
+			}
+		}
+		res.Next = append(res.Next, install.Next{Message: job.Message{Version: job.Version, Kind: job.KindInstallRetry,
+			Region: m.Region, Deadline: by, OriginEventID: part[0].OriginEventID, LastError: part[0].LastCode,
+			Instances: part, SentAt: now}, Delay: time.Second})
 	}
 	return res
 }

@@ -18,10 +18,10 @@ import (
 
 var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 
-// fakeHBR is a hand-written fake of both HBR calls.
+// fakeHBR is a hand-written fake of the HBR calls. The poll step must
+// never call InstallBackupClients: the fake records it if it does.
 type fakeHBR struct {
 	task      func(id string) (hbr.Task, error)
-	install   func(ids []string) (hbr.InstallResult, error)
 	described []string
 	installed [][]string
 }
@@ -37,14 +37,7 @@ func (f *fakeHBR) DescribeBackupClients(context.Context, []string) ([]hbr.Backup
 
 func (f *fakeHBR) InstallBackupClients(_ context.Context, ids []string) (hbr.InstallResult, error) {
 	f.installed = append(f.installed, ids)
-	if f.install == nil {
-		r := hbr.InstallResult{TaskID: fmt.Sprintf("t-re%d", len(f.installed))}
-		for _, id := range ids {
-			r.Statuses = append(r.Statuses, hbr.InstanceStatus{InstanceID: id, Valid: true})
-		}
-		return r, nil
-	}
-	return f.install(ids)
+	return hbr.InstallResult{}, fault.Wrap("fake", fault.Permanent, "PollerInstalled", fmt.Errorf("the poller must not install"))
 }
 
 func newService(f *fakeHBR, now time.Time) *Service {
@@ -70,7 +63,7 @@ func pollMsg(ids ...string) job.Message {
 		TaskStartedAt: t0, Deadline: t0.Add(17 * time.Minute), SentAt: t0}
 	for _, id := range ids {
 		m.Instances = append(m.Instances, job.Instance{ID: id, JobID: job.JobID("acs.ecs", "ev", id),
-			FirstSeen: t0, ReadyBy: t0.Add(10 * time.Minute), Attempts: 1})
+			FirstSeen: t0, ReadyBy: t0.Add(10 * time.Minute), Attempts: 1, Generation: 1})
 	}
 	return m
 }
@@ -150,11 +143,13 @@ func TestPollDecisions(t *testing.T) {
 				assert.LessOrEqual(t, n.Delay, 30*time.Second)
 			}
 			if tt.wantInstall {
-				require.Len(t, f.installed, 1)
-				assert.Equal(t, job.KindPoll, n.Message.Kind)
-				assert.Equal(t, "t-re1", n.Message.TaskID)
-				assert.Equal(t, 2, n.Message.Instances[0].Attempts)
+				assert.Equal(t, job.KindInstallRetry, n.Message.Kind, "a reinstall goes back to the install function")
+				assert.Empty(t, n.Message.TaskID)
+				assert.Equal(t, 1, n.Message.Instances[0].Attempts, "attempts count the tasks started so far")
+				assert.Equal(t, "ExecTimeout", n.Message.Instances[0].LastCode)
+				assert.Equal(t, 1, n.Message.Instances[0].Generation)
 			}
+			assert.Empty(t, f.installed, "the poller never installs")
 			_, err := job.Encode(n.Message)
 			assert.NoError(t, err)
 		})
@@ -181,33 +176,22 @@ func TestMixedTaskSplitsInstances(t *testing.T) {
 	assert.Equal(t, outcome.Installed, got["i-a"].Outcome)
 	assert.Equal(t, "c-a", got["i-a"].ClientID)
 	require.Len(t, res.Next, 2)
-	kinds := map[string][]string{}
+	kinds := map[job.Kind][]string{}
 	for _, n := range res.Next {
-		kinds[n.Message.TaskID] = n.Message.IDs()
+		kinds[n.Message.Kind] = n.Message.IDs()
 	}
-	assert.Equal(t, []string{"i-b"}, kinds["t-1"])
-	assert.Equal(t, []string{"i-c"}, kinds["t-re1"])
+	assert.Equal(t, []string{"i-b"}, kinds[job.KindPoll])
+	assert.Equal(t, []string{"i-c"}, kinds[job.KindInstallRetry])
+	assert.Empty(t, f.installed)
 }
 
-func TestInstallRetriesAreCoalesced(t *testing.T) {
+func TestInstallRetriesAreNotThePollers(t *testing.T) {
 	f := &fakeHBR{}
-	var msgs []job.Message
-	for i := 0; i < 5; i++ {
-		m := pollMsg()
-		m.Kind = job.KindInstallRetry
-		m.TaskID = ""
-		for j := 0; j < 6; j++ {
-			id := fmt.Sprintf("i-%d%d", i, j)
-			m.Instances = append(m.Instances, job.Instance{ID: id, JobID: job.JobID("s", "e", id), FirstSeen: t0, ReadyBy: t0.Add(10 * time.Minute), NotReady: 1, LastCode: install.CodeCloudAssistDown})
-		}
-		msgs = append(msgs, m)
-	}
-	msgs = append(msgs, msgs[0]) // a duplicate delivery in the same batch
-	res := newService(f, t0.Add(time.Minute)).Handle(context.Background(), msgs)
-	require.Len(t, f.installed, 2, "30 instances from 5 messages → 2 calls of ≤ 20")
-	assert.Len(t, f.installed[0], 20)
-	assert.Len(t, f.installed[1], 10)
-	assert.Len(t, res.Next, 2)
+	m := pollMsg("i-a")
+	m.Kind, m.TaskID = job.KindInstallRetry, ""
+	res := newService(f, t0.Add(time.Minute)).Handle(context.Background(), []job.Message{m})
+	assert.Empty(t, f.installed)
+	assert.Empty(t, res.Next, "the handler forwards install work; the poll step leaves it alone")
 	assert.Empty(t, res.Outcomes)
 }
 
@@ -266,44 +250,5 @@ func TestFailureVerdictsAreConfirmedAgainstTheClient(t *testing.T) {
 			require.Len(t, res.Outcomes, 1)
 			assert.Equal(t, tt.want, res.Outcomes[0].Outcome)
 		})
-	}
-}
-
-// Three install-retry messages of 20 + 1 + 1 instances, the last two for
-// instances the first already holds (other events of the same launch): one
-// install call, one poll message of at most 20 entries that encodes, and
-// the extra jobs join the owners instead of riding along (before, the poll
-// message held 22 entries, failed to encode, and every instance in it ended
-// FAILED while its task ran on).
-func TestOverlappingInstallRetriesMakeOnePollMessagePerTwenty(t *testing.T) {
-	f := &fakeHBR{}
-	s := newService(f, t0)
-	retry := func(event string, at time.Duration, ids ...string) job.Message {
-		m := job.Message{Version: job.Version, Kind: job.KindInstallRetry, Region: "cn-hangzhou",
-			Deadline: t0.Add(10 * time.Minute), SentAt: t0}
-		for _, id := range ids {
-			m.Instances = append(m.Instances, job.Instance{ID: id, JobID: job.JobID("acs.ecs", event, id),
-				EventTime: t0.Add(at), FirstSeen: t0, ReadyBy: t0.Add(10 * time.Minute)})
-		}
-		return m
-	}
-	var twenty []string
-	for i := range 20 {
-		twenty = append(twenty, fmt.Sprintf("i-%03d", i))
-	}
-	res := s.Handle(context.Background(), []job.Message{
-		retry("heartbeat", 0, "i-003"), retry("run-instances", -time.Minute, twenty...), retry("running", -30*time.Second, "i-003"),
-	})
-	require.Len(t, f.installed, 1)
-	assert.Len(t, f.installed[0], 20)
-	require.Len(t, res.Next, 1)
-	assert.Len(t, res.Next[0].Message.Instances, 20)
-	_, err := job.Encode(res.Next[0].Message)
-	require.NoError(t, err)
-	assert.Empty(t, res.Outcomes)
-	require.Len(t, res.Joined, 2)
-	for _, j := range res.Joined {
-		assert.Equal(t, "i-003", j.InstanceID)
-		assert.Equal(t, job.JobID("acs.ecs", "run-instances", "i-003"), j.Owner)
 	}
 }

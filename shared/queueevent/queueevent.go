@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
 )
@@ -118,4 +119,38 @@ func decode(raw json.RawMessage) (Message, error) {
 	}
 	// A JSON object body (not a string) is taken as is.
 	return Message{EventID: ev.ID, MessageID: ev.Data.MessageID, Body: body}, nil
+}
+
+// FromQueue reports whether a payload is an MNS event stream's (a queue
+// trigger's) rather than an event from the EventBridge default bus: its
+// first event's type starts with "mns:Queue:", or its data holds a
+// messageBody. The install function takes both: ECS events and its install
+// queue. A payload that cannot be read is not a queue's (the event parser
+// then names what is wrong with it).
+func FromQueue(payload []byte) bool {
+	p := bytes.TrimSpace(payload)
+	if len(p) > 0 && p[0] == '[' {
+		var items []json.RawMessage
+		if json.Unmarshal(p, &items) != nil || len(items) == 0 {
+			return false
+		}
+		p = bytes.TrimSpace(items[0])
+		if len(p) > 0 && p[0] == '"' {
+			var s string
+			if json.Unmarshal(p, &s) != nil {
+				return false
+			}
+			p = bytes.TrimSpace([]byte(s))
+		}
+	}
+	var ev struct {
+		Type string `json:"type"`
+		Data *struct {
+			MessageBody json.RawMessage `json:"messageBody"`
+		} `json:"data"`
+	}
+	if len(p) == 0 || p[0] != '{' || json.Unmarshal(p, &ev) != nil {
+		return false
+	}
+	return strings.HasPrefix(ev.Type, "mns:Queue:") || (ev.Data != nil && len(ev.Data.MessageBody) > 0)
 }

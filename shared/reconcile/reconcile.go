@@ -34,7 +34,7 @@ import (
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ident"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/install"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
-	"github.com/hbr-autoinstall/hbr-autoinstall/shared/outcome"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ledger"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/protect"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/scope"
 )
@@ -125,6 +125,11 @@ type Service struct {
 	// Bindings returns the binding lister for a region; needed with
 	// Protect.
 	Bindings func(ctx context.Context, region string) (BindingLister, error)
+	// Ledger, when set, is read in a sweep's first part for claims whose
+	// lease passed without a final record (an owner's chain died): they
+	// are queued like missing instances, and the install function takes
+	// them over.
+	Ledger Ledger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -165,6 +170,12 @@ type Report struct {
 	// BindQueued how many of them were queued to be bound (0 in a dry run).
 	Unbound    int `json:"unbound"`
 	BindQueued int `json:"bindQueued"`
+	// Unrecorded counts the ledger's instances whose latest generation has
+	// no final record yet; StaleClaims those of them whose lease has passed
+	// (their owner's chain died), queued to be taken over (not in a dry
+	// run).
+	Unrecorded  int `json:"unrecorded"`
+	StaleClaims int `json:"staleClaims"`
 	// Truncated says that more running instances were listed than Max.
 	Truncated bool `json:"truncated"`
 	// SpreadSeconds is the delay of the last message: how long the poller
@@ -192,6 +203,45 @@ func (s *Service) now() time.Time {
 		return s.Now()
 	}
 	return time.Now()
+}
+
+// Ledger is what a sweep reads of the instance ledger (*ledger.Ledger
+// satisfies it).
+type Ledger interface {
+	Scan(ctx context.Context, region string, visit func(ledger.Summary) error) error
+	Load(ctx context.Context, region, instance string) (ledger.State, error)
+}
+
+// stale returns the instances of region whose latest ledger generation has
+// no final record and whose lease has passed.
+func (s *Service) stale(ctx context.Context, rep *Report) ([]string, error) {
+	if s.Ledger == nil {
+		return nil, nil
+	}
+	var open []string
+	err := s.Ledger.Scan(ctx, rep.Region, func(sum ledger.Summary) error {
+		if !sum.Final {
+			open = append(open, sum.Instance)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("scan the instance ledger of %s: %w", rep.Region, err)
+	}
+	rep.Unrecorded += len(open)
+	now := s.now()
+	var out []string
+	for _, id := range open {
+		st, err := s.Ledger.Load(ctx, rep.Region, id)
+		if err != nil {
+			return nil, fmt.Errorf("read the instance ledger of %s: %w", id, err)
+		}
+		if st.Generation > 0 && st.Final == nil && now.After(st.LeaseUntil()) && job.ValidInstanceID(id) {
+			out = append(out, id)
+		}
+	}
+	rep.StaleClaims += len(out)
+	return out, nil
 }
 
 // Part is what one invocation of a sweep produced.
@@ -277,6 +327,13 @@ func (s *Service) run(ctx context.Context, rep Report, at time.Time, token strin
 		return Part{Report: rep}, err
 	}
 	var missing, unbound []string
+	if rep.Parts == 1 {
+		stale, err := s.stale(ctx, &rep)
+		if err != nil {
+			return Part{Report: rep}, err
+		}
+		missing = append(missing, stale...)
+	}
 	for pages := 0; ; pages++ {
 		// At least one page per part, so a sweep always moves on.
 		if pages > 0 && token != "" && s.Stop != nil && s.Stop() {
@@ -298,7 +355,7 @@ func (s *Service) run(ctx context.Context, rep Report, at time.Time, token strin
 		if err != nil {
 			return Part{Report: rep}, err
 		}
-		missing = append(missing, got...)
+		missing = appendNew(missing, got...)
 		unbound = append(unbound, loose...)
 		if token = page.NextToken; token == "" {
 			break
@@ -314,7 +371,9 @@ func (s *Service) run(ctx context.Context, rep Report, at time.Time, token strin
 		rep.Messages += len(part.Result.Next)
 	}
 	if !rep.DryRun && len(unbound) > 0 {
-		binds := s.bindJobs(rep.Region, rep.SweepID, unbound, rep.Messages, rep.StartedAt)
+		// Announced like missing instances: the install function finds the
+		// client ACTIVATED and binds it.
+		binds := s.enqueue(rep.Region, rep.SweepID, at, unbound, rep.Messages, rep.StartedAt)
 		for _, n := range binds.Next {
 			rep.BindQueued += len(n.Message.Instances)
 		}
@@ -447,25 +506,19 @@ func (s *Service) unbound(ctx context.Context, region string, ids []string) ([]s
 	return out, nil
 }
 
-// bindJobs builds one bind message per job.MaxInstances covered, unbound
-// instances, numbered after the sweep's install messages (first on) and
-// spread at Rate like them. Their client predates the sweep, so an instance
-// no policy ends up applying to stays ALREADY_INSTALLED.
-func (s *Service) bindJobs(region, sweepID string, ids []string, first int, started time.Time) install.Result {
-	now := s.now()
-	var res install.Result
-	for k, chunk := range slices.Collect(slices.Chunk(ids, job.MaxInstances)) {
-		delay := max(s.Delay(first+k)-now.Sub(started), time.Second)
-		deadline := now.Add(delay + s.Policy.TaskTimeout + s.Policy.DeadlineMargin)
-		instances := make([]job.Instance, len(chunk))
-		for i, id := range chunk {
-			instances[i] = job.Instance{ID: id, JobID: job.JobID(EventSource, sweepID, id), OriginEventID: OriginPrefix + sweepID,
-				FirstSeen: now, ReadyBy: deadline, Installed: string(outcome.AlreadyInstalled)}
-		}
-		res.Next = append(res.Next, install.Next{Message: job.Message{Version: job.BindVersion, Kind: job.KindBind, Region: region,
-			Deadline: deadline, OriginEventID: OriginPrefix + sweepID, Instances: instances, SentAt: now}, Delay: delay})
+// appendNew appends the ids not in list already.
+func appendNew(list []string, ids ...string) []string {
+	seen := make(map[string]bool, len(list))
+	for _, id := range list {
+		seen[id] = true
 	}
-	return res
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			list = append(list, id)
+		}
+	}
+	return list
 }
 
 // clients asks HBR for the clients of instances, MaxClientIDs ids a call,
@@ -510,8 +563,10 @@ func rank(status string) int {
 	return 2
 }
 
-// enqueue builds one install-retry message per job.MaxInstances missing
-// instances. The sweep's messages are numbered from first on over all its
+// enqueue builds one install-retry message per job.MaxInstances instances
+// to announce to the install function (missing, unbound, or held by a
+// stale claim), each marked as a sweep's announcement so that it reopens a
+// generation recorded before the sweep. The sweep's messages are numbered from first on over all its
 // parts, and message k is due Delay(k) after the sweep started, so the
 // spread continues across parts at Rate. Each instance's readiness
 // deadline counts from its message's delivery, so a long spread does not
@@ -531,6 +586,7 @@ func (s *Service) enqueue(region, sweepID string, at time.Time, ids []string, fi
 				EventTime:     at,
 				FirstSeen:     now,
 				ReadyBy:       now.Add(delay + s.Policy.ReadinessTimeout),
+				Sweep:         true,
 			}
 		}
 		res.Merge(installer.Defer(region, instances, delay))

@@ -20,6 +20,8 @@ import (
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ident/identtest"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/install"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ledger"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ledger/ledgertest"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/protect"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/scope"
 )
@@ -503,8 +505,9 @@ func (f bindingsFake) DescribePolicyBindings(_ context.Context, ids []string) (m
 }
 
 // With a backup policy configured, the sweep reports the covered instances
-// that should be bound and are not, and queues them as bind jobs; an
-// instance no policy applies to, or one already bound, is left alone.
+// that should be bound and are not, and announces them to the install
+// function like missing ones (it finds the client ACTIVATED and binds it);
+// an instance no policy applies to, or one already bound, is left alone.
 func TestSweepBindsCoveredUnboundInstances(t *testing.T) {
 	instances := []ecs.Instance{running("i-bound", nil), running("i-loose1", nil), running("i-loose2", map[string]string{"env": "dev"}),
 		running("i-nopolicy", map[string]string{"env": "test"}), running("i-missing", nil)}
@@ -528,14 +531,16 @@ func TestSweepBindsCoveredUnboundInstances(t *testing.T) {
 		assert.Equal(t, 3, part.Report.Unbound, "i-loose1 (default), i-loose2 (env=dev), i-nopolicy (env present)")
 		var bind []string
 		for _, n := range part.Result.Next {
-			if n.Message.Kind != job.KindBind {
-				continue
-			}
+			require.Equal(t, job.KindInstallRetry, n.Message.Kind)
 			_, err := job.Encode(n.Message)
 			require.NoError(t, err)
 			for _, in := range n.Message.Instances {
+				if in.ID == "i-missing" {
+					continue
+				}
 				bind = append(bind, in.ID)
-				assert.Equal(t, "ALREADY_INSTALLED", in.Installed)
+				assert.True(t, in.Sweep, "a sweep's announcement reopens a recorded generation")
+				assert.Zero(t, in.Generation)
 			}
 		}
 		if dry {
@@ -545,5 +550,44 @@ func TestSweepBindsCoveredUnboundInstances(t *testing.T) {
 		}
 		assert.Equal(t, []string{"i-loose1", "i-loose2", "i-nopolicy"}, bind)
 		assert.Equal(t, 3, part.Report.BindQueued)
+	}
+}
+
+// A claim whose lease passed without a final record (its owner's chain
+// died) is announced again by the sweep, even when its client is
+// ACTIVATED: the install function takes it over and records it.
+func TestSweepAnnouncesStaleClaims(t *testing.T) {
+	now := sweepT.Add(2 * time.Hour)
+	store := ledgertest.New()
+	l := &ledger.Ledger{Store: store, Prefix: "p/", Account: "1", Lease: 30 * time.Minute, StaleIntent: time.Minute,
+		Now: func() time.Time { return sweepT }}
+	ctx := context.Background()
+	for _, id := range []string{"i-dead", "i-done"} {
+		d, err := l.Claim(ctx, ledger.Announcement{Region: "cn-hangzhou", Instance: id, Job: "j-" + id, EventTime: sweepT})
+		require.NoError(t, err)
+		if id == "i-done" {
+			_, err = l.Finish(ctx, d.Owner, ledger.Final{Outcome: "INSTALLED"})
+			require.NoError(t, err)
+		}
+	}
+	cl := &clientsFake{clients: []hbr.BackupClient{{InstanceID: "i-dead", Status: "ACTIVATED"}, {InstanceID: "i-done", Status: "ACTIVATED"}}}
+	for _, dry := range []bool{false, true} {
+		svc := service(t, []ecs.Instance{running("i-dead", nil), running("i-done", nil)}, cl, scope.Rules{})
+		svc.Ledger = l
+		svc.Now = func() time.Time { return now }
+		part, err := svc.Sweep(ctx, "cn-hangzhou", "s1", now, dry)
+		require.NoError(t, err)
+		assert.Equal(t, 1, part.Report.Unrecorded)
+		assert.Equal(t, 1, part.Report.StaleClaims)
+		assert.Equal(t, 2, part.Report.Covered)
+		var queued []string
+		for _, n := range part.Result.Next {
+			queued = append(queued, n.Message.IDs()...)
+		}
+		if dry {
+			assert.Empty(t, queued)
+			continue
+		}
+		assert.Equal(t, []string{"i-dead"}, queued)
 	}
 }

@@ -96,6 +96,17 @@ func (s *Store) List(_ context.Context, prefix, startAfter string, max int) ([]s
 	return keys, false, nil
 }
 
+// Delete implements ledger.Store.
+func (s *Store) Delete(_ context.Context, key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.enter("Delete"); err != nil {
+		return err
+	}
+	delete(s.objects, key)
+	return nil
+}
+
 // Put writes an object unconditionally (a test's own setup, or a corrupt
 // entry).
 func (s *Store) Put(key string, body []byte) {
