@@ -442,10 +442,14 @@ func checkHost(hostport string) (string, error) {
 // APIError is an error reported by OSS. It is wrapped in a *fault.Error;
 // reach it with errors.As.
 type APIError struct {
+	// HTTPStatus is the response's status code.
 	HTTPStatus int
-	Code       string
-	Message    string
-	RequestID  string
+	// Code is OSS's error code, e.g. "FileAlreadyExists".
+	Code string
+	// Message is OSS's message, redacted and cut to one short line.
+	Message string
+	// RequestID is the x-oss-request-id, for support tickets.
+	RequestID string
 	// EC is OSS's fine-grained error code, when sent (for support only).
 	EC string
 }
