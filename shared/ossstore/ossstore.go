@@ -12,14 +12,16 @@
 //     ([DOC] https://help.aliyun.com/en/oss/user-guide/0026-00000002). The
 //     header has NO effect on a bucket whose versioning is Enabled or
 //     Suspended: there PutObject overwrites ([CODE] the SDK's doc comment on
-//     PutObjectRequest.ForbidOverwrite, oss/api_op_object.go; [DOC]
-//     https://www.alibabacloud.com/help/en/object-storage-service/latest/disable-overwriting-object-with-the-same-name).
+//     PutObjectRequest.ForbidOverwrite, oss/api_op_object.go, which carries
+//     the PutObject API reference text; the help page above likewise points
+//     to versioning to "keep both" objects).
 //     The ledger's bucket must therefore never be versioned; nothing here
 //     can detect it per request.
 //   - Get is GetObject; a missing object is 404 NoSuchKey.
-//   - List is ListObjectsV2 (prefix, start-after, max-keys 1..1000; [DOC]
+//   - List is ListObjectsV2 (prefix, start-after, max-keys; [DOC]
 //     https://help.aliyun.com/en/oss/developer-reference/listobjectsv2),
-//     keys in byte order.
+//     keys in byte order. max-keys is capped at 1000 as for OSS's other
+//     listings ([DOC] https://help.aliyun.com/document_detail/601085.html).
 //   - Requests are signed with V4 (OSS4-HMAC-SHA256) for Config.Region; an
 //     STS token travels in x-oss-security-token ([CODE] oss/signer/v4.go).
 //   - Errors come back as an XML <Error> document whose Code the SDK puts in
@@ -459,10 +461,14 @@ func checkHost(hostport string) (string, error) {
 // APIError is an error reported by OSS. It is wrapped in a *fault.Error;
 // reach it with errors.As.
 type APIError struct {
+	// HTTPStatus is the response's status code.
 	HTTPStatus int
-	Code       string
-	Message    string
-	RequestID  string
+	// Code is OSS's error code, e.g. "FileAlreadyExists".
+	Code string
+	// Message is OSS's message, redacted and cut to one short line.
+	Message string
+	// RequestID is the x-oss-request-id, for support tickets.
+	RequestID string
 	// EC is OSS's fine-grained error code, when sent (for support only).
 	EC string
 }

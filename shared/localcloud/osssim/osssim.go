@@ -11,10 +11,10 @@
 //     token and the x-oss-date (±15 minutes), and attributes every call to
 //     the principal (Options.Principals) whose key signed it;
 //   - serves PutObject (x-oss-forbid-overwrite honoured atomically),
-//     GetObject, HeadObject, DeleteObject and ListObjectsV2, and for
-//     provisioning PutBucket, DeleteBucket, GetBucketInfo, GetBucketAcl (what
-//     the SDK's IsBucketExist calls), Get/PutBucketVersioning and
-//     Get/Put/DeleteBucketLifecycle;
+//     GetObject, HeadObject, GetObjectMeta, DeleteObject and ListObjectsV2,
+//     and for provisioning PutBucket, DeleteBucket, GetBucketInfo,
+//     GetBucketAcl (what the SDK's IsBucketExist calls),
+//     Get/PutBucketVersioning and Get/Put/DeleteBucketLifecycle;
 //   - answers errors with OSS's <Error> document (Code, Message, RequestId,
 //     HostId, …), the HTTP statuses OSS documents and an x-oss-request-id
 //     header on every response;
@@ -22,14 +22,15 @@
 //     virtual-hosted style (Host: bucket.<Options.Domain>).
 //
 // Like the real service, a bucket whose versioning is Enabled or Suspended
-// ignores x-oss-forbid-overwrite: PutObject overwrites. Sources: the SDK's
-// own documentation of PutObjectRequest.ForbidOverwrite ("When versioning is
-// enabled or suspended for the bucket …, the x-oss-forbid-overwrite header
-// does not take effect", alibabacloud-oss-go-sdk-v2 v1.6.1
-// oss/api_op_object.go, [CODE]) and the OSS help page
-// https://www.alibabacloud.com/help/en/object-storage-service/latest/disable-overwriting-object-with-the-same-name
-// ([DOC]). That is why the instance ledger's bucket must never be versioned;
-// a test shows it.
+// ignores x-oss-forbid-overwrite: PutObject overwrites. Source: the SDK's
+// documentation of PutObjectRequest.ForbidOverwrite, which carries the
+// PutObject API reference text ("When versioning is enabled or suspended
+// for the bucket …, the x-oss-forbid-overwrite header does not take
+// effect", alibabacloud-oss-go-sdk-v2 v1.6.1 oss/api_op_object.go, [CODE]);
+// consistent with it, the FileAlreadyExists help page suggests enabling
+// versioning to "keep both" objects ([DOC]
+// https://help.aliyun.com/en/oss/user-guide/0026-00000002). That is why the
+// instance ledger's bucket must never be versioned; a test shows it.
 //
 // Simplifications: a versioned bucket keeps only the newest version of an
 // object (GetObject ignores versionId; DeleteObject removes the object
@@ -75,9 +76,14 @@ const (
 	// accepts; larger ones get 400 EntityTooLarge. (OSS itself takes 5 GB in
 	// one PutObject; the ledger's objects are small JSON documents.)
 	MaxObjectBytes = 5 << 20
-	// MaxKeys is the most keys one ListObjectsV2 page returns
-	// (max-keys 1..1000, default DefaultMaxKeys; [DOC]
-	// https://help.aliyun.com/en/oss/developer-reference/listobjectsv2).
+	// MaxKeys is the most keys one ListObjectsV2 page returns: max-keys is
+	// 1..1000, default DefaultMaxKeys, and a value out of range is a 400
+	// InvalidArgument. [DOC] the default of 100:
+	// https://help.aliyun.com/en/oss/developer-reference/listobjectsv2; the
+	// range and the error are documented for OSS's other listings
+	// (https://help.aliyun.com/document_detail/601085.html, ListBuckets;
+	// https://help.aliyun.com/zh/oss/support/0012-00000102,
+	// ListObjectVersions) and assumed here ([UNVERIFIED] for ListObjectsV2).
 	MaxKeys = 1000
 	// DefaultMaxKeys is the page size when max-keys is not sent.
 	DefaultMaxKeys = 100
@@ -235,6 +241,7 @@ func (s *Server) SetFaults(f Faults) {
 
 // Calls returns how many requests each operation received, rejected ones
 // included, keyed "oss.PutObject", "oss.GetObject", "oss.HeadObject",
+// "oss.GetObjectMeta" (what the SDK's IsObjectExist sends),
 // "oss.DeleteObject", "oss.ListObjectsV2", "oss.PutBucket",
 // "oss.DeleteBucket", "oss.GetBucketInfo", "oss.GetBucketAcl",
 // "oss.GetBucketVersioning", "oss.PutBucketVersioning",
@@ -566,6 +573,9 @@ func (s *Server) route(q *request) (op string, h handler) {
 	case http.MethodGet:
 		return "oss.GetObject", (*Server).getObject
 	case http.MethodHead:
+		if q.query.Has("objectMeta") {
+			return "oss.GetObjectMeta", (*Server).headObject
+		}
 		return "oss.HeadObject", (*Server).headObject
 	case http.MethodDelete:
 		return "oss.DeleteObject", (*Server).deleteObject
@@ -574,7 +584,7 @@ func (s *Server) route(q *request) (op string, h handler) {
 }
 
 // objectSubresources are object operations the emulator does not serve.
-var objectSubresources = []string{"acl", "tagging", "symlink", "restore", "append", "uploads", "uploadId", "objectMeta", "x-oss-process", "select"}
+var objectSubresources = []string{"acl", "tagging", "symlink", "restore", "append", "uploads", "uploadId", "x-oss-process", "select"}
 
 func routeBucket(method string, query url.Values) (string, handler) {
 	switch method {

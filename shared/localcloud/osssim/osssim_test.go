@@ -220,9 +220,16 @@ func TestAuthenticationFailures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s, base := newServer(t, osssim.Options{})
+			var mu sync.Mutex
 			var calls []osssim.Call
-			s.OnCall(func(c osssim.Call) { calls = append(calls, c) })
+			s.OnCall(func(c osssim.Call) {
+				mu.Lock()
+				defer mu.Unlock()
+				calls = append(calls, c)
+			})
 			a := send(t, base, tt.x)
+			mu.Lock()
+			defer mu.Unlock()
 			assert.Equal(t, tt.status, a.status, "%s", a.body)
 			assert.Equal(t, tt.code, a.err.Code)
 			assert.Empty(t, s.Objects(bucket, ""), "a rejected request has no effect")
@@ -294,6 +301,8 @@ func TestPrincipalsAreAttributed(t *testing.T) {
 		"":        {"oss.GetObject": 1},
 	}, s.CallsBy())
 	assert.Equal(t, map[string]int{"oss.PutObject": 2, "oss.GetObject": 2}, s.Calls())
+	mu.Lock()
+	defer mu.Unlock()
 	require.Len(t, seen, 4)
 	assert.Equal(t, osssim.Call{Time: seen[1].Time, Principal: "install", Action: "oss.PutObject", Bucket: bucket, Key: "a",
 		Status: http.StatusConflict, Code: osssim.CodeFileAlreadyExists, RequestID: seen[1].RequestID}, seen[1])

@@ -9,13 +9,21 @@ import (
 	"time"
 )
 
-// Error codes the emulator answers with. Sources ([DOC] official help
-// pages, read 2026): the error response format and the 403 codes
-// (https://www.alibabacloud.com/help/en/oss/how-to-troubleshoot-403-status-code-when-you-access-oss),
-// FileAlreadyExists (https://help.aliyun.com/en/oss/user-guide/0026-00000002),
-// the 503 throttling codes
-// (https://help.aliyun.com/zh/oss/support/http-status-code-503) and 429
-// QpsLimitExceeded (https://help.aliyun.com/en/oss/user-guide/429-error).
+// Error codes the emulator answers with. Sources ([DOC], read 2026): the
+// error document and x-oss-ec
+// (https://www.alibabacloud.com/help/doc-detail/32005.htm); AccessDenied,
+// InvalidAccessKeyId and InvalidSecurityToken, all 403
+// (https://www.alibabacloud.com/help/en/oss/how-to-troubleshoot-403-status-code-when-you-access-oss);
+// SignatureDoesNotMatch and RequestTimeTooSkewed, 403, and a missing date
+// as AccessDenied (the OSS API reference quoted at
+// https://developer.aliyun.com/ask/2590); FileAlreadyExists, 409
+// (https://help.aliyun.com/en/oss/user-guide/0026-00000002); the 503
+// throttling codes (https://help.aliyun.com/zh/oss/support/http-status-code-503)
+// and 429 QpsLimitExceeded (https://help.aliyun.com/en/oss/user-guide/429-error);
+// BucketAlreadyExists and BucketNotEmpty, 409 (the error code list quoted
+// at https://developer.aliyun.com/ask/213834). The messages, and the codes
+// not named above (S3-style names OSS is believed to share), are
+// [UNVERIFIED]: callers branch on status and the codes above only.
 const (
 	CodeAccessDenied          = "AccessDenied"          // 403
 	CodeInvalidAccessKeyID    = "InvalidAccessKeyId"    // 403
