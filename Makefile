@@ -38,7 +38,7 @@ POLICY_NAME ?= hbr-autoinstall-fc-policy
 # trigger, so a changed trigger listed after it would be skipped silently.
 # Every eventbridge trigger that is not the first of its function is listed
 # here as <resource>:<trigger> and deployed once more on its own.
-EXTRA_TRIGGERS ?= install:ecs-runinstances
+EXTRA_TRIGGERS ?= install:ecs-runinstances install:install-queue
 # Extra arguments for demo, bench, chaos, provision, deploy and smoke.
 ARGS     ?=
 # Resource (s.yaml) that make invoke-<event> invokes; by default the poller

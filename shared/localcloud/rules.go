@@ -13,7 +13,8 @@ import (
 // InstallRules reads the event patterns of the install function's
 // EventBridge triggers from the deployment file s.yaml at the module root
 // (resources.install.props.triggers[].triggerConfig.eventRuleFilterPattern
-// of every trigger of type eventbridge), so the local bus filters events
+// of every trigger of type eventbridge on the default bus, eventSourceType
+// Default), so the local bus filters events
 // exactly as the deployed rules will: a pattern that misses an event fails
 // here, not in the cloud.
 func InstallRules(moduleRoot string) ([]*ebsim.Pattern, error) {
@@ -34,7 +35,10 @@ func ParseInstallRules(sYAML []byte) ([]*ebsim.Pattern, error) {
 					TriggerName   string `yaml:"triggerName"`
 					TriggerType   string `yaml:"triggerType"`
 					TriggerConfig struct {
-						Pattern string `yaml:"eventRuleFilterPattern"`
+						Pattern     string `yaml:"eventRuleFilterPattern"`
+						EventSource struct {
+							Type string `yaml:"eventSourceType"`
+						} `yaml:"eventSourceConfig"`
 					} `yaml:"triggerConfig"`
 				} `yaml:"triggers"`
 			} `yaml:"props"`
@@ -49,8 +53,8 @@ func ParseInstallRules(sYAML []byte) ([]*ebsim.Pattern, error) {
 	}
 	var rules []*ebsim.Pattern
 	for _, tr := range install.Props.Triggers {
-		if tr.TriggerType != "eventbridge" {
-			continue
+		if tr.TriggerType != "eventbridge" || tr.TriggerConfig.EventSource.Type != "Default" {
+			continue // the install queue's stream is no rule of the default bus
 		}
 		p, err := ebsim.CompilePattern(tr.TriggerConfig.Pattern)
 		if err != nil {

@@ -418,11 +418,17 @@ func (c *checker) mnsSource(r, p, region string, params map[string]any, env map[
 	}
 	c.unknownKeys(r, mp, mns, mnsSourceKeys)
 	q, _ := mns["QueueName"].(string)
+	// The install function consumes the install queue, the poller the job
+	// queue: each must be the queue the code sends that work to.
+	name := "QUEUE_NAME"
+	if r == "install" {
+		name = "INSTALL_QUEUE_NAME"
+	}
 	switch {
 	case !queueRe.MatchString(q):
 		c.add(r, join(mp, "QueueName"), "%q is not an MNS queue name", q)
-	case env["QUEUE_NAME"] != "" && q != env["QUEUE_NAME"]:
-		c.add(r, join(mp, "QueueName"), "%q differs from QUEUE_NAME %q, the queue the function sends to", q, env["QUEUE_NAME"])
+	case env[name] != "" && q != env[name]:
+		c.add(r, join(mp, "QueueName"), "%q differs from %s %q, the queue the functions send %s's work to", q, name, env[name], r)
 	}
 	if rid, ok := mns["RegionId"].(string); ok && rid != region {
 		c.add(r, join(mp, "RegionId"), "%q differs from the function's region %q (an MNS trigger must be in the queue's region)", rid, region)
