@@ -115,9 +115,10 @@ func (s *Server) Attributes(name string) (QueueAttributes, error) {
 
 // entry is one message to enqueue; delay < 0 means the queue's DelaySeconds.
 type entry struct {
-	body     string
-	delay    int
-	priority int
+	body      string
+	delay     int
+	priority  int
+	principal string
 }
 
 // validateEntry returns an InvalidArgument message, or "".
@@ -151,6 +152,7 @@ func (s *Server) enqueueLocked(q *queue, e entry) Message {
 		EnqueueTime:  now,
 		VisibleAt:    now.Add(time.Duration(delay) * time.Second),
 		Queue:        q.name,
+		Principal:    e.principal,
 	}, seq: s.seq}
 	if delay > 0 {
 		// A delayed message gets a handle at once, so it can be deleted
