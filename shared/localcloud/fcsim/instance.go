@@ -105,7 +105,6 @@ func (f *Function) newInstanceLocked(i int, old *instance) (*instance, error) {
 		ErrorLog:          log.New(io.Discard, "", 0),
 	}
 	f.slots[i] = in
-	f.notifyLocked()
 	return in, nil
 }
 
@@ -125,7 +124,7 @@ func (f *Function) launch(ctx context.Context, in *instance) error {
 		f.mu.Lock()
 		in.dead = true
 		in.exitErr = err
-		f.notifyLocked()
+		f.wakeLocked() // the slot is free
 		f.mu.Unlock()
 		close(in.exited)
 		in.stop()
@@ -155,7 +154,7 @@ func (f *Function) launch(ctx context.Context, in *instance) error {
 		f.mu.Lock()
 		in.dead = true
 		in.exitErr = err
-		f.notifyLocked()
+		f.wakeLocked() // the slot is free
 		f.mu.Unlock()
 		close(in.exited)
 		in.stop()
@@ -305,7 +304,7 @@ func (in *instance) next(w http.ResponseWriter, r *http.Request) {
 		in.ready = true
 		in.firstNext = time.Now()
 		close(in.readyCh)
-		f.notifyLocked()
+		f.offerLocked(in)
 	}
 	f.mu.Unlock()
 
