@@ -237,6 +237,16 @@ func anyElement(v any, f func(any) bool) bool {
 }
 
 func equalJSON(a, b any) bool {
+	// The common cases without formatting: what fmt.Sprint and the type
+	// check below decide for them.
+	switch av := a.(type) {
+	case string:
+		bv, ok := b.(string)
+		return ok && av == bv
+	case bool:
+		bv, ok := b.(bool)
+		return ok && av == bv
+	}
 	an, aok := a.(json.Number)
 	bn, bok := b.(json.Number)
 	if aok && bok {
