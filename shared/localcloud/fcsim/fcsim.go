@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -156,6 +157,8 @@ type InstanceInfo struct {
 type Function struct {
 	cfg Config
 	env []string
+	// headers are the constant headers of a GET /next reply.
+	headers http.Header
 
 	outMu sync.Mutex // serialises cfg.Output
 
@@ -183,6 +186,7 @@ func Start(ctx context.Context, cfg Config) (*Function, error) {
 		env:   baseEnv(cfg),
 		slots: make([]*instance, cfg.MaxInstances),
 	}
+	f.headers = nextHeaders(f)
 	f.wg.Add(1)
 	in, err := f.acquire(ctx)
 	f.wg.Done()
