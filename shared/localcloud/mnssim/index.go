@@ -39,21 +39,34 @@ func (h *readyHeap) Push(x any) {
 }
 func (h *readyHeap) Pop() any { return popLast((*[]*message)(h)) }
 
-// waitingHeap orders messages by the time they become visible.
-type waitingHeap []*message
+// waitingHeap orders messages by the time they become visible, and counts
+// those never received (delayed rather than in flight).
+type waitingHeap struct {
+	items []*message
+	fresh int
+}
 
-func (h waitingHeap) Len() int           { return len(h) }
-func (h waitingHeap) Less(i, j int) bool { return h[i].VisibleAt.Before(h[j].VisibleAt) }
-func (h waitingHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].visIdx, h[j].visIdx = i, j
+func (h *waitingHeap) Len() int           { return len(h.items) }
+func (h *waitingHeap) Less(i, j int) bool { return h.items[i].VisibleAt.Before(h.items[j].VisibleAt) }
+func (h *waitingHeap) Swap(i, j int) {
+	h.items[i], h.items[j] = h.items[j], h.items[i]
+	h.items[i].visIdx, h.items[j].visIdx = i, j
 }
 func (h *waitingHeap) Push(x any) {
 	m := x.(*message)
-	m.visIdx, m.ready = len(*h), false
-	*h = append(*h, m)
+	m.visIdx, m.ready = len(h.items), false
+	h.items = append(h.items, m)
+	if m.DequeueCount == 0 {
+		h.fresh++
+	}
 }
-func (h *waitingHeap) Pop() any { return popLast((*[]*message)(h)) }
+func (h *waitingHeap) Pop() any {
+	m := popLast(&h.items).(*message)
+	if m.DequeueCount == 0 {
+		h.fresh--
+	}
+	return m
+}
 
 // ageHeap orders messages by enqueue time.
 type ageHeap []*message
@@ -141,7 +154,7 @@ func (q *queue) settle(now time.Time) {
 		}
 	}
 	q.settled = now
-	for len(q.waiting) > 0 && !q.waiting[0].VisibleAt.After(now) {
+	for len(q.waiting.items) > 0 && !q.waiting.items[0].VisibleAt.After(now) {
 		heap.Push(&q.ready, heap.Pop(&q.waiting))
 	}
 }
@@ -149,8 +162,8 @@ func (q *queue) settle(now time.Time) {
 // nextVisible is the earliest time a message that is not visible now
 // becomes visible (zero if none). settle(now) must have run.
 func (q *queue) nextVisible() time.Time {
-	if len(q.waiting) == 0 {
+	if len(q.waiting.items) == 0 {
 		return time.Time{}
 	}
-	return q.waiting[0].VisibleAt
+	return q.waiting.items[0].VisibleAt
 }

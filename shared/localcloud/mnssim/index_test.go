@@ -45,9 +45,10 @@ func bruteTake(q *queue, now time.Time, limit int) (ids []string, next time.Time
 // message must be in byAge and in one of ready and waiting, at the
 // positions it records, and nothing else may be.
 func indexError(q *queue) string {
-	if len(q.byAge) != len(q.msgs) || len(q.ready)+len(q.waiting) != len(q.msgs) {
-		return fmt.Sprintf("%d messages, %d by age, %d ready, %d waiting", len(q.msgs), len(q.byAge), len(q.ready), len(q.waiting))
+	if len(q.byAge) != len(q.msgs) || len(q.ready)+len(q.waiting.items) != len(q.msgs) {
+		return fmt.Sprintf("%d messages, %d by age, %d ready, %d waiting", len(q.msgs), len(q.byAge), len(q.ready), len(q.waiting.items))
 	}
+	fresh := 0
 	for i, m := range q.byAge {
 		if q.msgs[m.ID] != m || m.ageIdx != i {
 			return fmt.Sprintf("byAge[%d] is %s at %d", i, m.ID, m.ageIdx)
@@ -58,17 +59,41 @@ func indexError(q *queue) string {
 			return fmt.Sprintf("ready[%d] is %s at %d (ready %v)", i, m.ID, m.visIdx, m.ready)
 		}
 	}
-	for i, m := range q.waiting {
+	for i, m := range q.waiting.items {
 		if q.msgs[m.ID] != m || m.visIdx != i || m.ready {
 			return fmt.Sprintf("waiting[%d] is %s at %d (ready %v)", i, m.ID, m.visIdx, m.ready)
 		}
+		if m.DequeueCount == 0 {
+			fresh++
+		}
+	}
+	if fresh != q.waiting.fresh {
+		return fmt.Sprintf("%d waiting messages never received, counted %d", fresh, q.waiting.fresh)
 	}
 	return ""
 }
 
+// bruteDepth is what Depth counted before the queue had indexes.
+func bruteDepth(q *queue, now time.Time) (visible, delayed, inflight int) {
+	keep := time.Duration(q.attrs.MessageRetentionPeriod) * time.Second
+	for _, m := range q.msgs {
+		switch {
+		case now.Sub(m.EnqueueTime) >= keep:
+		case !m.VisibleAt.After(now):
+			visible++
+		case m.DequeueCount == 0:
+			delayed++
+		default:
+			inflight++
+		}
+	}
+	return visible, delayed, inflight
+}
+
 // TestIndexedQueueAgreesWithAFullScan runs random sends, receives, peeks,
 // deletes, visibility changes and clock moves (forward and back, through
-// retention) and checks every take against bruteTake.
+// retention) and checks every take against bruteTake and every depth
+// against bruteDepth.
 func TestIndexedQueueAgreesWithAFullScan(t *testing.T) {
 	t.Parallel()
 	for seed := range uint64(8) {
@@ -124,11 +149,15 @@ func TestIndexedQueueAgreesWithAFullScan(t *testing.T) {
 				}
 				s.mu.Lock()
 				bad := indexError(s.queues["q"])
+				v, d, f := bruteDepth(s.queues["q"], clock())
 				s.mu.Unlock()
 				require.Empty(t, bad, "step %d", step)
+				gv, gd, gf := s.Depth("q")
+				require.Equal(t, [3]int{v, d, f}, [3]int{gv, gd, gf}, "step %d: depth", step)
 			}
 			visible, delayed, inflight := s.Depth("q")
 			assert.Equal(t, len(s.Messages("q")), visible+delayed+inflight)
+			assert.Positive(t, delayed+inflight, "the run left messages not visible")
 		})
 	}
 }

@@ -427,17 +427,9 @@ func (s *Server) Depth(queue string) (visible, delayed, inflight int) {
 	}
 	now := s.now()
 	s.expireLocked(q, now)
-	for _, m := range q.msgs {
-		switch {
-		case !m.VisibleAt.After(now):
-			visible++
-		case m.DequeueCount == 0:
-			delayed++
-		default:
-			inflight++
-		}
-	}
-	return visible, delayed, inflight
+	q.settle(now)
+	visible, delayed = len(q.ready), q.waiting.fresh
+	return visible, delayed, len(q.waiting.items) - delayed
 }
 
 // Messages returns a snapshot of a queue's stored messages in enqueue order.
