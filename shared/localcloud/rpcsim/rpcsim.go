@@ -474,11 +474,11 @@ func (s *Server) authenticate(method string, p map[string]string, cred cloudauth
 		return Errorf(http.StatusBadRequest, "InvalidTimeStamp.Expired",
 			"Specified time stamp or date value is expired.")
 	}
-	values := make(url.Values, len(p))
-	for k, v := range p {
-		values.Set(k, v)
-	}
-	if want := Sign(method, values, cred.AccessKeySecret); !hmac.Equal([]byte(want), []byte(p["Signature"])) {
+	if want := signParams(method, p, cred.AccessKeySecret); !hmac.Equal([]byte(want), []byte(p["Signature"])) {
+		values := make(url.Values, len(p))
+		for k, v := range p {
+			values.Set(k, v)
+		}
 		return Errorf(http.StatusBadRequest, "SignatureDoesNotMatch",
 			"Specified signature is not matched with our calculation. server string to sign is:%s",
 			StringToSign(method, values))
