@@ -91,9 +91,12 @@ func (b *Bus) Publish(ctx context.Context, event []byte) error {
 	copies := 1
 	if len(b.Rules) > 0 {
 		copies = 0
-		for _, r := range b.Rules {
-			if r.Match(event) {
-				copies++
+		// Read once for every rule; each reads only the fields it names.
+		if ev, ok := parseEvent(event); ok {
+			for _, r := range b.Rules {
+				if matchObject(r.root, ev) {
+					copies++
+				}
 			}
 		}
 		if copies == 0 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
 )
@@ -46,13 +47,58 @@ func (p *Pattern) String() string { return p.src }
 
 // Match reports whether the event (one JSON object) matches the pattern.
 func (p *Pattern) Match(event []byte) bool {
-	var ev map[string]any
-	dec := json.NewDecoder(bytes.NewReader(event))
-	dec.UseNumber()
-	if dec.Decode(&ev) != nil {
+	var ev eventObject
+	if json.NewDecoder(bytes.NewReader(event)).Decode(&ev) != nil {
 		return false
 	}
 	return matchObject(p.root, ev)
+}
+
+// eventObject is a JSON object of an event whose members are decoded only
+// when a pattern looks at them: a rule names a few fields of an event that
+// carries many, and a bus matches every event against every rule.
+type eventObject map[string]json.RawMessage
+
+// parseEvent reads an event that is known to be one valid JSON object.
+func parseEvent(event []byte) (eventObject, bool) {
+	var ev eventObject
+	return ev, json.Unmarshal(event, &ev) == nil
+}
+
+// value decodes one member as a decoder with UseNumber would: strings,
+// json.Number, bools, nil, and []any or map[string]any for the rest.
+func value(raw json.RawMessage) any {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return nil
+	}
+	switch raw[0] {
+	case '"':
+		if inner := raw[1 : len(raw)-1]; bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
+			return string(inner)
+		}
+		var s string
+		if json.Unmarshal(raw, &s) == nil {
+			return s
+		}
+		return nil
+	case 't':
+		return true
+	case 'f':
+		return false
+	case 'n':
+		return nil
+	case '{', '[':
+		var v any
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		if dec.Decode(&v) != nil {
+			return nil
+		}
+		return v
+	default:
+		return json.Number(raw)
+	}
 }
 
 func checkPattern(path string, node map[string]any) error {
@@ -105,16 +151,24 @@ func checkOperator(at string, op map[string]any) error {
 	return nil
 }
 
-func matchObject(pat, ev map[string]any) bool {
+func matchObject(pat map[string]any, ev eventObject) bool {
 	for k, pv := range pat {
-		v, present := ev[k]
+		raw, present := ev[k]
 		switch p := pv.(type) {
 		case map[string]any:
-			sub, ok := v.(map[string]any)
-			if !ok || !matchObject(p, sub) {
+			raw = bytes.TrimSpace(raw)
+			if !present || len(raw) == 0 || raw[0] != '{' {
+				return false
+			}
+			var sub eventObject
+			if json.Unmarshal(raw, &sub) != nil || !matchObject(p, sub) {
 				return false
 			}
 		case []any:
+			var v any
+			if present {
+				v = value(raw)
+			}
 			if !matchAny(p, v, present) {
 				return false
 			}
@@ -183,6 +237,16 @@ func anyElement(v any, f func(any) bool) bool {
 }
 
 func equalJSON(a, b any) bool {
+	// The common cases without formatting: what fmt.Sprint and the type
+	// check below decide for them.
+	switch av := a.(type) {
+	case string:
+		bv, ok := b.(string)
+		return ok && av == bv
+	case bool:
+		bv, ok := b.(bool)
+		return ok && av == bv
+	}
 	an, aok := a.(json.Number)
 	bn, bok := b.(json.Number)
 	if aok && bok {

@@ -255,12 +255,7 @@ func (r *streamRun) collect(ctx context.Context, carry []item) (batch, rest []it
 
 // deliver pushes one batch and settles its messages.
 func (r *streamRun) deliver(ctx context.Context, batch []item) {
-	published := r.now()
-	events := make([]json.RawMessage, len(batch))
-	for i, it := range batch {
-		events[i] = r.event(it, published)
-	}
-	payload := mustJSON(events)
+	payload, events := r.payload(batch, r.now())
 	ok, lastErr, err := r.push.push(ctx, payload)
 	if err != nil {
 		return // ctx ended: the messages come back after their visibility
@@ -314,7 +309,42 @@ type mnsData struct {
 // eventTime is the events' time format: RFC 3339 in UTC with milliseconds.
 const eventTime = "2006-01-02T15:04:05.000Z07:00"
 
-func (r *streamRun) event(it item, published time.Time) json.RawMessage {
+// payload encodes a batch as the JSON array the stream pushes, in one
+// buffer, and returns it with each message's event (a slice of it, for the
+// dead-letter queue).
+func (r *streamRun) payload(batch []item, published time.Time) (payload []byte, events [][]byte) {
+	var buf bytes.Buffer
+	buf.Grow(len(batch) * 768)
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	spans := make([][2]int, len(batch))
+	buf.WriteByte('[')
+	for i, it := range batch {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		start := buf.Len()
+		if err := enc.Encode(r.event(it, published)); err != nil {
+			// Unreachable for these types; say so in the payload rather than panic.
+			buf.Truncate(start)
+			msg, _ := json.Marshal("ebsim: encode event: " + err.Error())
+			buf.WriteString(`{"error":`)
+			buf.Write(msg)
+			buf.WriteString("}\n")
+		}
+		buf.Truncate(buf.Len() - 1) // Encode's newline
+		spans[i] = [2]int{start, buf.Len()}
+	}
+	buf.WriteByte(']')
+	payload = buf.Bytes()
+	events = make([][]byte, len(batch))
+	for i, sp := range spans {
+		events[i] = payload[sp[0]:sp[1]:sp[1]]
+	}
+	return payload, events
+}
+
+func (r *streamRun) event(it item, published time.Time) cloudEvent {
 	body := it.msg.Body
 	if r.s.Base64Decode {
 		if b, err := base64.StdEncoding.DecodeString(body); err == nil {
@@ -325,7 +355,7 @@ func (r *streamRun) event(it item, published time.Time) json.RawMessage {
 	if enqueued.IsZero() {
 		enqueued = published
 	}
-	return mustJSON(cloudEvent{
+	return cloudEvent{
 		ID:                      it.eventID,
 		Source:                  r.name,
 		SpecVersion:             "1.0",
@@ -340,21 +370,7 @@ func (r *streamRun) event(it item, published time.Time) json.RawMessage {
 		AliyunRegionID:          r.region,
 		AliyunPublishAddr:       "127.0.0.1",
 		Data:                    mnsData{RequestID: it.requestID, MessageID: it.msg.ID, MessageBody: body},
-	})
-}
-
-// mustJSON encodes v, which is built from strings and raw JSON only, without
-// HTML escaping.
-func mustJSON(v any) []byte {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		// Unreachable for these types; say so in the payload rather than panic.
-		msg, _ := json.Marshal("ebsim: encode event: " + err.Error())
-		return append(append([]byte(`{"error":`), msg...), '}')
 	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 }
 
 // mnsRequestID returns an MNS-style request id: 24 upper-case hex digits.

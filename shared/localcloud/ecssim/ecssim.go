@@ -25,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/callers"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/rpcsim"
 )
 
@@ -87,6 +88,13 @@ type Options struct {
 	AccessKeyID, AccessKeySecret string
 	// SecurityToken, if non-empty, must be carried by every request.
 	SecurityToken string
+	// Principals are further named key pairs accepted (see
+	// rpcsim.Options.Principals); calls are attributed to them in CallsBy
+	// and Call.Principal.
+	Principals callers.Set
+	// Latency is how long every answered request takes, half before its
+	// action takes effect and half after (see rpcsim.Options.Latency).
+	Latency time.Duration
 	// Region is the region of instances set without one; default
 	// DefaultRegion. A request sees only the instances of its RegionId.
 	Region string
@@ -170,6 +178,8 @@ func New(opts Options) *Server {
 			AccessKeyID:     opts.AccessKeyID,
 			AccessKeySecret: opts.AccessKeySecret,
 			SecurityToken:   opts.SecurityToken,
+			Principals:      opts.Principals,
+			Latency:         opts.Latency,
 			Now:             opts.Now,
 			WallClock:       opts.WallClock,
 			Seed:            opts.Seed,
@@ -196,6 +206,13 @@ func (s *Server) SetFaults(f Faults) { s.rpc.SetFaults(f) }
 
 // Calls returns request counts keyed "ecs.<Action>", rejected ones included.
 func (s *Server) Calls() map[string]int { return s.rpc.Calls() }
+
+// CallsBy returns request counts by principal name, then keyed
+// "ecs.<Action>" (see rpcsim.Server.CallsBy).
+func (s *Server) CallsBy() map[string]map[string]int { return s.rpc.CallsBy() }
+
+// SetLatency changes Options.Latency for the requests that arrive from now on.
+func (s *Server) SetLatency(d time.Duration) { s.rpc.SetLatency(d) }
 
 // OnCall adds a hook called after each request (see rpcsim.Server.OnCall).
 func (s *Server) OnCall(hook func(Call)) { s.rpc.OnCall(hook) }

@@ -19,6 +19,7 @@
 package fcsim
 
 import (
+	"container/list"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -26,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -155,12 +157,14 @@ type InstanceInfo struct {
 type Function struct {
 	cfg Config
 	env []string
+	// headers are the constant headers of a GET /next reply.
+	headers http.Header
 
 	outMu sync.Mutex // serialises cfg.Output
 
 	mu          sync.Mutex
 	slots       []*instance // len MaxInstances; nil until first started
-	changed     chan struct{}
+	waiters     list.List   // of waiter, first come first served
 	closed      bool
 	invocations int
 
@@ -178,11 +182,11 @@ func Start(ctx context.Context, cfg Config) (*Function, error) {
 		return nil, err
 	}
 	f := &Function{
-		cfg:     cfg,
-		env:     baseEnv(cfg),
-		slots:   make([]*instance, cfg.MaxInstances),
-		changed: make(chan struct{}),
+		cfg:   cfg,
+		env:   baseEnv(cfg),
+		slots: make([]*instance, cfg.MaxInstances),
 	}
+	f.headers = nextHeaders(f)
 	f.wg.Add(1)
 	in, err := f.acquire(ctx)
 	f.wg.Done()
@@ -437,8 +441,16 @@ func (f *Function) forget(in *instance, c *call) {
 	f.mu.Unlock()
 }
 
+// waiter is an acquire waiting for an instance. It receives either an
+// instance already marked busy for it, or nil: something changed (a slot was
+// freed, the function closed), look again.
+type waiter chan *instance
+
 // acquire returns an idle, ready instance marked busy, starting one in a free
-// slot when there is none. The caller holds a wg token.
+// slot when there is none. The caller holds a wg token. Callers that find
+// every slot busy queue up and are served in order, one per released
+// instance, so a backlog of thousands of invocations costs nothing while it
+// waits.
 func (f *Function) acquire(ctx context.Context) (*instance, error) {
 	for {
 		f.mu.Lock()
@@ -447,7 +459,7 @@ func (f *Function) acquire(ctx context.Context) (*instance, error) {
 			return nil, ErrClosed
 		}
 		for _, in := range f.slots {
-			if in != nil && !in.dead && in.ready && !in.busy {
+			if in.available() {
 				in.busy = true
 				f.mu.Unlock()
 				return in, nil
@@ -464,28 +476,79 @@ func (f *Function) acquire(ctx context.Context) (*instance, error) {
 			}
 			return in, f.launch(ctx, in)
 		}
-		ch := f.changed
+		w := make(waiter, 1)
+		el := f.waiters.PushBack(w)
 		f.mu.Unlock()
 		select {
-		case <-ch:
+		case in := <-w:
+			if in != nil {
+				return in, nil
+			}
 		case <-ctx.Done():
+			f.mu.Lock()
+			queued := el.Value != nil
+			if queued {
+				f.waiters.Remove(el)
+				el.Value = nil
+			}
+			f.mu.Unlock()
+			if !queued {
+				// Served meanwhile: pass it on.
+				if in := <-w; in != nil {
+					f.release(in)
+				} else {
+					f.mu.Lock()
+					f.wakeLocked()
+					f.mu.Unlock()
+				}
+			}
 			return nil, ctx.Err()
 		}
 	}
 }
 
-// release marks in idle.
+// available reports whether in can take an invocation. f.mu is held.
+func (in *instance) available() bool {
+	return in != nil && !in.dead && in.ready && !in.busy
+}
+
+// release marks in idle, or hands it straight to the first waiter.
 func (f *Function) release(in *instance) {
 	f.mu.Lock()
 	in.busy = false
-	f.notifyLocked()
+	f.offerLocked(in)
 	f.mu.Unlock()
 }
 
-// notifyLocked wakes everyone waiting for an instance state change.
-func (f *Function) notifyLocked() {
-	close(f.changed)
-	f.changed = make(chan struct{})
+// offerLocked hands in, if it can take an invocation, to the first waiter.
+func (f *Function) offerLocked(in *instance) {
+	if !in.available() || f.waiters.Len() == 0 {
+		return
+	}
+	in.busy = true
+	f.popWaiterLocked() <- in
+}
+
+// wakeLocked tells the first waiter to look again: a slot was freed.
+func (f *Function) wakeLocked() {
+	if f.waiters.Len() > 0 {
+		f.popWaiterLocked() <- nil
+	}
+}
+
+// wakeAllLocked tells every waiter to look again: the function closed.
+func (f *Function) wakeAllLocked() {
+	for f.waiters.Len() > 0 {
+		f.popWaiterLocked() <- nil
+	}
+}
+
+func (f *Function) popWaiterLocked() waiter {
+	el := f.waiters.Front()
+	f.waiters.Remove(el)
+	w := el.Value.(waiter)
+	el.Value = nil // tells a cancelled acquire it was served
+	return w
 }
 
 // Invocations returns how many invocations were handed to a process.
@@ -535,7 +598,7 @@ func (f *Function) Close() error {
 			ins = append(ins, in)
 		}
 	}
-	f.notifyLocked()
+	f.wakeAllLocked()
 	f.mu.Unlock()
 	for _, in := range ins {
 		in.kill()

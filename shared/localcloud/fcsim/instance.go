@@ -105,7 +105,6 @@ func (f *Function) newInstanceLocked(i int, old *instance) (*instance, error) {
 		ErrorLog:          log.New(io.Discard, "", 0),
 	}
 	f.slots[i] = in
-	f.notifyLocked()
 	return in, nil
 }
 
@@ -125,7 +124,7 @@ func (f *Function) launch(ctx context.Context, in *instance) error {
 		f.mu.Lock()
 		in.dead = true
 		in.exitErr = err
-		f.notifyLocked()
+		f.wakeLocked() // the slot is free
 		f.mu.Unlock()
 		close(in.exited)
 		in.stop()
@@ -155,7 +154,7 @@ func (f *Function) launch(ctx context.Context, in *instance) error {
 		f.mu.Lock()
 		in.dead = true
 		in.exitErr = err
-		f.notifyLocked()
+		f.wakeLocked() // the slot is free
 		f.mu.Unlock()
 		close(in.exited)
 		in.stop()
@@ -305,27 +304,19 @@ func (in *instance) next(w http.ResponseWriter, r *http.Request) {
 		in.ready = true
 		in.firstNext = time.Now()
 		close(in.readyCh)
-		f.notifyLocked()
+		f.offerLocked(in)
 	}
 	f.mu.Unlock()
 
 	select {
 	case c := <-in.work:
 		h := w.Header()
-		h.Set("Content-Type", "application/octet-stream")
-		h.Set("x-fc-request-id", c.id)
-		h.Set("x-fc-function-deadline", strconv.FormatInt(c.deadline.UnixMilli(), 10))
-		h.Set("x-fc-function-timeout", strconv.Itoa(f.timeoutSeconds()))
-		h.Set("x-fc-retry-count", strconv.Itoa(c.retry))
-		setHeaderIf(h, "x-fc-access-key-id", f.cfg.Credentials.AccessKeyID)
-		setHeaderIf(h, "x-fc-access-key-secret", f.cfg.Credentials.AccessKeySecret)
-		setHeaderIf(h, "x-fc-security-token", f.cfg.Credentials.SecurityToken)
-		h.Set("x-fc-function-name", f.cfg.Name)
-		h.Set("x-fc-function-handler", "main")
-		h.Set("x-fc-function-memory", strconv.Itoa(f.cfg.MemoryMB))
-		h.Set("x-fc-region", f.cfg.Region)
-		h.Set("x-fc-account-id", f.cfg.AccountID)
-		h.Set("x-fc-function-type", "0")
+		for k, v := range f.headers {
+			h[k] = v // shared: net/http only reads handler header values
+		}
+		h["X-Fc-Request-Id"] = []string{c.id}
+		h["X-Fc-Function-Deadline"] = []string{strconv.FormatInt(c.deadline.UnixMilli(), 10)}
+		h["X-Fc-Retry-Count"] = []string{strconv.Itoa(c.retry)}
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(c.payload)
 	case <-r.Context().Done():
@@ -336,7 +327,7 @@ func (in *instance) next(w http.ResponseWriter, r *http.Request) {
 
 // post records the answer to call id.
 func (in *instance) post(w http.ResponseWriter, r *http.Request, id string, failed bool) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, MaxPayload+1))
+	body, err := readBody(r)
 	if err != nil {
 		writeAPIError(w, http.StatusBadRequest, "read body: "+err.Error())
 		return
@@ -351,6 +342,38 @@ func (in *instance) post(w http.ResponseWriter, r *http.Request, id string, fail
 	}
 	c.done <- answer{body: body, failed: failed}
 	w.WriteHeader(http.StatusOK)
+}
+
+// nextHeaders are the headers of every GET /next reply that are the same
+// for every invocation of f, with canonical keys; next adds the request id,
+// deadline and retry count.
+func nextHeaders(f *Function) http.Header {
+	h := http.Header{}
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("x-fc-function-timeout", strconv.Itoa(f.timeoutSeconds()))
+	setHeaderIf(h, "x-fc-access-key-id", f.cfg.Credentials.AccessKeyID)
+	setHeaderIf(h, "x-fc-access-key-secret", f.cfg.Credentials.AccessKeySecret)
+	setHeaderIf(h, "x-fc-security-token", f.cfg.Credentials.SecurityToken)
+	h.Set("x-fc-function-name", f.cfg.Name)
+	h.Set("x-fc-function-handler", "main")
+	h.Set("x-fc-function-memory", strconv.Itoa(f.cfg.MemoryMB))
+	h.Set("x-fc-region", f.cfg.Region)
+	h.Set("x-fc-account-id", f.cfg.AccountID)
+	h.Set("x-fc-function-type", "0")
+	return h
+}
+
+// readBody reads up to MaxPayload+1 bytes of r's body, in one allocation
+// when the request says how long it is (the SDK always does).
+func readBody(r *http.Request) ([]byte, error) {
+	if n := r.ContentLength; n >= 0 && n <= MaxPayload {
+		body := make([]byte, n)
+		if _, err := io.ReadFull(r.Body, body); err != nil {
+			return nil, err
+		}
+		return body, nil
+	}
+	return io.ReadAll(io.LimitReader(r.Body, MaxPayload+1))
 }
 
 func setHeaderIf(h http.Header, k, v string) {

@@ -1,6 +1,7 @@
 package mnssim
 
 import (
+	"container/heap"
 	"context"
 	"encoding/base64"
 	"fmt"
@@ -57,11 +58,22 @@ type queue struct {
 	modified time.Time
 	msgs     map[string]*message // by message ID
 	handles  map[string]*message // current receipt handle → message
+	// The indexes of index.go.
+	ready   readyHeap
+	waiting waitingHeap
+	byAge   ageHeap
+	// settled is a time at which every ready message is visible: the
+	// latest now one was judged visible at (index.go).
+	settled time.Time
 }
 
 type message struct {
 	Message
 	seq uint64
+	// Positions in the queue's indexes (index.go): in ready when ready,
+	// else in waiting, at visIdx; in byAge at ageIdx.
+	ready          bool
+	visIdx, ageIdx int
 }
 
 var queueNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]*$`)
@@ -115,9 +127,10 @@ func (s *Server) Attributes(name string) (QueueAttributes, error) {
 
 // entry is one message to enqueue; delay < 0 means the queue's DelaySeconds.
 type entry struct {
-	body     string
-	delay    int
-	priority int
+	body      string
+	delay     int
+	priority  int
+	principal string
 }
 
 // validateEntry returns an InvalidArgument message, or "".
@@ -151,6 +164,7 @@ func (s *Server) enqueueLocked(q *queue, e entry) Message {
 		EnqueueTime:  now,
 		VisibleAt:    now.Add(time.Duration(delay) * time.Second),
 		Queue:        q.name,
+		Principal:    e.principal,
 	}, seq: s.seq}
 	if delay > 0 {
 		// A delayed message gets a handle at once, so it can be deleted
@@ -158,6 +172,7 @@ func (s *Server) enqueueLocked(q *queue, e entry) Message {
 		s.issueHandleLocked(q, m)
 	}
 	q.msgs[m.ID] = m
+	q.add(m, now)
 	s.sent[q.name]++
 	s.broadcastLocked()
 	return m.Message
@@ -214,11 +229,8 @@ func runHooks(hooks []func(Message), msgs []Message) {
 // expireLocked drops messages older than the retention period.
 func (s *Server) expireLocked(q *queue, now time.Time) {
 	keep := time.Duration(q.attrs.MessageRetentionPeriod) * time.Second
-	for id, m := range q.msgs {
-		if now.Sub(m.EnqueueTime) >= keep {
-			delete(q.handles, m.ReceiptHandle)
-			delete(q.msgs, id)
-		}
+	for len(q.byAge) > 0 && now.Sub(q.byAge[0].EnqueueTime) >= keep {
+		q.remove(q.byAge[0])
 	}
 }
 
@@ -233,31 +245,21 @@ func (s *Server) takeLocked(name string, limit int, visibility time.Duration, pe
 	}
 	now := s.now()
 	s.expireLocked(q, now)
-	var visible []*message
-	for _, m := range q.msgs {
-		if !m.VisibleAt.After(now) {
-			visible = append(visible, m)
-		} else if next.IsZero() || m.VisibleAt.Before(next) {
-			next = m.VisibleAt
-		}
-	}
-	sort.Slice(visible, func(i, j int) bool {
-		if visible[i].Priority != visible[j].Priority {
-			return visible[i].Priority < visible[j].Priority
-		}
-		return visible[i].seq < visible[j].seq
-	})
-	if len(visible) > limit {
-		visible = visible[:limit]
-	}
+	q.settle(now)
+	next = q.nextVisible()
 	if visibility <= 0 {
 		visibility = time.Duration(q.attrs.VisibilityTimeout) * time.Second
 	}
-	for _, m := range visible {
+	var taken []*message
+	for len(taken) < limit && len(q.ready) > 0 {
+		taken = append(taken, heap.Pop(&q.ready).(*message))
+	}
+	for _, m := range taken {
 		if peek {
 			c := m.Message
 			c.ReceiptHandle = ""
 			msgs = append(msgs, c)
+			heap.Push(&q.ready, m)
 			continue
 		}
 		m.DequeueCount++
@@ -266,6 +268,7 @@ func (s *Server) takeLocked(name string, limit int, visibility time.Duration, pe
 		}
 		m.VisibleAt = now.Add(visibility)
 		s.issueHandleLocked(q, m)
+		q.place(m, now)
 		msgs = append(msgs, m.Message)
 	}
 	return msgs, next, nil
@@ -378,8 +381,7 @@ func (s *Server) Delete(queue, receiptHandle string) error {
 	if err != nil {
 		return err
 	}
-	delete(q.handles, m.ReceiptHandle)
-	delete(q.msgs, m.ID)
+	q.remove(m)
 	return nil
 }
 
@@ -397,7 +399,9 @@ func (s *Server) ChangeVisibility(queue, receiptHandle string, visibility time.D
 	if err != nil {
 		return Message{}, err
 	}
-	m.VisibleAt = s.now().Add(time.Duration(secs) * time.Second)
+	now := s.now()
+	m.VisibleAt = now.Add(time.Duration(secs) * time.Second)
+	q.moved(m, now)
 	s.issueHandleLocked(q, m)
 	s.broadcastLocked()
 	return m.Message, nil
@@ -423,17 +427,9 @@ func (s *Server) Depth(queue string) (visible, delayed, inflight int) {
 	}
 	now := s.now()
 	s.expireLocked(q, now)
-	for _, m := range q.msgs {
-		switch {
-		case !m.VisibleAt.After(now):
-			visible++
-		case m.DequeueCount == 0:
-			delayed++
-		default:
-			inflight++
-		}
-	}
-	return visible, delayed, inflight
+	q.settle(now)
+	visible, delayed = len(q.ready), q.waiting.fresh
+	return visible, delayed, len(q.waiting.items) - delayed
 }
 
 // Messages returns a snapshot of a queue's stored messages in enqueue order.

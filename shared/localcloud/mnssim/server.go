@@ -12,6 +12,12 @@
 // Everything is goroutine-safe; one Server can serve tests in-process and a
 // long-running demo over 127.0.0.1.
 //
+// Besides one key pair the server accepts a set of named ones
+// (Options.Principals, one per calling function) and counts each HTTP
+// request under the principal whose key signed it (CallsBy). With a Latency
+// every HTTP request takes a real round trip: half before its operation takes
+// effect, half after.
+//
 // The in-process methods return the sentinel errors ErrQueueNotExist,
 // ErrMessageNotExist, ErrReceiptHandle, ErrInvalidArgument, ErrClosed and
 // ErrTopicNotExist (test with errors.Is), or the context's error. They do not
@@ -31,7 +37,10 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/callers"
 )
 
 // Sentinel errors of the in-process API.
@@ -71,11 +80,21 @@ const (
 
 // Options configures a Server.
 type Options struct {
-	// AccessKeyID and AccessKeySecret are the only key pair accepted. With
-	// both empty, requests are not authenticated at all.
+	// AccessKeyID and AccessKeySecret are a key pair accepted (the
+	// principal named ""). With both empty and no Principals, requests are
+	// not authenticated at all.
 	AccessKeyID, AccessKeySecret string
 	// SecurityToken, if set, must arrive in the security-token header.
 	SecurityToken string
+	// Principals are further key pairs accepted, each with its own STS
+	// token (required in the security-token header when set). Requests are
+	// attributed to the principal whose access key id they carry; the pair
+	// above wins over a principal with the same key id.
+	Principals callers.Set
+	// Latency is how long every HTTP request takes: half of it before the
+	// operation takes effect, half after, so the caller waits a full round
+	// trip. Change it later with SetLatency. The in-process API has none.
+	Latency time.Duration
 	// Now is the clock for enqueue times, delays, visibility and retention;
 	// time.Now when nil. The Date header is checked against the real clock,
 	// since the SDK stamps it with time.Now, and Receive waits with real
@@ -108,6 +127,9 @@ type Message struct {
 	FirstDequeueTime time.Time // zero until first received
 	DequeueCount     int
 	Queue            string
+	// Principal names who sent it over HTTP ("" for the Options.AccessKeyID
+	// pair, an unauthenticated server, or the in-process API).
+	Principal string
 }
 
 // Server is the emulator. It implements http.Handler; Start also serves it on
@@ -119,6 +141,9 @@ type Server struct {
 	queues  map[string]*queue
 	topics  *topics // topic.go
 	calls   map[string]int
+	callsBy map[string]map[string]int
+	keys    map[string]callers.Principal // access key id → principal
+	latency atomic.Int64                 // time.Duration
 	sent    map[string]int
 	faults  Faults
 	rng     *rand.Rand
@@ -138,16 +163,20 @@ func New(opts Options) *Server {
 		opts.Now = time.Now
 	}
 	seed := uint64(opts.Seed)
-	return &Server{
+	s := &Server{
 		opts:    opts,
 		queues:  make(map[string]*queue),
 		topics:  newTopics(),
 		calls:   make(map[string]int),
+		callsBy: make(map[string]map[string]int),
+		keys:    keyIndex(opts),
 		sent:    make(map[string]int),
 		rng:     rand.New(rand.NewPCG(seed, seed^0x9E3779B97F4A7C15)),
 		changed: make(chan struct{}),
 		done:    make(chan struct{}),
 	}
+	s.latency.Store(int64(opts.Latency))
+	return s
 }
 
 // Start serves the emulator on a free port of 127.0.0.1 and returns its base
@@ -213,6 +242,25 @@ func (s *Server) Calls() map[string]int {
 	return maps.Clone(s.calls)
 }
 
+// CallsBy returns how many HTTP requests each principal made, by principal
+// name and then by the names Calls uses. A request is counted under the
+// principal whose access key id it carries, even when it is rejected (a bad
+// signature or token is still that caller's call); a request carrying a key
+// no principal holds is counted only in Calls. When the server does not
+// authenticate, every request counts under "".
+func (s *Server) CallsBy() map[string]map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]map[string]int, len(s.callsBy))
+	for name, calls := range s.callsBy {
+		out[name] = maps.Clone(calls)
+	}
+	return out
+}
+
+// SetLatency changes Options.Latency for the requests that arrive from now on.
+func (s *Server) SetLatency(d time.Duration) { s.latency.Store(int64(d)) }
+
 // Sent returns how many messages the queue accepted since the server started
 // (over HTTP or in-process), including deleted ones.
 func (s *Server) Sent(queue string) int {
@@ -264,10 +312,20 @@ func (s *Server) newRequestID() string {
 	return fmt.Sprintf("%08X%08X%08X", s.rng.Uint32(), s.rng.Uint32(), s.rng.Uint32())
 }
 
-func (s *Server) countCall(op string) {
+// countCall counts a request of op, under who as well when known.
+func (s *Server) countCall(op string, who *callers.Principal) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls[op]++
+	if who == nil {
+		return
+	}
+	by := s.callsBy[who.Name]
+	if by == nil {
+		by = make(map[string]int)
+		s.callsBy[who.Name] = by
+	}
+	by[op]++
 }
 
 // failSendLocked decides whether an injected fault hits this send request.
@@ -299,16 +357,28 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	reqID := s.newRequestID()
 	w.Header().Set("x-mns-request-id", reqID)
 	w.Header().Set("Server", "AliyunMQS")
+	who := s.claimed(r)
+	// The request travels to the service: the operation takes effect after
+	// half the round trip, even if the caller gives up meanwhile; the
+	// answer is held back for the other half.
+	latency := time.Duration(s.latency.Load())
+	sleep(nil, latency/2)
+	if back := latency - latency/2; back > 0 {
+		w = &delayedWriter{ResponseWriter: w, delay: back, cancel: r.Context().Done()}
+	}
 	rc := &reqCtx{w: w, r: r, reqID: reqID}
+	if who != nil {
+		rc.principal = who.Name
+	}
 
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBytes+1))
 	if err != nil {
-		s.countCall("mns.Unknown")
+		s.countCall("mns.Unknown", who)
 		rc.fail(errMalformedXML("the request body could not be read"))
 		return
 	}
 	if len(body) > maxRequestBytes {
-		s.countCall("mns.Unknown")
+		s.countCall("mns.Unknown", who)
 		rc.fail(invalidArgument(fmt.Sprintf("The request body is %d bytes, larger than the service accepts.", len(body))))
 		return
 	}
@@ -316,14 +386,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	resource, path, query, err := splitResource(r)
 	if err != nil {
-		s.countCall("mns.Unknown")
+		s.countCall("mns.Unknown", who)
 		rc.fail(&apiError{http.StatusBadRequest, "InvalidRequestURL", "Http request URL format invalid."})
 		return
 	}
 	rc.query = query
 	rt := route(r.Method, path, query, body)
-	s.countCall(rt.op)
-	if aerr := s.authenticate(r, resource, body); aerr != nil {
+	s.countCall(rt.op, who)
+	if aerr := s.authenticate(r, resource, body, who); aerr != nil {
 		rc.fail(aerr)
 		return
 	}
@@ -332,6 +402,40 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rt.handle(s, rc, rt.queue)
+}
+
+// delayedWriter holds an answer back: the first write of the header or body
+// waits delay (or until cancel is closed).
+type delayedWriter struct {
+	http.ResponseWriter
+	delay  time.Duration
+	cancel <-chan struct{}
+	once   sync.Once
+}
+
+func (d *delayedWriter) wait() { d.once.Do(func() { sleep(d.cancel, d.delay) }) }
+
+func (d *delayedWriter) WriteHeader(status int) {
+	d.wait()
+	d.ResponseWriter.WriteHeader(status)
+}
+
+func (d *delayedWriter) Write(b []byte) (int, error) {
+	d.wait()
+	return d.ResponseWriter.Write(b)
+}
+
+// sleep waits d, or until cancel is closed (a nil cancel never is).
+func sleep(cancel <-chan struct{}, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-cancel:
+	}
 }
 
 // splitResource returns the signed resource (path + raw query, with any path

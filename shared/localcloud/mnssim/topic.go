@@ -33,6 +33,9 @@ type TopicMessage struct {
 	BodyMD5     string // upper-case hex MD5 of Body, as MNS reports it
 	Tag         string // MessageTag, "" if none
 	PublishTime time.Time
+	// Principal names who published it over HTTP ("" for the
+	// Options.AccessKeyID pair, an unauthenticated server, or Publish).
+	Principal string
 }
 
 // topics is the topic half of the Server's state, guarded by Server.mu.
@@ -100,7 +103,7 @@ func (s *Server) Publish(topic, body, tag string) (TopicMessage, error) {
 		s.mu.Unlock()
 		return TopicMessage{}, ErrTopicNotExist
 	}
-	m := s.publishLocked(topic, body, tag)
+	m := s.publishLocked(topic, body, tag, "")
 	hooks := s.topics.hooks
 	s.mu.Unlock()
 	for _, h := range hooks {
@@ -119,7 +122,7 @@ func validatePublish(body, tag string) string {
 	return ""
 }
 
-func (s *Server) publishLocked(topic, body, tag string) TopicMessage {
+func (s *Server) publishLocked(topic, body, tag, principal string) TopicMessage {
 	now := s.now()
 	m := TopicMessage{
 		ID:          s.newIDLocked(now),
@@ -128,6 +131,7 @@ func (s *Server) publishLocked(topic, body, tag string) TopicMessage {
 		BodyMD5:     bodyMD5(body),
 		Tag:         tag,
 		PublishTime: now,
+		Principal:   principal,
 	}
 	s.topics.byName[topic] = append(s.topics.byName[topic], m)
 	return m
@@ -182,7 +186,7 @@ func (s *Server) httpPublish(rc *reqCtx, topic string) {
 		rc.fail(errTopicNotExistAPI)
 		return
 	}
-	m := s.publishLocked(topic, *in.MessageBody, in.MessageTag)
+	m := s.publishLocked(topic, *in.MessageBody, in.MessageTag, rc.principal)
 	hooks := s.topics.hooks
 	s.mu.Unlock()
 	for _, h := range hooks {

@@ -60,6 +60,8 @@ type reqCtx struct {
 	reqID string
 	body  []byte
 	query url.Values
+	// principal names the caller ("" for the single key pair).
+	principal string
 }
 
 type xmlError struct {
@@ -206,6 +208,7 @@ func (s *Server) httpSend(rc *reqCtx, qname string) {
 		rc.fail(invalidArgument(msg))
 		return
 	}
+	e.principal = rc.principal
 	m := s.enqueueLocked(q, e)
 	hooks := s.hooks
 	s.mu.Unlock()
@@ -273,6 +276,7 @@ func (s *Server) httpBatchSend(rc *reqCtx, qname string) {
 			out.Messages[i] = xmlBatchEntry{ErrorCode: "InvalidArgument", ErrorMessage: msg}
 			continue
 		}
+		e.principal = rc.principal
 		m := s.enqueueLocked(q, e)
 		accepted = append(accepted, m)
 		out.Messages[i] = xmlBatchEntry{MessageID: m.ID, MessageBodyMD5: m.BodyMD5, ReceiptHandle: handleOf(m)}

@@ -11,7 +11,14 @@
 //   - the success envelope (RequestId, Success, Code "200", Message) and the
 //     error envelope (RequestId, HostId, Code, Message, Recommend, always with
 //     a string Code) written with the gateway's HTTP statuses;
-//   - calls counted, observed through hooks, and throttling / 5xx injected.
+//   - calls counted (in total and per calling principal), observed through
+//     hooks, and throttling / 5xx injected;
+//   - the round trip of the real API: with a Latency every answered request
+//     takes that long, half before its action takes effect and half after.
+//
+// Besides the single AccessKeyID/AccessKeySecret/SecurityToken it accepts a
+// set of named key pairs (Options.Principals, one per calling function) and
+// attributes each call to the principal whose key signed it.
 //
 // A [Server] is an [http.Handler], goroutine-safe, usable in-process from
 // tests (httptest or [Server.Start]) and from a long-running demo program.
@@ -34,7 +41,11 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/cloudauth"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/callers"
 )
 
 // TimestampLayout is the format of the Timestamp parameter.
@@ -61,6 +72,15 @@ type Options struct {
 	// SecurityToken, if non-empty, must be carried by every request; if
 	// empty, requests must carry none.
 	SecurityToken string
+	// Principals are further key pairs accepted, each with its own STS
+	// token rule (as SecurityToken above). Calls are attributed to the
+	// principal whose access key id they carry; the pair above is the
+	// principal named "" and wins over a principal with the same key id.
+	Principals callers.Set
+	// Latency is how long every answered request takes: half of it before
+	// the action takes effect, half after, so the caller waits a full round
+	// trip. Change it later with SetLatency.
+	Latency time.Duration
 	// Now is the simulated time handed to handlers and stamped on calls.
 	// Default time.Now.
 	Now func() time.Time
@@ -83,6 +103,9 @@ type Request struct {
 	Params map[string]string
 	// Time is Options.Now at the start of the request.
 	Time time.Time
+	// Principal is the name of the principal that signed the request (""
+	// for the Options.AccessKeyID pair).
+	Principal string
 }
 
 // Handler serves one action. It returns the operation's response fields
@@ -159,6 +182,10 @@ type Call struct {
 	RequestID string
 	// Response is the success body sent (nil on error). Do not modify it.
 	Response map[string]any
+	// Principal is the name of the principal whose access key id the
+	// request carries, whether or not its signature and token checked out
+	// ("" for the Options.AccessKeyID pair, and for a key nobody holds).
+	Principal string
 }
 
 // Server is an RPC-style OpenAPI emulator. Create it with New.
@@ -168,6 +195,9 @@ type Server struct {
 	mu       sync.Mutex
 	handlers map[string]Handler
 	calls    map[string]int
+	callsBy  map[string]map[string]int
+	keys     map[string]callers.Principal // access key id → principal
+	latency  atomic.Int64                 // time.Duration
 	hooks    []func(Call)
 	faults   Faults
 	rng      *rand.Rand
@@ -193,13 +223,33 @@ func New(opts Options) *Server {
 		opts.HostID = opts.Product + ".aliyuncs.com"
 	}
 	seed := uint64(opts.Seed)
-	return &Server{
+	s := &Server{
 		opts:     opts,
 		handlers: make(map[string]Handler),
 		calls:    make(map[string]int),
+		callsBy:  make(map[string]map[string]int),
+		keys:     keyIndex(opts.AccessKeyID, opts.AccessKeySecret, opts.SecurityToken, opts.Principals),
 		rng:      rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		nonces:   make(map[string]time.Time),
 	}
+	s.latency.Store(int64(opts.Latency))
+	return s
+}
+
+// keyIndex maps each accepted access key id to its principal: the single
+// pair as the principal named "", then the set (the first holder of a key id
+// wins).
+func keyIndex(id, secret, token string, set callers.Set) map[string]callers.Principal {
+	keys := make(map[string]callers.Principal, len(set)+1)
+	if id != "" {
+		keys[id] = callers.Principal{Credentials: cloudauth.Credentials{AccessKeyID: id, AccessKeySecret: secret, SecurityToken: token}}
+	}
+	for _, p := range set {
+		if _, dup := keys[p.Credentials.AccessKeyID]; !dup && p.Credentials.AccessKeyID != "" {
+			keys[p.Credentials.AccessKeyID] = p
+		}
+	}
+	return keys
 }
 
 // Handle registers h for action, replacing any previous handler.
@@ -223,6 +273,24 @@ func (s *Server) Calls() map[string]int {
 	defer s.mu.Unlock()
 	return maps.Clone(s.calls)
 }
+
+// CallsBy returns a snapshot of request counts by principal name, then by
+// "<product>.<Action>", as Calls counts them. A request is counted under the
+// principal whose access key id it carries, even when it is rejected (a bad
+// signature or token is still that caller's call); a request carrying a key
+// no principal holds is counted only in Calls.
+func (s *Server) CallsBy() map[string]map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]map[string]int, len(s.callsBy))
+	for name, calls := range s.callsBy {
+		out[name] = maps.Clone(calls)
+	}
+	return out
+}
+
+// SetLatency changes Options.Latency for the requests that arrive from now on.
+func (s *Server) SetLatency(d time.Duration) { s.latency.Store(int64(d)) }
 
 // OnCall adds a hook called after each request has been answered, on the
 // request's goroutine. Hooks run concurrently for concurrent requests and must
@@ -277,21 +345,41 @@ func (s *Server) Close() error {
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := s.opts.Now()
+	latency := time.Duration(s.latency.Load())
 	params, perr := collectParams(r)
 	action := params["Action"]
+	principal, known := s.keys[params["AccessKeyId"]] // never "": keyIndex skips it
+	name := s.opts.Product + "." + action
 
 	s.mu.Lock()
-	s.calls[s.opts.Product+"."+action]++
+	s.calls[name]++
+	if known {
+		by := s.callsBy[principal.Name]
+		if by == nil {
+			by = make(map[string]int)
+			s.callsBy[principal.Name] = by
+		}
+		by[name]++
+	}
 	s.mu.Unlock()
 
+	// The request travels to the service: the action takes effect after
+	// half the round trip, even if the caller gives up meanwhile.
+	sleep(nil, latency/2)
 	var resp map[string]any
 	apiErr := perr
 	if apiErr == nil {
-		resp, apiErr = s.serve(r.Method, params, now)
+		var p *callers.Principal
+		if known {
+			p = &principal
+		}
+		resp, apiErr = s.serve(r.Method, params, now, p)
 	}
 
-	call := Call{Time: now, Action: action, Method: r.Method, Params: maskParams(params)}
+	call := Call{Time: now, Action: action, Method: r.Method, Params: maskParams(params), Principal: principal.Name}
 	call.RequestID = s.requestID()
+	// The answer travels back.
+	sleep(r.Context().Done(), latency-latency/2)
 	if apiErr != nil {
 		call.Status, call.Code = s.writeError(w, call.RequestID, apiErr)
 	} else {
@@ -300,20 +388,34 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	s.mu.Lock()
-	hooks := append([]func(Call){}, s.hooks...)
+	hooks := s.hooks
 	s.mu.Unlock()
 	for _, h := range hooks {
 		h(call)
 	}
 }
 
-// serve authenticates the request, applies faults and runs the handler.
-func (s *Server) serve(method string, p map[string]string, now time.Time) (map[string]any, *APIError) {
+// sleep waits d, or until cancel is closed (a nil cancel never is).
+func sleep(cancel <-chan struct{}, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-cancel:
+	}
+}
+
+// serve authenticates the request as p (nil: an unknown key), applies
+// faults and runs the handler.
+func (s *Server) serve(method string, p map[string]string, now time.Time, who *callers.Principal) (map[string]any, *APIError) {
 	if method != http.MethodGet && method != http.MethodPost {
 		return nil, Errorf(http.StatusMethodNotAllowed, "UnsupportedHTTPMethod",
 			"Specified HTTP method %q is not supported.", method)
 	}
-	for _, name := range []string{"Action", "Version", "AccessKeyId", "SignatureMethod", "SignatureVersion", "SignatureNonce", "Timestamp"} {
+	for _, name := range requiredParams {
 		if p[name] == "" {
 			return nil, MissingParameter(name)
 		}
@@ -333,27 +435,32 @@ func (s *Server) serve(method string, p map[string]string, now time.Time) (map[s
 		return nil, Errorf(http.StatusNotFound, "InvalidAction.NotFound",
 			"Specified api is not found, please check your url and method.")
 	}
-	if err := s.authenticate(method, p); err != nil {
+	if who == nil {
+		return nil, Errorf(http.StatusNotFound, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
+	}
+	if err := s.authenticate(method, p, who.Credentials); err != nil {
 		return nil, err
 	}
 	if err := s.injectFault(); err != nil {
 		return nil, err
 	}
-	return runHandler(h, Request{Action: p["Action"], Method: method, Params: p, Time: now})
+	return runHandler(h, Request{Action: p["Action"], Method: method, Params: p, Time: now, Principal: who.Name})
 }
 
-func (s *Server) authenticate(method string, p map[string]string) *APIError {
-	if p["AccessKeyId"] != s.opts.AccessKeyID {
-		return Errorf(http.StatusNotFound, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
-	}
+// requiredParams are the parameters every request must carry, checked in
+// this order.
+var requiredParams = []string{"Action", "Version", "AccessKeyId", "SignatureMethod", "SignatureVersion", "SignatureNonce", "Timestamp"}
+
+// authenticate checks a request carrying cred's access key id against cred.
+func (s *Server) authenticate(method string, p map[string]string, cred cloudauth.Credentials) *APIError {
 	if p["SignatureMethod"] != "HMAC-SHA1" || p["SignatureVersion"] != "1.0" {
 		return Errorf(http.StatusBadRequest, "IncompleteSignature",
 			"The request signature does not conform to Aliyun standards: unsupported SignatureMethod/SignatureVersion.")
 	}
 	switch token, has := p["SecurityToken"]; {
-	case s.opts.SecurityToken != "" && !has:
+	case cred.SecurityToken != "" && !has:
 		return Errorf(http.StatusBadRequest, "MissingSecurityToken", "SecurityToken is mandatory for this request.")
-	case token != s.opts.SecurityToken:
+	case token != cred.SecurityToken:
 		return Errorf(http.StatusBadRequest, "InvalidSecurityToken.MismatchWithAccessKey",
 			"Specified SecurityToken mismatch with the AccessKey.")
 	}
@@ -367,11 +474,11 @@ func (s *Server) authenticate(method string, p map[string]string) *APIError {
 		return Errorf(http.StatusBadRequest, "InvalidTimeStamp.Expired",
 			"Specified time stamp or date value is expired.")
 	}
-	values := make(url.Values, len(p))
-	for k, v := range p {
-		values.Set(k, v)
-	}
-	if want := Sign(method, values, s.opts.AccessKeySecret); !hmac.Equal([]byte(want), []byte(p["Signature"])) {
+	if want := signParams(method, p, cred.AccessKeySecret); !hmac.Equal([]byte(want), []byte(p["Signature"])) {
+		values := make(url.Values, len(p))
+		for k, v := range p {
+			values.Set(k, v)
+		}
 		return Errorf(http.StatusBadRequest, "SignatureDoesNotMatch",
 			"Specified signature is not matched with our calculation. server string to sign is:%s",
 			StringToSign(method, values))

@@ -18,6 +18,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/cloudauth"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/callers"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/rpcsim"
 )
 
@@ -388,4 +390,57 @@ func TestSignMatchesSDKEscaping(t *testing.T) {
 	r := send(t, ts.URL, "POST", v, nil)
 	require.Equal(t, 200, r.Status, r.Body)
 	assert.Equal(t, "sp ace*star~tilde+plus/slash", r.Body["Got"])
+}
+
+func TestLatencyIsSplitAroundTheAction(t *testing.T) {
+	const latency = 80 * time.Millisecond
+	s := rpcsim.New(rpcsim.Options{Product: "hbr", Version: testVer, AccessKeyID: testAK, AccessKeySecret: testSecret, Latency: latency})
+	var ran atomic.Int64 // when the handler ran, UnixNano
+	s.Handle("Echo", func(rpcsim.Request) (map[string]any, *rpcsim.APIError) {
+		ran.Store(time.Now().UnixNano())
+		return nil, nil
+	})
+	ts := httptest.NewServer(s)
+	t.Cleanup(ts.Close)
+
+	start := time.Now()
+	r := send(t, ts.URL, "POST", signed("POST", "Echo", nil, ""), nil)
+	end := time.Now()
+
+	require.Equal(t, http.StatusOK, r.Status, r.Body)
+	action := time.Unix(0, ran.Load())
+	assert.GreaterOrEqual(t, action.Sub(start), latency/2, "the action takes effect after half the round trip")
+	assert.GreaterOrEqual(t, end.Sub(action), latency/2, "the answer takes the other half")
+}
+
+func TestPrincipalsAreAcceptedAndNamed(t *testing.T) {
+	set := callers.Set{
+		{Name: "install", Credentials: cloudauth.Credentials{AccessKeyID: "ak-install", AccessKeySecret: "sk-install", SecurityToken: "tok-install"}},
+		{Name: "poller", Credentials: cloudauth.Credentials{AccessKeyID: "ak-poller", AccessKeySecret: "sk-poller"}},
+	}
+	s := rpcsim.New(rpcsim.Options{Product: "hbr", Version: testVer, AccessKeyID: testAK, AccessKeySecret: testSecret, Principals: set})
+	s.Handle("Echo", func(req rpcsim.Request) (map[string]any, *rpcsim.APIError) {
+		return map[string]any{"Principal": req.Principal}, nil
+	})
+	ts := httptest.NewServer(s)
+	t.Cleanup(ts.Close)
+	for _, p := range append(callers.Set{{Name: "", Credentials: cloudauth.Credentials{AccessKeyID: testAK, AccessKeySecret: testSecret}}}, set...) {
+		provider := credentials.NewStaticAKCredentialsProvider(p.Credentials.AccessKeyID, p.Credentials.AccessKeySecret)
+		var cred any = provider
+		if p.Credentials.SecurityToken != "" {
+			cred = credentials.NewStaticSTSCredentialsProvider(p.Credentials.AccessKeyID, p.Credentials.AccessKeySecret, p.Credentials.SecurityToken)
+		}
+		client, err := sdk.NewClientWithOptions("cn-hangzhou", sdk.NewConfig(), cred)
+		require.NoError(t, err)
+		req := requests.NewCommonRequest()
+		req.Method, req.Scheme, req.Domain = requests.POST, "http", strings.TrimPrefix(ts.URL, "http://")
+		req.Version, req.ApiName = testVer, "Echo"
+		resp, err := client.ProcessCommonRequest(req)
+		require.NoError(t, err, "principal %q", p.Name)
+		var body map[string]any
+		require.NoError(t, json.Unmarshal(resp.GetHttpContentBytes(), &body))
+		assert.Equal(t, p.Name, body["Principal"], "Request.Principal")
+	}
+	assert.Equal(t, map[string]map[string]int{"": {"hbr.Echo": 1}, "install": {"hbr.Echo": 1}, "poller": {"hbr.Echo": 1}}, s.CallsBy())
+	assert.Equal(t, map[string]int{"hbr.Echo": 3}, s.Calls())
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha1"
 	"encoding/base64"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -34,3 +35,32 @@ func StringToSign(method string, params url.Values) string {
 	enc = strings.ReplaceAll(enc, "%7E", "~")
 	return strings.ToUpper(method) + "&%2F&" + url.QueryEscape(enc)
 }
+
+// signParams is Sign for the one-value-per-key parameters a request was
+// parsed into, without building url.Values twice on every request.
+func signParams(method string, p map[string]string, secret string) string {
+	keys := make([]string, 0, len(p))
+	for k := range p {
+		if k != "Signature" {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	var canon strings.Builder
+	for i, k := range keys { // as url.Values.Encode
+		if i > 0 {
+			canon.WriteByte('&')
+		}
+		canon.WriteString(url.QueryEscape(k))
+		canon.WriteByte('=')
+		canon.WriteString(url.QueryEscape(p[k]))
+	}
+	enc := percentReplacer.Replace(canon.String())
+	mac := hmac.New(sha1.New, []byte(secret+"&"))
+	mac.Write([]byte(strings.ToUpper(method) + "&%2F&" + url.QueryEscape(enc)))
+	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// percentReplacer makes a QueryEscape'd string percent-encoded the way the
+// signature wants: "+" → "%20", "*" → "%2A", "%7E" → "~".
+var percentReplacer = strings.NewReplacer("+", "%20", "*", "%2A", "%7E", "~")
