@@ -171,6 +171,9 @@ type session struct {
 	hbr   map[string]HBR
 	ecs   map[string]ECS
 	store ledger.Store
+	// started counts the poll messages queued the moment their tasks were
+	// recorded (Deps.queueNow).
+	started int
 }
 
 func newSession(c Cloud) *session {

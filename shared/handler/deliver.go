@@ -30,7 +30,8 @@ const sendAttempts = 3
 // follow-up messages are sent, install work to the install queue and the
 // rest to the job queue.
 //
-// It returns an error when the platform must deliver the invocation's
+// It returns how many messages were queued (with those queued as their
+// tasks were recorded), and an error when the platform must deliver the invocation's
 // input again: a ledger write or a message send that failed, or a failure
 // the step reported. Outcomes already written are facts, and a redelivery
 // finds them in the ledger. When a queue cannot be used at all (a
@@ -56,6 +57,10 @@ func (d *Deps) deliver(ctx context.Context, s *session, res install.Result) (sen
 	if err != nil {
 		failed = append(failed, err)
 	}
+	s.mu.Lock()
+	n += s.started
+	s.started = 0
+	s.mu.Unlock()
 	if len(failed) == 0 {
 		return n, nil
 	}
@@ -387,6 +392,9 @@ func (d *Deps) queueNow(s *session) func(context.Context, install.Next) error {
 			broken = err
 			return err
 		}
+		s.mu.Lock()
+		s.started++
+		s.mu.Unlock()
 		d.logQueued(ctx, n, id)
 		return nil
 	}

@@ -5,21 +5,26 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/install"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/ecssim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/fcsim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/hbrsim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/mnssim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/reconcile"
 )
 
-// longAgo is well before the sample events' time: a client created then
+// longAgo is well before any event of a test (their times derive from the
+// test's own clock): a client created then
 // predates every event of these tests.
-var longAgo = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+var longAgo = time.Now().Add(-30 * 24 * time.Hour)
 
 // tagKey is the outcome tag the tests configure.
 const tagKey = "hbr-autoinstall"
@@ -107,22 +112,37 @@ func TestE2EOutcomeTagIsWritten(t *testing.T) {
 	assert.Equal(t, "failed:"+r.Outcomes["i-tagbad01"].Code, cloud.ECS.Tags("i-tagbad01")[tagKey])
 }
 
+// Another installer (HBR's tag policy, the console) started a client 20 s
+// before the instance's Running event: the install function sees it
+// INSTALLING, waits on the install queue instead of installing a second
+// time, and records what it became.
 func TestE2EClientBeingInstalledIsNotInstalledTwice(t *testing.T) {
 	t.Parallel()
 	var cloud *Cloud
+	var mu sync.Mutex
+	var waited []job.Instance
 	r := run(t, Options{}, 60*time.Second, func(c *Cloud) {
 		cloud = c
-		c.HBR.SetClient("i-inst0001", "INSTALLING", longAgo)
+		c.MNS.OnSend(func(m mnssim.Message) {
+			if m.Queue != InstallQueueName {
+				return
+			}
+			if body, err := decodeBase64(m.Body); err == nil {
+				if jm, err := job.Decode(body); err == nil {
+					mu.Lock()
+					waited = append(waited, jm.Instances...)
+					mu.Unlock()
+				}
+			}
+		})
+		c.HBR.SetClientTransition("i-inst0001", "INSTALLING", time.Now().Add(-20*time.Second), "ACTIVATED", 3*time.Second)
 		publish(t, c, runningEvent("i-inst0001"))
-		// The install function found the client INSTALLING and queued a
-		// look later instead of an install; the other install then ends.
-		require.Eventually(t, func() bool { return c.MNS.Sent(QueueName) >= 1 }, 20*time.Second, 20*time.Millisecond,
-			"the install function queues another look")
-		c.HBR.SetClient("i-inst0001", "ACTIVATED", longAgo)
 	})
-	// The client predates the event (alreadyThere compares its creation
-	// time with the event's): ALREADY_INSTALLED, not INSTALLED.
-	assert.Equal(t, "ALREADY_INSTALLED", r.Outcomes["i-inst0001"].Outcome)
+	mu.Lock()
+	defer mu.Unlock()
+	require.NotEmpty(t, waited, "the install function saw the client INSTALLING and queued another look")
+	assert.Equal(t, install.CodeClientInstalling, waited[0].LastCode)
+	assert.Equal(t, "ALREADY_INSTALLED", r.Outcomes["i-inst0001"].Outcome, "what the other install became")
 	assert.Zero(t, r.Calls["hbr.InstallBackupClients"], "no install call of its own")
 	assert.Zero(t, cloud.HBR.Installs("i-inst0001"))
 }

@@ -272,8 +272,16 @@ func TestE2EMalformedInputDoesNotHurtGoodWork(t *testing.T) {
 		publish(t, c, runningEvent("i-good0001"))
 	})
 	assertAll(t, r, "INSTALLED", 1)
-	assert.Equal(t, 1, r.DeadLettered, "the bad event ends in the dead-letter queue after bounded retries")
-	assert.Len(t, r.DeadLetters, 1)
+	// Issue 18: the report lists everything that reached the dead-letter
+	// queue: the event the platform gave up on, and the two messages the
+	// poller sent there itself, each with its reason and source.
+	assert.Equal(t, 3, r.DeadLettered)
+	sources := map[string]int{}
+	for _, d := range r.DeadLetters {
+		sources[d.Source]++
+		assert.NotEmpty(t, d.Reason)
+	}
+	assert.Equal(t, map[string]int{"bus": 1, "hbr-autoinstall-poller": 2}, sources)
 	assert.Len(t, r.Unmatched, 1, "the event no rule matches is counted, not delivered")
 	assert.LessOrEqual(t, r.Pushes["install"], 1+2*4, "no endless retry loop")
 	joined := strings.Join(r.Errors, "\n")
@@ -326,5 +334,8 @@ func TestE2EMissingQueueIsNotSilent(t *testing.T) {
 	})
 	assert.Equal(t, "FAILED", r.Outcomes["i-noqueue1"].Outcome)
 	assert.Equal(t, "QueueNotExist", r.Outcomes["i-noqueue1"].Code)
-	assert.Equal(t, 1, r.DeadLettered, "the event still ends in the dead-letter queue after the retries")
+	// The invocation fails (the platform retries it); the redelivery finds
+	// the instance's record in the ledger and has nothing left to do.
+	assert.Contains(t, strings.Join(r.Errors, "\n"), "QueueNotExist", "the failing invocation says why")
+	assert.Zero(t, r.DuplicatedOutcomes)
 }

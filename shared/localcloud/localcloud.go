@@ -1,12 +1,17 @@
-// Package localcloud runs the whole system on one machine: the HBR, ECS and
-// MNS emulators (with the job queue, the dead-letter queue and the outcome
-// topic), the compiled install, poller and reconcile binaries under the FC
-// runtime emulator, the EventBridge default bus pushing ECS events into
-// install, and the MNS event stream pushing queue messages into poller — each
-// speaking the real wire protocol. The reconcile function has no trigger
-// here: it is invoked directly (Cloud.Function("reconcile").Invoke). It reads
-// the functions' JSON log lines to know which instances were accepted and
-// which outcome each reached, and turns that into a [Report].
+// Package localcloud runs the whole system on one machine: the HBR, ECS,
+// MNS and OSS emulators (with the job queue, the install queue, the
+// dead-letter queue, the outcome topic and the ledger bucket), the compiled
+// install, poller and reconcile binaries under the FC runtime emulator, the
+// EventBridge default bus pushing ECS events into install, and two MNS event
+// streams — the install queue into install, the job queue into poller — each
+// speaking the real wire protocol. Every function signs with a key pair of
+// its own, so each emulator counts the calls of each function; every API
+// call takes Options.APILatency, the real cloud's round trip scaled down.
+// The reconcile function has no trigger here: it is invoked directly
+// (Cloud.Function("reconcile").Invoke). The local cloud reads the functions'
+// JSON log lines to know which instances were accepted and which outcome
+// each reached, and the ledger bucket to know which have a final record,
+// and turns that into a [Report].
 //
 // It is used by the end-to-end tests, by `make demo` (scripts/demo) and by
 // the benchmarks. Functions run with their real clocks; only the delays in
@@ -27,11 +32,13 @@ import (
 	"time"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/cloudauth"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/callers"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/ebsim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/ecssim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/fcsim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/hbrsim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/mnssim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/osssim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/protect"
 )
 
@@ -80,14 +87,20 @@ type Options struct {
 	// CrashRate kills the poller's process during that share of its
 	// invocations.
 	CrashRate float64
-	// MaxInstances bounds each function's processes (default 2), except
-	// the poller's (PollerInstances).
-	MaxInstances int
-	// PollerInstances bounds the poller's processes and PollerConcurrency
-	// the event stream's batches in flight; both default to 1: the poller
-	// runs serialised, as reserved concurrency 1 does in the cloud.
-	PollerInstances   int
-	PollerConcurrency int
+	// MaxInstances bounds each function's processes (default 4): Function
+	// Compute scales every function out. StreamConcurrency is how many
+	// batches each event stream has in flight at once (default
+	// MaxInstances).
+	MaxInstances      int
+	StreamConcurrency int
+	// APILatency is how long every call to an emulated API takes (HBR,
+	// ECS, MNS, OSS): the real cloud's round trip, divided by the run's
+	// speed-up like every other delay. 0: as fast as the machine.
+	APILatency time.Duration
+	// InstallCrashRate kills the install function's processes right after
+	// that share of its InstallBackupClients calls return: a death between
+	// the install call and the task's poll message.
+	InstallCrashRate float64
 	// Rules are the event patterns of the install function's rules; nil
 	// reads them from the repository's s.yaml (see InstallRules). AllEvents
 	// delivers every event instead.
@@ -115,13 +128,16 @@ type Entry struct {
 	Text string
 }
 
-// Queue and topic names used locally. The topic exists from the start;
-// the functions publish to it only when Options.Env sets OUTCOME_TOPIC to
-// TopicName.
+// Queue, topic and bucket names used locally. The topic exists from the
+// start; the functions publish to it only when Options.Env sets
+// OUTCOME_TOPIC to TopicName.
 const (
-	QueueName = "hbr-autoinstall-jobs"
-	DLQName   = "hbr-autoinstall-dlq"
-	TopicName = "hbr-autoinstall-outcomes"
+	QueueName        = "hbr-autoinstall-jobs"
+	InstallQueueName = "hbr-autoinstall-installs"
+	DLQName          = "hbr-autoinstall-dlq"
+	TopicName        = "hbr-autoinstall-outcomes"
+	LedgerBucket     = "hbr-autoinstall-ledger-local"
+	LedgerPrefix     = "hbr-autoinstall/ledger/"
 )
 
 // Cloud is a running local cloud.
@@ -135,6 +151,7 @@ type Cloud struct {
 	HBR *hbrsim.Server
 	ECS *ecssim.Server
 	MNS *mnssim.Server
+	OSS *osssim.Server
 	fns map[string]*fcsim.Function
 	bus *ebsim.Bus
 
@@ -149,7 +166,6 @@ type Cloud struct {
 	records     map[key][]Record
 	arrivals    []Record // every record, in arrival order
 	errors      []string
-	dlq         int
 	deadLetters []DeadLetter
 	unmatched   []string
 	pushes      map[string]int
@@ -169,11 +185,18 @@ type Cloud struct {
 	fired map[string]int
 	// coverage is the last sweep's coverage (see Sweep).
 	coverage map[string]any
+	// installCrash kills install processes after install calls.
+	installCrash *crashAfter
+	ossURL       string
 }
 
-// DeadLetter is one event or message that ended in the dead-letter queue.
+// DeadLetter is one event or message that reached the dead-letter queue.
 type DeadLetter struct {
-	// Source is "bus" (an event to install) or "stream" (a job message).
+	// Source says who put it there: "bus" (an event to install, after the
+	// platform's retries), "stream" (a job message, after the job queue's
+	// stream's retries), "install-stream" (install work, after the install
+	// queue's), or the function that sent it itself ("hbr-autoinstall-poller",
+	// "hbr-autoinstall-install") because it could not act on it.
 	Source string `json:"source"`
 	Reason string `json:"reason"`
 	// Body is the event or message, clipped.
@@ -205,7 +228,29 @@ type Record struct {
 	At         time.Time
 }
 
+// creds is the local cloud's own key pair (seeding, tools such as make
+// status); each function gets one of its own (credsOf).
 var creds = cloudauth.Credentials{AccessKeyID: "LTAI5tLocalCloudKey", AccessKeySecret: "local-cloud-secret", SecurityToken: "local-sts-token"}
+
+// credsOf is the key pair function fn signs with: as its role's STS
+// credentials would be in the cloud, its own, so that each emulator counts
+// its calls apart.
+func credsOf(fn string) cloudauth.Credentials {
+	return cloudauth.Credentials{AccessKeyID: "LTAI5tLocal" + fn, AccessKeySecret: "local-secret-" + fn, SecurityToken: "local-sts-" + fn}
+}
+
+// principals are every function's key pairs, named after the functions.
+func principals() callers.Set {
+	var set callers.Set
+	for _, fn := range Functions {
+		set = append(set, callers.Principal{Name: fn, Credentials: credsOf(fn)})
+	}
+	return set
+}
+
+// Credentials is the local cloud's own key pair, which every emulator
+// accepts: for tools run beside the functions (make status in the demo).
+func Credentials() cloudauth.Credentials { return creds }
 
 // Start brings up the emulators and every function of Functions.
 func Start(ctx context.Context, opts Options) (*Cloud, error) {
@@ -229,13 +274,10 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 		opts.Retry = ebsim.RetryPolicy{Retries: 3, MinDelay: 200 * time.Millisecond, MaxDelay: 400 * time.Millisecond}
 	}
 	if opts.MaxInstances == 0 {
-		opts.MaxInstances = 2
+		opts.MaxInstances = 4
 	}
-	if opts.PollerInstances == 0 {
-		opts.PollerInstances = 1
-	}
-	if opts.PollerConcurrency == 0 {
-		opts.PollerConcurrency = 1
+	if opts.StreamConcurrency == 0 {
+		opts.StreamConcurrency = opts.MaxInstances
 	}
 	if opts.Rules == nil && !opts.AllEvents {
 		root, err := ModuleRoot(".")
@@ -271,7 +313,9 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 		}
 	}()
 
-	c.HBR = hbrsim.New(hbrsim.Options{AccessKeyID: creds.AccessKeyID, AccessKeySecret: creds.AccessKeySecret, SecurityToken: creds.SecurityToken, Seed: opts.Seed})
+	who := principals()
+	c.HBR = hbrsim.New(hbrsim.Options{AccessKeyID: creds.AccessKeyID, AccessKeySecret: creds.AccessKeySecret, SecurityToken: creds.SecurityToken,
+		Principals: who, Latency: opts.APILatency, Seed: opts.Seed})
 	c.HBR.SetDefault(opts.Behavior)
 	for id, b := range opts.Instances {
 		c.HBR.SetInstance(id, b)
@@ -289,15 +333,17 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 	}
 
 	c.ECS = ecssim.New(ecssim.Options{AccessKeyID: creds.AccessKeyID, AccessKeySecret: creds.AccessKeySecret, SecurityToken: creds.SecurityToken,
-		Region: opts.Region, Seed: opts.Seed})
+		Principals: who, Latency: opts.APILatency, Region: opts.Region, Seed: opts.Seed})
 	c.ECS.OnCall(c.onECSCall)
 	ecsURL, err := c.ECS.Start()
 	if err != nil {
 		return nil, fmt.Errorf("start ECS emulator: %w", err)
 	}
 
-	c.MNS = mnssim.New(mnssim.Options{AccessKeyID: creds.AccessKeyID, AccessKeySecret: creds.AccessKeySecret, SecurityToken: creds.SecurityToken, Seed: opts.Seed})
+	c.MNS = mnssim.New(mnssim.Options{AccessKeyID: creds.AccessKeyID, AccessKeySecret: creds.AccessKeySecret, SecurityToken: creds.SecurityToken,
+		Principals: who, Latency: opts.APILatency, Seed: opts.Seed})
 	c.MNS.CreateQueue(QueueName)
+	c.MNS.CreateQueue(InstallQueueName)
 	c.MNS.CreateQueue(DLQName)
 	c.MNS.CreateTopic(TopicName)
 	c.MNS.SetFaults(opts.MNSFaults)
@@ -307,9 +353,22 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 		return nil, fmt.Errorf("start MNS emulator: %w", err)
 	}
 
+	c.OSS = osssim.New(osssim.Options{Principals: append(callers.Set{{Name: "", Credentials: creds}}, who...),
+		Region: opts.Region, Latency: opts.APILatency, Seed: opts.Seed})
+	c.OSS.CreateBucket(LedgerBucket)
+	ossURL, err := c.OSS.Start()
+	if err != nil {
+		return nil, fmt.Errorf("start OSS emulator: %w", err)
+	}
+	c.ossURL = ossURL
+
 	t := opts.Timing
 	env := map[string]string{
 		"QUEUE_NAME":           QueueName,
+		"INSTALL_QUEUE_NAME":   InstallQueueName,
+		"LEDGER_BUCKET":        LedgerBucket,
+		"LEDGER_PREFIX":        LedgerPrefix,
+		"OSS_ENDPOINT":         ossURL,
 		"MNS_ENDPOINT":         mnsURL,
 		"HBR_ENDPOINT":         hbrURL,
 		"ECS_ENDPOINT":         ecsURL,
@@ -324,22 +383,16 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 		"RETRY_BASE_DELAY":     secs(t.RetryBase),
 		"RETRY_MAX_DELAY":      secs(t.RetryMax),
 		"MAX_INSTALL_ATTEMPTS": strconv.Itoa(max(t.MaxAttempts, 1)),
-		// The install function's settle delay, shortened like the others.
-		"INSTALL_COALESCE_DELAY": "1",
-		"LOG_LEVEL":              "info",
+		"LOG_LEVEL":            "info",
 	}
 	for k, v := range opts.Env {
 		env[k] = v
 	}
 	for _, fn := range Functions {
-		maxInstances := opts.MaxInstances
-		if fn == "poller" {
-			maxInstances = opts.PollerInstances
-		}
 		f, err := fcsim.Start(ctx, fcsim.Config{
 			Name: functionPrefix + fn, Binary: opts.Binaries[fn], Env: env,
 			Timeout: opts.FunctionTimeout, Region: opts.Region, AccountID: opts.AccountID,
-			Credentials: creds, MaxInstances: maxInstances, Output: c.onOutput,
+			Credentials: credsOf(fn), MaxInstances: opts.MaxInstances, Output: c.onOutput,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("start function %s: %w", fn, err)
@@ -347,6 +400,10 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 		c.fns[fn] = f
 	}
 
+	if opts.InstallCrashRate > 0 {
+		c.installCrash = &crashAfter{fn: c.fns["install"], rate: opts.InstallCrashRate,
+			rng: rand.New(rand.NewPCG(uint64(opts.Seed), 0x1c4a)), onCrash: c.fire("install_crashes_after_install_call")}
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	c.bus = &ebsim.Bus{
@@ -359,16 +416,30 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 		poller = &crashing{fn: c.fns["poller"], rate: opts.CrashRate, rng: rand.New(rand.NewPCG(uint64(opts.Seed), 0xc4a5)),
 			onCrash: c.fire("poller_crashes")}
 	}
-	stream := &ebsim.Stream{
-		Queue: c.MNS, QueueName: QueueName, Region: opts.Region, AccountID: opts.AccountID,
+	streams := []*ebsim.Stream{{
+		Name: "job-queue", Queue: c.MNS, QueueName: QueueName, Region: opts.Region, AccountID: opts.AccountID,
 		Target: poller, BatchCount: opts.BatchCount, BatchWindow: opts.BatchWindow, Base64Decode: true,
 		Retry: opts.Retry, DLQ: c.deadLetter("stream"), Visibility: 60 * time.Second,
 		OnDelivery: c.onDelivery("poller"), Seed: opts.Seed, DuplicateRate: opts.DuplicateRate,
-		Concurrency: opts.PollerConcurrency, OnDuplicate: c.fire("stream_duplicates"),
+		Concurrency: opts.StreamConcurrency, OnDuplicate: c.fire("stream_duplicates"),
+	}, {
+		Name: "install-queue", Queue: c.MNS, QueueName: InstallQueueName, Region: opts.Region, AccountID: opts.AccountID,
+		Target: c.fns["install"], BatchCount: opts.BatchCount, BatchWindow: opts.BatchWindow, Base64Decode: true,
+		Retry: opts.Retry, DLQ: c.deadLetter("install-stream"), Visibility: 60 * time.Second,
+		OnDelivery: c.onDelivery("install"), Seed: opts.Seed + 1, DuplicateRate: opts.DuplicateRate,
+		Concurrency: opts.StreamConcurrency, OnDuplicate: c.fire("stream_duplicates"),
+	}}
+	var running sync.WaitGroup
+	for _, st := range streams {
+		running.Add(1)
+		go func() {
+			defer running.Done()
+			_ = st.Run(runCtx)
+		}()
 	}
 	go func() {
-		defer close(c.done)
-		_ = stream.Run(runCtx)
+		running.Wait()
+		close(c.done)
 	}()
 	ok = true
 	return c, nil
@@ -438,9 +509,10 @@ func (c *Cloud) Wait(ctx context.Context) bool {
 }
 
 func (c *Cloud) settled() bool {
-	visible, delayed, inflight := c.MNS.Depth(QueueName)
-	if visible+delayed+inflight > 0 {
-		return false
+	for _, q := range []string{QueueName, InstallQueueName} {
+		if visible, delayed, inflight := c.MNS.Depth(q); visible+delayed+inflight > 0 {
+			return false
+		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -471,6 +543,9 @@ func (c *Cloud) Close() {
 	}
 	if c.MNS != nil {
 		_ = c.MNS.Close()
+	}
+	if c.OSS != nil {
+		_ = c.OSS.Close()
 	}
 	if c.ECS != nil {
 		_ = c.ECS.Close()
@@ -512,6 +587,9 @@ func (c *Cloud) onHBRCall(call hbrsim.Call) {
 			c.installSlots += len(ids)
 			c.mu.Unlock()
 		}
+		if call.TaskID != "" && call.Principal == "install" && c.installCrash != nil {
+			c.installCrash.maybe()
+		}
 	}
 	c.entry("hbr", text)
 }
@@ -536,11 +614,26 @@ func (c *Cloud) onECSCall(call ecssim.Call) {
 }
 
 func (c *Cloud) onSend(m mnssim.Message) {
-	if m.Queue != QueueName {
-		return
+	switch m.Queue {
+	case QueueName, InstallQueueName:
+		delay := m.VisibleAt.Sub(m.EnqueueTime).Round(time.Second)
+		c.entry("mns", fmt.Sprintf("mns.SendMessage %s → %s (delay %s)", describeBody(m.Body), m.Queue, delay))
+	case DLQName:
+		// A letter a function sent itself (the platform's own are noted by
+		// deadLetter): everything that reaches the queue is reported.
+		if m.Principal == "" {
+			return
+		}
+		var dl struct{ Source, Reason, Body, BodyBase64 string }
+		raw, err := decodeBase64(m.Body)
+		if err != nil || json.Unmarshal(raw, &dl) != nil || dl.Source == "" {
+			dl.Source, dl.Reason, dl.Body = m.Principal, "unreadable dead letter", string(raw)
+		}
+		c.mu.Lock()
+		c.deadLetters = append(c.deadLetters, DeadLetter{Source: dl.Source, Reason: clip(dl.Reason, 300), Body: clip(dl.Body+dl.BodyBase64, 300)})
+		c.mu.Unlock()
+		c.entry("dlq", fmt.Sprintf("%s dead-lettered: %s", dl.Source, clip(dl.Reason, 200)))
 	}
-	delay := m.VisibleAt.Sub(m.EnqueueTime).Round(time.Second)
-	c.entry("mns", fmt.Sprintf("mns.SendMessage %s (delay %s)", describeBody(m.Body), delay))
 }
 
 func (c *Cloud) onDelivery(fn string) func(ebsim.Delivery) {
@@ -563,7 +656,6 @@ func (c *Cloud) onDelivery(fn string) func(ebsim.Delivery) {
 func (c *Cloud) deadLetter(source string) ebsim.DeadLetter {
 	return func(_ context.Context, payload []byte, lastErr string) {
 		c.mu.Lock()
-		c.dlq++
 		c.deadLetters = append(c.deadLetters, DeadLetter{Source: source, Reason: clip(lastErr, 300), Body: clip(string(payload), 300)})
 		c.mu.Unlock()
 		_, _ = c.MNS.Send(DLQName, string(payload), 0, 8)
@@ -629,6 +721,31 @@ func (c *Cloud) onOutput(function string, _ int, line []byte) {
 	case l.Level == "ERROR":
 		c.addError(fmt.Sprintf("%s: %s: %s", function, l.Msg, clip(l.Error, 300)))
 		c.entry("error", fmt.Sprintf("%s: %s: %s", function, l.Msg, clip(l.Error, 200)))
+	}
+}
+
+// crashAfter kills a function's processes right after some of their calls
+// return: the process dies between a call and what it meant to do next.
+type crashAfter struct {
+	fn      *fcsim.Function
+	rate    float64
+	onCrash func()
+	mu      sync.Mutex
+	rng     *rand.Rand
+}
+
+func (c *crashAfter) maybe() {
+	c.mu.Lock()
+	crash := c.rng.Float64() < c.rate
+	c.mu.Unlock()
+	if !crash {
+		return
+	}
+	c.onCrash()
+	for _, in := range c.fn.Instances() {
+		if in.Alive && in.PID > 0 {
+			_ = syscall.Kill(in.PID, syscall.SIGKILL)
+		}
 	}
 }
 

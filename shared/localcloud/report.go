@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -27,10 +28,13 @@ type InstanceOutcome struct {
 
 // Report is the end state of a run.
 type Report struct {
-	Outcomes    map[string]InstanceOutcome `json:"outcomes"`
-	Calls       map[string]int             `json:"calls"`
-	Invocations map[string]int             `json:"invocations"`
-	Pushes      map[string]int             `json:"pushes"`
+	Outcomes map[string]InstanceOutcome `json:"outcomes"`
+	Calls    map[string]int             `json:"calls"`
+	// CallsByFunction splits Calls by the function that made them (each
+	// signs with its own key pair): "install", "poller", "reconcile".
+	CallsByFunction map[string]map[string]int `json:"calls_by_function"`
+	Invocations     map[string]int            `json:"invocations"`
+	Pushes          map[string]int            `json:"pushes"`
 	// Rejected counts emulator answers with an error code, keyed
 	// "hbr.<Code>" or "ecs.<Code>" (throttling, 5xx, not-ready codes, …).
 	Rejected map[string]int `json:"rejected"`
@@ -40,6 +44,9 @@ type Report struct {
 	// Lost counts instances accepted by any job that have no outcome record
 	// at all (a job that joins another's install writes none of its own).
 	Lost int `json:"lost"`
+	// WithoutRecord counts accepted instances whose ledger holds no final
+	// record for their latest generation when the report is made.
+	WithoutRecord int `json:"without_record"`
 	// DuplicatedOutcomes counts conflicts: per instance, pairs of records
 	// that disagree on the decision (outcome or code) where neither
 	// supersedes the other (Record.Supersedes names "<jobId>/<OUTCOME>" of
@@ -50,8 +57,10 @@ type Report struct {
 	Repeated           int `json:"repeated_outcomes"`
 	// Records is every outcome record, in arrival order.
 	Records []RecordLine `json:"records"`
-	// DeadLetters lists each dead-lettered event or message with its
-	// reason.
+	// DeadLetters lists everything that reached the dead-letter queue —
+	// what the platform dead-lettered after its retries and what the
+	// functions sent there themselves — with its reason and source;
+	// DeadLettered counts them.
 	DeadLetters []DeadLetter `json:"dead_letters"`
 	// Faults counts the injected faults that fired: "bus_duplicates",
 	// "stream_duplicates", "poller_crashes", "mns_send_failures" and the
@@ -116,6 +125,24 @@ func (c *Cloud) Report() Report {
 	for _, k := range []string{"hbr.InstallBackupClients", "hbr.DescribeTask", "mns.SendMessage"} {
 		r.Calls[k] += 0
 	}
+	r.CallsByFunction = map[string]map[string]int{}
+	for _, by := range []map[string]map[string]int{c.HBR.CallsBy(), c.ECS.CallsBy(), c.MNS.CallsBy(), c.OSS.CallsBy()} {
+		for who, calls := range by {
+			if who == "" {
+				continue // the local cloud's own key: seeding and tools
+			}
+			if r.CallsByFunction[who] == nil {
+				r.CallsByFunction[who] = map[string]int{}
+			}
+			for k, v := range calls {
+				r.CallsByFunction[who][k] += v
+			}
+		}
+	}
+	for k, v := range c.OSS.Calls() {
+		r.Calls[k] = v
+	}
+	recorded := c.recordedInLedger()
 	for name, f := range c.fns {
 		r.Invocations[name] = f.Invocations()
 	}
@@ -133,8 +160,8 @@ func (c *Cloud) Report() Report {
 		r.Faults[k] = v
 	}
 	r.Coverage = c.coverage
-	r.DeadLettered = c.dlq
 	r.DeadLetters = append([]DeadLetter{}, c.deadLetters...)
+	r.DeadLettered = len(r.DeadLetters)
 	r.Unmatched = append([]string{}, c.unmatched...)
 	r.Accepted = len(c.accepted)
 	r.EventsPublished, r.Announcements = c.published, c.announcements
@@ -152,6 +179,11 @@ func (c *Cloud) Report() Report {
 	jobs := map[string]int{}
 	for k := range c.accepted {
 		jobs[k.instance]++
+	}
+	for id := range jobs {
+		if !recorded[id] {
+			r.WithoutRecord++
+		}
 	}
 	for id := range jobs {
 		if len(byInstance[id]) == 0 {
@@ -241,8 +273,8 @@ func (r Report) PrintTable(w io.Writer) {
 		kinds = append(kinds, fmt.Sprintf("%s=%d", k, n))
 	}
 	sort.Strings(kinds)
-	fmt.Fprintf(w, "\n%d instances: %s; lost=%d, conflicting duplicates=%d, identical repeats=%d\n",
-		len(r.Outcomes), strings.Join(kinds, " "), r.Lost, r.DuplicatedOutcomes, r.Repeated)
+	fmt.Fprintf(w, "\n%d instances: %s; lost=%d, without a ledger record=%d, conflicting duplicates=%d, identical repeats=%d\n",
+		len(r.Outcomes), strings.Join(kinds, " "), r.Lost, r.WithoutRecord, r.DuplicatedOutcomes, r.Repeated)
 	fmt.Fprintf(w, "calls: hbr.InstallBackupClients=%d hbr.DescribeTask=%d mns.SendMessage=%d; invocations: install=%d poller=%d; dead-lettered=%d; %.1fs\n",
 		r.Calls["hbr.InstallBackupClients"], r.Calls["hbr.DescribeTask"], r.Calls["mns.SendMessage"],
 		r.Invocations["install"], r.Invocations["poller"], r.DeadLettered, r.Seconds)
@@ -266,7 +298,7 @@ type RecordLine struct {
 // judge counts an instance's conflicting record pairs and identical
 // repeats (see Report.DuplicatedOutcomes). A record supersedes another when
 // it, or a record of the same job and decision, names the other as
-// "<jobId>/<OUTCOME>".
+// "<jobId>/<OUTCOME>", or names its job alone (a takeover).
 func judge(recs []Record) (conflicts, repeats int) {
 	type decision struct{ job, outcome, code string }
 	names := map[decision]map[string]bool{} // decision → records it supersedes
@@ -279,8 +311,11 @@ func judge(recs []Record) (conflicts, repeats int) {
 			names[d][r.Supersedes] = true
 		}
 	}
+	// "<jobId>/<OUTCOME>" names one record; a bare "<jobId>" (a takeover of
+	// a dead owner) names any record of that job.
 	supersedes := func(a, b Record) bool {
-		return names[decision{a.JobID, a.Outcome, a.Code}][b.JobID+"/"+b.Outcome]
+		n := names[decision{a.JobID, a.Outcome, a.Code}]
+		return n[b.JobID+"/"+b.Outcome] || n[b.JobID]
 	}
 	seen := map[[2]string]bool{}
 	for i, a := range recs {
@@ -302,11 +337,46 @@ func judge(recs []Record) (conflicts, repeats int) {
 func (r Report) Superseded(i int) bool {
 	rec := r.Records[i]
 	for _, o := range r.Records[i+1:] {
-		if o.Instance == rec.Instance && o.Supersedes == rec.JobID+"/"+rec.Outcome {
+		if o.Instance == rec.Instance && (o.Supersedes == rec.JobID+"/"+rec.Outcome || o.Supersedes == rec.JobID) {
 			return true
 		}
 	}
 	return false
+}
+
+// recordedInLedger returns the instances whose latest ledger generation has
+// a final record, from the ledger bucket's keys.
+func (c *Cloud) recordedInLedger() map[string]bool {
+	type gen struct {
+		latest int
+		final  map[int]bool
+	}
+	prefix := LedgerPrefix + c.opts.AccountID + "/" + c.opts.Region + "/"
+	gens := map[string]*gen{}
+	for key := range c.OSS.Objects(LedgerBucket, prefix) {
+		id, rest, ok := strings.Cut(strings.TrimPrefix(key, prefix), "/")
+		g, name, ok2 := strings.Cut(rest, "/")
+		n, err := strconv.Atoi(strings.TrimPrefix(g, "g"))
+		if !ok || !ok2 || err != nil {
+			continue
+		}
+		e := gens[id]
+		if e == nil {
+			e = &gen{final: map[int]bool{}}
+			gens[id] = e
+		}
+		switch name {
+		case "claim":
+			e.latest = max(e.latest, n)
+		case "final":
+			e.final[n] = true
+		}
+	}
+	out := make(map[string]bool, len(gens))
+	for id, e := range gens {
+		out[id] = e.final[e.latest]
+	}
+	return out
 }
 
 func perUnit(n, d int) float64 {

@@ -13,10 +13,12 @@ import (
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbr"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/callers"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/ecssim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/fcsim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/hbrsim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/mnssim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/osssim"
 )
 
 // ColdStart is one binary's cold start: medians over Runs fresh processes.
@@ -94,9 +96,16 @@ func MeasureColdStart(ctx context.Context, cfg ColdConfig) (map[string]ColdStart
 		return nil, fmt.Errorf("cold start: start MNS emulator: %w", err)
 	}
 	defer mnsSim.Close()
+	ossSim := osssim.New(osssim.Options{Principals: callers.Set{{Name: "bench", Credentials: creds}}})
+	ossSim.CreateBucket("bench-ledger")
+	ossURL, err := ossSim.Start()
+	if err != nil {
+		return nil, fmt.Errorf("cold start: start OSS emulator: %w", err)
+	}
+	defer ossSim.Close()
 	env := map[string]string{
 		"QUEUE_NAME": "bench-jobs", "MNS_ENDPOINT": mnsURL, "HBR_ENDPOINT": hbrURL, "ECS_ENDPOINT": ecsURL,
-		"API_TIMEOUT": "5s", "LOG_LEVEL": "info",
+		"OSS_ENDPOINT": ossURL, "LEDGER_BUCKET": "bench-ledger", "API_TIMEOUT": "5s", "LOG_LEVEL": "info",
 	}
 
 	running, err := os.ReadFile(filepath.Join(cfg.ModuleDir, "events", "instance-running.json"))
@@ -206,7 +215,7 @@ func finishedTaskEvent(ctx context.Context, hbrURL string, now time.Time) ([]byt
 		Version: job.Version, Kind: job.KindPoll, Region: "cn-hangzhou", TaskID: res.TaskID,
 		TaskStartedAt: now, Deadline: now.Add(24 * time.Hour), SentAt: now,
 		Instances: []job.Instance{{ID: coldInstance, JobID: job.JobID("acs.ecs", "bench-cold", coldInstance),
-			FirstSeen: now, ReadyBy: now.Add(time.Hour), Attempts: 1}},
+			FirstSeen: now, ReadyBy: now.Add(time.Hour), Attempts: 1, Generation: 1}},
 	})
 }
 

@@ -57,6 +57,8 @@ func RealTiming() (localcloud.Timing, error) {
 		switch k {
 		case "FC_REGION":
 			return "cn-hangzhou"
+		case "FC_ACCOUNT_ID":
+			return "1234567890123456"
 		case "QUEUE_NAME":
 			return localcloud.QueueName
 		case "MNS_ENDPOINT":
