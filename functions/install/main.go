@@ -1,7 +1,11 @@
-// Command install is the Function Compute (runtime go1) function that reacts
-// to EventBridge ECS events by installing the HBR backup client on new
-// instances. It only wires: configuration, logger and cloud clients in,
-// handler.Install out.
+// Command install is the Function Compute (runtime go1) function that
+// installs the HBR backup client on new ECS instances. It takes EventBridge
+// ECS events (RunInstances, StateChange Running, Cloud Assistant's first
+// heartbeat) and batches of its install queue; it claims each instance in
+// the instance ledger, calls InstallBackupClients itself (at most 20
+// instances a call) for those it owns, and hands each task to the poller
+// with a delayed poll message. It only wires: configuration, logger and
+// cloud clients in, handler.Install out.
 package main
 
 import (

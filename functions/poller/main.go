@@ -1,8 +1,10 @@
-// Command poller is the Function Compute (runtime go1) function behind the MNS
-// queue trigger: it follows HBR install tasks to an outcome per instance and
-// retries installs; it also runs the further parts of a reconcile sweep
-// (sweep continuation messages). It only wires: configuration, logger and cloud clients
-// in, handler.Poller out.
+// Command poller is the Function Compute (runtime go1) function behind the
+// job queue's trigger: it follows HBR install tasks (DescribeTask, again
+// every POLL_INTERVAL) to an outcome per instance, which it records in the
+// instance ledger and logs; it hands reinstalls back to the install
+// function and never installs. It also runs the further parts of a
+// reconcile sweep (sweep continuation messages). It only wires:
+// configuration, logger and cloud clients in, handler.Poller out.
 package main
 
 import (

@@ -1,7 +1,7 @@
-// Command demo runs the whole system on this machine — HBR and MNS emulators,
-// the compiled install and poller functions under a Function Compute runtime
-// emulator, EventBridge pushing events and queue messages — and shows what
-// happens to each instance. `make demo` runs it; `make demo ARGS='...'` passes
+// Command demo runs the whole system on this machine — HBR, ECS, MNS and OSS
+// emulators, the compiled install, poller and reconcile functions under a
+// Function Compute runtime emulator, EventBridge pushing events and both
+// queues' messages — and shows what happens to each instance. `make demo` runs it; `make demo ARGS='...'` passes
 // flags. Exit status 0 means every accepted instance reached an outcome.
 package main
 
@@ -69,6 +69,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	mnsFail := fs.Float64("mns-fail", 0, "share of MNS sends that fail with a 500")
 	dup := fs.Float64("dup", 0, "share of events and messages delivered twice")
 	crash := fs.Float64("crash", 0, "share of poller invocations whose process is killed mid-batch")
+	apiLatency := fs.Duration("api-latency", 100*time.Millisecond, "round trip of every API call in the real cloud; divided by the demo's speed-up (30×, or -speedup with -launch)")
 	timing := localcloud.DefaultTiming()
 	fs.DurationVar(&timing.FirstPoll, "first-poll", timing.FirstPoll, "FIRST_POLL_DELAY of the functions")
 	fs.DurationVar(&timing.Interval, "poll-interval", timing.Interval, "POLL_INTERVAL of the functions")
@@ -170,6 +171,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
+	// The demo's delays are minutes run as seconds (DefaultTiming: a 60 s
+	// first poll takes 2 s): about 30 times faster, or -speedup in a launch
+	// world. API calls are shortened alike.
+	scale := 30.0
+	if *launchN > 0 {
+		scale = *speedup
+	}
 	ids := append(localcloud.InstanceIDs(payloads, "cn-hangzhou"), world.IDs()...)
 	opts := localcloud.Options{
 		Binaries:      bins,
@@ -180,6 +188,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		MNSFaults:     mnssim.Faults{SendFailRate: *mnsFail},
 		DuplicateRate: *dup,
 		CrashRate:     *crash,
+		APILatency:    time.Duration(float64(*apiLatency) / scale),
 		Seed:          *seed,
 		Env:           env,
 	}

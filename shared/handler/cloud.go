@@ -1,10 +1,13 @@
 // Package handler holds the Function Compute handlers (install, poller,
 // reconcile): each decodes its trigger's payload, builds the invocation's
-// cloud clients from its credentials, runs the domain step (packages install,
-// poll and reconcile), sends the follow-up messages, writes the outcome
-// records, and maps the result to the trigger's contract: an error is returned only when the platform retrying the
-// invocation can help (a follow-up message could not be queued), or when the
-// whole payload is unusable.
+// cloud clients and instance ledger from its credentials, runs the domain
+// step (packages install, poll and reconcile), writes each outcome as its
+// generation's final ledger record before it logs, tags and publishes it,
+// sends the follow-up messages (install work to the install queue, the rest
+// to the job queue), and maps the result to the trigger's contract: an error
+// is returned only when the platform retrying the invocation can help (the
+// ledger or a queue could not be reached, a follow-up message could not be
+// queued), or when the whole payload is unusable.
 package handler
 
 import (

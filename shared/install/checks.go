@@ -396,6 +396,11 @@ func (s *Service) alreadyThere(region string, in job.Instance, bc hbr.BackupClie
 		return Record(region, in, outcome.Installed, "",
 			fmt.Sprintf("backup client activated (found ACTIVATED after %d attempt(s))", in.Attempts), "", bc.ClientID)
 	}
+	if waitingOnClient(in.LastCode) {
+		return Record(region, in, outcome.AlreadyInstalled, "",
+			fmt.Sprintf("backup client %s, which another installer was installing (%s), is ACTIVATED", orUnknown(bc.ClientID), in.LastCode),
+			"", bc.ClientID)
+	}
 	return Record(region, in, outcome.AlreadyInstalled, "",
 		fmt.Sprintf("backup client %s was already active (created %s): installed by another installer or an earlier attempt",
 			orUnknown(bc.ClientID), createdAt(bc)), "", bc.ClientID)
