@@ -504,9 +504,7 @@ func (s *Service) install(ctx context.Context, region string, instances []job.In
 		}
 		return res
 	}
-	for _, c := range job.Chunk(live, job.MaxInstances) {
-		res.Merge(s.process(ctx, cl, region, c, retries))
-	}
+	res.Merge(s.process(ctx, cl, region, live, retries))
 	return res
 }
 
@@ -538,10 +536,14 @@ func (s *Service) stillOwned(ctx context.Context, region string, ins []job.Insta
 	return keep, res
 }
 
-// process runs one chunk (distinct instances) through the checks, in
-// order: scope (ECS), Cloud Assistant readiness (ECS), an existing client
-// (HBR), then the install, or in audit mode the readiness check that
-// decides WOULD_INSTALL. Each check takes its instances out of the chunk.
+// process runs distinct instances through the checks, in order — scope
+// (ECS), Cloud Assistant readiness (ECS), an existing client (HBR) — each
+// over the whole set in calls as large as the API takes (ECS lists 100 and
+// checks 50 a call, HBR describes 100 clients a call), and then installs
+// what is left in calls of 20, or in audit mode runs the readiness check
+// that decides WOULD_INSTALL. Checking before chunking packs the instances
+// that are ready into as few install tasks as possible: every task costs a
+// DescribeTask call per poll. Each check takes its instances out of the set.
 func (s *Service) process(ctx context.Context, cl Installer, region string, c []job.Instance, retries int) Result {
 	var res Result
 	if !s.Scope.Empty() || s.Audit {
@@ -554,19 +556,22 @@ func (s *Service) process(ctx context.Context, cl Installer, region string, c []
 		c, done = s.ready(ctx, region, c, retries)
 		res.Merge(done)
 	}
-	if len(c) > 0 {
-		var done Result
-		c, done = s.existing(ctx, cl, region, c, retries)
+	var rest []job.Instance
+	for start := 0; start < len(c); start += hbr.MaxDescribeIDs {
+		part, done := s.existing(ctx, cl, region, c[start:min(start+hbr.MaxDescribeIDs, len(c))], retries)
 		res.Merge(done)
+		rest = append(rest, part...)
 	}
-	if len(c) == 0 {
+	if len(rest) == 0 {
 		return res
 	}
 	if s.Audit {
-		res.Merge(s.wouldInstall(ctx, region, c, retries))
+		res.Merge(s.wouldInstall(ctx, region, rest, retries))
 		return res
 	}
-	res.Merge(s.installChunk(ctx, cl, region, c, retries, true))
+	for _, chunk := range job.Chunk(rest, job.MaxInstances) {
+		res.Merge(s.installChunk(ctx, cl, region, chunk, retries, true))
+	}
 	return res
 }
 
