@@ -84,7 +84,8 @@ const (
 
 // Options configures a Server.
 type Options struct {
-	// AccessKeyID and AccessKeySecret are the only credentials accepted.
+	// AccessKeyID and AccessKeySecret are a key pair accepted (the
+	// principal named ""); Principals adds more.
 	AccessKeyID, AccessKeySecret string
 	// SecurityToken, if non-empty, must be carried by every request.
 	SecurityToken string

@@ -83,8 +83,9 @@ var ClientStatuses = []string{
 
 // Options configures a Server.
 type Options struct {
-	// AccessKeyID and AccessKeySecret are the only credentials accepted;
-	// requests signed with anything else are rejected.
+	// AccessKeyID and AccessKeySecret are a key pair accepted (the
+	// principal named ""); requests signed with neither it nor one of
+	// Principals are rejected.
 	AccessKeyID, AccessKeySecret string
 	// SecurityToken, if non-empty, must be carried by every request.
 	SecurityToken string

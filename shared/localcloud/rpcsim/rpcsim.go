@@ -67,7 +67,8 @@ type Options struct {
 	Version string
 	// HostID is echoed in error bodies; default "<Product>.aliyuncs.com".
 	HostID string
-	// AccessKeyID and AccessKeySecret are the only credentials accepted.
+	// AccessKeyID and AccessKeySecret are a key pair accepted (the
+	// principal named ""); Principals adds more.
 	AccessKeyID, AccessKeySecret string
 	// SecurityToken, if non-empty, must be carried by every request; if
 	// empty, requests must carry none.
