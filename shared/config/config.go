@@ -189,7 +189,7 @@ func Variables() []Variable {
 		{Name: "OUTCOME_TAG_KEY", Doc: "When set, each instance gets this tag with its outcome (installed, already-installed, failed:<code>, skipped:<rule>, not-ready, timeout, cancelled). Not in audit mode."},
 		{Name: "OUTCOME_TOPIC", Doc: "When set, outcome records are published to this MNS topic (same endpoint as the queue) for alerts."},
 		{Name: "NOTIFY", Default: "problems", Doc: "problems publishes every outcome except INSTALLED, ALREADY_INSTALLED and SKIPPED; all publishes every outcome."},
-		{Name: "RECONCILE_RATE", Default: "600", Doc: "Instances per minute a reconcile sweep hands to the poller (spread with message delays)."},
+		{Name: "RECONCILE_RATE", Default: "600", Doc: "Instances per minute a reconcile sweep hands to the install function (spread with message delays)."},
 		{Name: protect.EnvPolicyID, Doc: "HBR backup policy (po-…) that every instance ending with an ACTIVATED client is bound to (ECS_FILE), unless BACKUP_POLICY_BY_TAG picks another. Empty with BACKUP_POLICY_BY_TAG empty: no binding."},
 		{Name: protect.EnvPolicyByTag, Doc: "Comma-separated key=value:po-… (tag has that value) or key:po-… (tag present) terms; the first term the instance's tags match picks its policy, else BACKUP_POLICY_ID; no match and no BACKUP_POLICY_ID leaves it INSTALLED. Needs the instance's tags (ECS DescribeInstances)."},
 		{Name: "RECONCILE_MAX_INSTANCES", Default: "1000000", Doc: "Upper bound of the instances one reconcile sweep looks at, over all its parts (the default covers any region)."},
@@ -460,7 +460,7 @@ func Load(getenv func(string) string) (Config, error) {
 	if v := get("LEDGER_LEASE"); strings.EqualFold(v, "auto") {
 		c.LedgerLease = minLease + LeaseSlack
 	} else {
-		c.LedgerLease = dur("LEDGER_LEASE", time.Minute, 7*24*time.Hour)
+		c.LedgerLease = dur("LEDGER_LEASE", time.Second, 7*24*time.Hour)
 		if c.LedgerLease > 0 && c.LedgerLease < minLease {
 			errs = append(errs, fmt.Errorf("LEDGER_LEASE=%s is shorter than READINESS_TIMEOUT + TASK_TIMEOUT + DEADLINE_MARGIN (%s): a healthy install would be taken over", c.LedgerLease, minLease))
 		}

@@ -109,9 +109,18 @@ func (d *Deps) finish(ctx context.Context, s *session, recs []outcome.Record) er
 	})
 	failed := adoptErrs
 	var emit []outcome.Record
+	var rejected []install.Rejected
 	for i, r := range recs {
 		f, err := results[i], errs[i]
 		switch {
+		case err != nil && fault.Is(err, fault.Invalid):
+			// An entry that cannot be read (say, an earlier final record
+			// someone edited): no retry can help. The instance and its
+			// verdict go to the dead-letter queue with the key named.
+			rejected = append(rejected, install.Rejected{Region: r.Region, Err: err, Instance: job.Instance{ID: r.InstanceID,
+				JobID: r.JobID, OriginEventID: r.OriginEventID, FirstSeen: r.FirstSeen, Attempts: r.Attempts, TaskID: r.TaskID,
+				ClientID: r.ClientID, Installed: string(r.Outcome), Reason: job.Clip(r.Reason, job.MaxReasonLen),
+				Generation: r.Generation, Supersedes: r.Supersedes, Via: r.Via}})
 		case err != nil:
 			d.Logger.ErrorContext(ctx, "outcome not recorded", slog.String("jobId", r.JobID), slog.String("instanceId", r.InstanceID),
 				slog.String("outcome", string(r.Outcome)), slog.String("error", err.Error()), slog.String("class", fault.KindOf(err).String()))
@@ -135,6 +144,9 @@ func (d *Deps) finish(ctx context.Context, s *session, recs []outcome.Record) er
 		}
 	}
 	d.emit(ctx, s, emit)
+	if len(rejected) > 0 {
+		failed = append(failed, d.reject(ctx, s, rejected)...)
+	}
 	return errors.Join(failed...)
 }
 

@@ -448,3 +448,27 @@ func TestOneRecordPerGenerationWhateverIsDeliveredTwice(t *testing.T) {
 	}
 	assert.Equal(t, 1, finals)
 }
+
+// An unreadable ledger entry is an error naming its key, and the instance
+// goes to the dead-letter queue with that reason: never an endless retry.
+func TestUnreadableLedgerEntryIsDeadLettered(t *testing.T) {
+	c := &fakeCloud{task: func(id string) (hbr.Task, error) {
+		return hbr.Task{TaskID: id, Description: "completed", Results: []hbr.ClientResult{
+			{InstanceID: "i-broken00000000001", ClientID: "c-1", ClientStatus: "ACTIVATED"}}}, nil
+	}}
+	dead := &deadQueue{}
+	d := deps(c, &recorder{})
+	d.Cloud = dlqCloud{c, dead}
+	_, err := c.Store(context.Background())
+	require.NoError(t, err)
+	key := "hbr-autoinstall/ledger/1234567890/cn-hangzhou/i-broken00000000001/g000001/final"
+	c.store.Put(key, []byte("\x00 not json"))
+	poll := job.Message{Version: job.Version, Kind: job.KindPoll, Region: "cn-hangzhou", TaskID: "t-1", TaskStartedAt: t0,
+		Deadline: t0.Add(17 * time.Minute), SentAt: t0, Instances: []job.Instance{owned("i-broken00000000001")}}
+	poll.Instances[0].Attempts = 1
+	_, err = NewPoller(d).Handle(context.Background(), streamOf(t, map[string]job.Message{"m-1": poll}))
+	require.NoError(t, err, "nothing a retry could mend fails the invocation")
+	require.Len(t, dead.letters, 1)
+	assert.Contains(t, dead.letters[0].Reason, key)
+	assert.Equal(t, "invalid", dead.letters[0].Class)
+}

@@ -28,7 +28,8 @@ const TriggerReconcile = "reconcile"
 // trigger and manual invokes.
 type Reconcile struct {
 	Deps
-	// Rate is the instances per minute a sweep hands to the poller, Max the
+	// Rate is the instances per minute a sweep hands to the install
+	// function, Max the
 	// most instances one sweep looks at (see reconcile.Service).
 	Rate, Max int
 	// Reserve is the time a part keeps, before its invocation's deadline

@@ -253,3 +253,41 @@ func TestE2ESweepOfAFleet(t *testing.T) {
 	assert.Equal(t, cov, r.Coverage)
 	assertAll(t, r, "INSTALLED", 27)
 }
+
+// An owner whose chain died after its install call — every send of its
+// poll message failed until the platform gave the event up — holds its
+// claim until the lease passes; the next reconcile sweep finds the claim
+// stale, the install function takes the instance over, follows the dead
+// chain's task instead of installing again, and records the outcome,
+// naming the dead owner in supersedes.
+func TestE2EDeadChainIsTakenOverBySweep(t *testing.T) {
+	t.Parallel()
+	timing := fastTiming()
+	timing.ReadinessTimeout, timing.TaskTimeout, timing.Margin = 4*time.Second, 4*time.Second, time.Second
+	var cloud *Cloud
+	var rep reconcile.Report
+	r := run(t, Options{Timing: timing}, 90*time.Second, func(c *Cloud) {
+		cloud = c
+		c.MNS.SetFaults(mnssim.Faults{SendFailRate: 1})
+		publish(t, c, runningEvent("i-dead0001"))
+		require.Eventually(t, func() bool {
+			for _, d := range c.Report().DeadLetters {
+				if d.Source == "bus" {
+					return true
+				}
+			}
+			return false
+		}, 20*time.Second, 100*time.Millisecond, "the platform gives the event up")
+		c.MNS.SetFaults(mnssim.Faults{})
+		require.Equal(t, 1, c.HBR.Installs("i-dead0001"), "it had installed before it died")
+		// The lease: 4 s + 4 s + 1 s, and 5 s for delays.
+		time.Sleep(15 * time.Second)
+		rep = sweep(t, c, `{"sweepId":"takeover-1"}`)
+	})
+	assert.Equal(t, 1, rep.StaleClaims)
+	assert.Equal(t, "INSTALLED", r.Outcomes["i-dead0001"].Outcome)
+	require.Len(t, r.Records, 1)
+	assert.Equal(t, job.JobID("acs.ecs", "ev-i-dead0001", "i-dead0001"), r.Records[0].Supersedes, "the record names the dead owner")
+	assert.Equal(t, 1, cloud.HBR.Installs("i-dead0001"), "the takeover followed the task, no second install")
+	assert.Zero(t, r.WithoutRecord)
+}

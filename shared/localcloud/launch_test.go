@@ -173,20 +173,29 @@ func TestE2ELaunchWorld(t *testing.T) {
 	assert.Positive(t, r.RunningToOutcomeRealP99)
 }
 
-// TestE2ELaunchWorldInstallsOnce is the goal of issue 9 in the launch world:
-// no conflict, one install task and one outcome record per instance,
-// whether the events arrive a minute apart or all at once.
+// TestE2ELaunchWorldInstallsOnce runs every function with several
+// invocations at once (4 processes each, 4 batches in flight per stream) on
+// the launch world: the ledger, not a lock, gives one install slot and one
+// outcome record per instance, no conflict, nothing without a record,
+// whether the events arrive a minute apart or all at once. The install
+// function makes every install call; the poller none.
 func TestE2ELaunchWorldInstallsOnce(t *testing.T) {
 	t.Parallel()
 	for _, allAtOnce := range []bool{false, true} {
 		w := launchWorld(t)
 		var cloud *Cloud
-		r := run(t, Options{Seed: 8}, 90*time.Second, func(c *Cloud) { cloud = c; c.Launch(context.Background(), w, allAtOnce) })
+		r := run(t, Options{Seed: 8, MaxInstances: 4, StreamConcurrency: 4}, 90*time.Second,
+			func(c *Cloud) { cloud = c; c.Launch(context.Background(), w, allAtOnce) })
 		assertAll(t, r, "INSTALLED", len(w.Instances))
 		assert.Len(t, r.Records, len(w.Instances), "one outcome record per instance")
+		assert.Zero(t, r.WithoutRecord)
 		for _, id := range w.IDs() {
 			assert.Equal(t, 1, cloud.HBR.Installs(id), "%s is in exactly one install task", id)
 		}
+		assert.Equal(t, r.Calls["hbr.InstallBackupClients"], r.CallsByFunction["install"]["hbr.InstallBackupClients"],
+			"the install function makes every install call")
+		assert.Zero(t, r.CallsByFunction["poller"]["hbr.InstallBackupClients"], "the poller never installs")
+		assert.Positive(t, r.CallsByFunction["poller"]["hbr.DescribeTask"], "the poller watches the tasks")
 		assert.Empty(t, r.Unmatched, "s.yaml's rules accept every launch path")
 	}
 }

@@ -383,6 +383,9 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 		"RETRY_BASE_DELAY":     secs(t.RetryBase),
 		"RETRY_MAX_DELAY":      secs(t.RetryMax),
 		"MAX_INSTALL_ATTEMPTS": strconv.Itoa(max(t.MaxAttempts, 1)),
+		// The lease, shortened like the delays: the longest healthy step
+		// and a quarter more (at least 5 s) for message delays and retries.
+		"LEDGER_LEASE": secs(t.ReadinessTimeout + t.TaskTimeout + t.Margin + max(5*time.Second, (t.ReadinessTimeout+t.TaskTimeout+t.Margin)/4)),
 		"LOG_LEVEL":            "info",
 	}
 	for k, v := range opts.Env {
@@ -684,6 +687,13 @@ func (c *Cloud) onOutput(function string, _ int, line []byte) {
 		c.opts.OnOutput(strings.TrimPrefix(function, functionPrefix), line)
 	}
 	if len(line) == 0 || line[0] != '{' {
+		return
+	}
+	// Most lines are neither acceptances, outcomes nor errors: skip them
+	// before decoding (a 10 000-instance launch writes hundreds of
+	// thousands of lines).
+	if !bytes.Contains(line, []byte(`"msg":"accepted"`)) && !bytes.Contains(line, []byte(`"msg":"outcome"`)) &&
+		!bytes.Contains(line, []byte(`"level":"ERROR"`)) {
 		return
 	}
 	var l struct {

@@ -1,11 +1,14 @@
 // Package reconcile is the sweep behind the reconcile function: it lists the
 // running ECS instances of a region, asks HBR which of them already have a
-// backup client, applies the same scope rules as the install step, and turns
-// the instances still missing a client into install-retry job messages for
-// the poller, spread over time at a bounded rate. It also counts what it saw
-// into a coverage [Report]: covered, installing, excluded (per rule) and
-// missing. The same sweep is the backfill for instances that existed before
-// the deployment, and a dry run only reports.
+// backup client (and, with a backup policy, a binding), applies the same
+// scope rules as the install step, reads the instance ledger for claims
+// whose lease passed with no record, and turns the instances still missing
+// a client (or a binding, or a record) into install-retry messages for the
+// install function — announcements it claims like an event's — spread over
+// time at a bounded rate. It also counts what it saw into a coverage
+// [Report]: covered, installing, excluded (per rule), missing, unbound,
+// unrecorded and stale claims. The same sweep is the backfill for instances
+// that existed before the deployment, and a dry run only reports.
 //
 // A sweep covers a region of any size: it lists the instances a page at a
 // time and, when Stop says the invocation's time is running out, returns a
@@ -106,7 +109,8 @@ type Service struct {
 	// Policy supplies ReadinessTimeout, the readiness window each enqueued
 	// instance gets from the moment its message is delivered.
 	Policy install.Policy
-	// Rate is how many instances per minute the sweep hands to the poller:
+	// Rate is how many instances per minute the sweep hands to the install
+	// function:
 	// message k (of at most job.MaxInstances instances) is delayed by
 	// k·MaxInstances·60s/Rate. Rate ≤ 0 means no spreading.
 	Rate int
@@ -120,7 +124,8 @@ type Service struct {
 	// Protect says which backup policy each instance is bound to. When it
 	// names any, covered instances (ACTIVATED) that should be bound are
 	// checked with Bindings, counted as Unbound when they are not, and
-	// queued as bind jobs (package poll binds them).
+	// announced like missing ones (the install function finds the client
+	// ACTIVATED and binds it).
 	Protect protect.Settings
 	// Bindings returns the binding lister for a region; needed with
 	// Protect.
