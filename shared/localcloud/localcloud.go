@@ -386,7 +386,7 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 		// The lease, shortened like the delays: the longest healthy step
 		// and a quarter more (at least 5 s) for message delays and retries.
 		"LEDGER_LEASE": secs(t.ReadinessTimeout + t.TaskTimeout + t.Margin + max(5*time.Second, (t.ReadinessTimeout+t.TaskTimeout+t.Margin)/4)),
-		"LOG_LEVEL":            "info",
+		"LOG_LEVEL":    "info",
 	}
 	for k, v := range opts.Env {
 		env[k] = v
