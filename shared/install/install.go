@@ -28,6 +28,7 @@ import (
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/config"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecs"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecsevent"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fanout"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbr"
@@ -319,6 +320,9 @@ func (s *Service) Announce(ctx context.Context, region string, ins []job.Instanc
 			res.Joined = append(res.Joined, outcome.Join{JobID: in.JobID, InstanceID: in.ID, Region: region,
 				OriginEventID: in.OriginEventID, Owner: d.Owner.Job, Generation: d.Owner.Generation,
 				State: d.State.Describe(), Reason: d.Reason})
+			if n, ok := s.nudge(region, in, d.State); ok {
+				res.Next = append(res.Next, n)
+			}
 			continue
 		case ledger.Recorded:
 			res.Merge(s.recorded(region, own(in, d.Owner), d.State))
@@ -357,6 +361,28 @@ func (s *Service) Announce(ctx context.Context, region string, ins []job.Instanc
 		res.Merge(s.Defer(region, later, wait))
 	}
 	return res
+}
+
+// nudge is what a join does for an owner that waits for the instance to
+// become ready, when the joining announcement is Cloud Assistant's first
+// heartbeat (the instance is ready now): a message that takes the owner's
+// chain on (its job, its generation) after Policy.CoalesceDelay (at least a
+// second) instead of at its next readiness tick, up to READINESS_DELAY
+// later. The install queue's batch window gathers the heartbeats of many
+// instances into shared install calls. The owner's own retry, when it
+// comes, finds the install started and ends.
+func (s *Service) nudge(region string, in job.Instance, st ledger.State) (Next, bool) {
+	if in.Trigger != string(ecsevent.TriggerHeartbeat) || st.Claim == nil || st.Final != nil || st.Intents > 0 || st.Tasks > 0 {
+		return Next{}, false
+	}
+	c := st.Claim
+	owner := job.Instance{ID: in.ID, JobID: c.Job, OriginEventID: c.OriginEventID, EventTime: c.EventTime, FirstSeen: c.At,
+		ReadyBy: c.At.Add(s.Policy.ReadinessTimeout), Generation: st.Generation, LeaseUntil: st.LeaseUntil(),
+		Supersedes: c.Supersedes, Trigger: c.Trigger}
+	if !s.now().Before(owner.ReadyBy) {
+		return Next{}, false // the owner's own retry ends it
+	}
+	return s.retryMessage(region, []job.Instance{owner}, 0, "", max(s.Policy.CoalesceDelay, time.Second), s.now()), true
 }
 
 // recorded handles an announcement by the job whose generation is recorded

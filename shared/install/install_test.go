@@ -389,6 +389,57 @@ func TestAnnouncementsOfOneInstanceInstallItOnce(t *testing.T) {
 	}
 }
 
+// The first heartbeat of an instance whose owner waits for readiness takes
+// the owner's chain on at once (after the coalescing delay) instead of at
+// the owner's next readiness tick; the owner's own retry then ends.
+func TestHeartbeatNudgesAWaitingOwner(t *testing.T) {
+	s, calls := newService(allValid, t0)
+	ctx := context.Background()
+	run := fromEvent(instances(1), "ev-runinstances")
+	run[0].Trigger = "run-instances"
+	first := s.Announce(ctx, "cn-hangzhou", run, false)
+	require.Len(t, first.Next, 1)
+	scheduled := first.Next[0]
+	assert.Equal(t, 30*time.Second, scheduled.Delay, "the owner waits for its readiness tick")
+
+	// A Running event nudges nobody: Cloud Assistant may still be down.
+	running := fromEvent(instances(1), "ev-running")
+	running[0].Trigger = "running"
+	quiet := s.Announce(ctx, "cn-hangzhou", running, true)
+	require.Len(t, quiet.Joined, 1)
+	assert.Empty(t, quiet.Next)
+
+	hb := fromEvent(instances(1), "ev-heartbeat")
+	hb[0].Trigger = "first-heartbeat"
+	joined := s.Announce(ctx, "cn-hangzhou", hb, true)
+	require.Len(t, joined.Joined, 1)
+	require.Len(t, joined.Next, 1, "the heartbeat nudges the owner")
+	nudge := joined.Next[0]
+	assert.Equal(t, job.KindInstallRetry, nudge.Message.Kind)
+	assert.Equal(t, time.Second, nudge.Delay)
+	owner := nudge.Message.Instances[0]
+	assert.Equal(t, run[0].JobID, owner.JobID, "on the owner's behalf")
+	assert.Equal(t, 1, owner.Generation)
+
+	owner.Via = "m-nudge"
+	res := s.Install(ctx, "cn-hangzhou", []job.Instance{owner}, 0)
+	require.Len(t, *calls, 1)
+	require.Len(t, res.Next, 1)
+	assert.Equal(t, job.KindPoll, res.Next[0].Message.Kind)
+
+	// The owner's own retry: the install is started; it ends there.
+	late := scheduled.Message.Instances[0]
+	late.Via = "m-scheduled"
+	s.HBR = func(context.Context, string) (Installer, error) {
+		return &withClients{installFunc: allValid, clients: []hbr.BackupClient{{InstanceID: late.ID, Status: "INSTALLING"}}}, nil
+	}
+	res = s.Install(ctx, "cn-hangzhou", []job.Instance{late}, 0)
+	assert.Len(t, *calls, 1, "no second install")
+	assert.Empty(t, res.Outcomes)
+	assert.Empty(t, res.Next)
+	assert.Len(t, res.Dropped, 1)
+}
+
 // Issue 18: a job whose queue delay passed the readiness window could
 // record NOT_READY while a sibling job of the same instance installed it.
 // An announcement is claimed before anything else: the sibling joins.
