@@ -34,7 +34,11 @@ type Report struct {
 	// signs with its own key pair): "install", "poller", "reconcile".
 	CallsByFunction map[string]map[string]int `json:"calls_by_function"`
 	Invocations     map[string]int            `json:"invocations"`
-	Pushes          map[string]int            `json:"pushes"`
+	// PeakConcurrency is, per function, the most invocations its processes
+	// held at once (bounded by Options.MaxInstances): what Function
+	// Compute's per-region instance quota must allow.
+	PeakConcurrency map[string]int `json:"peak_concurrency"`
+	Pushes          map[string]int `json:"pushes"`
 	// Rejected counts emulator answers with an error code, keyed
 	// "hbr.<Code>" or "ecs.<Code>" (throttling, 5xx, not-ready codes, …).
 	Rejected map[string]int `json:"rejected"`
@@ -143,8 +147,10 @@ func (c *Cloud) Report() Report {
 		r.Calls[k] = v
 	}
 	recorded := c.recordedInLedger()
+	r.PeakConcurrency = map[string]int{}
 	for name, f := range c.fns {
 		r.Invocations[name] = f.Invocations()
+		r.PeakConcurrency[name] = f.PeakConcurrency()
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

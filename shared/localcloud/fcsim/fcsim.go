@@ -167,6 +167,9 @@ type Function struct {
 	waiters     list.List   // of waiter, first come first served
 	closed      bool
 	invocations int
+	// running counts the invocations a process holds now; peakRunning the
+	// most it held at once.
+	running, peakRunning int
 
 	// wg counts every goroutine fcsim starts and every Invoke in progress.
 	wg sync.WaitGroup
@@ -331,9 +334,17 @@ func (f *Function) Invoke(ctx context.Context, payload []byte, opts InvokeOption
 		done:    make(chan answer, 1),
 	}
 	out := make(chan outcome, 1)
+	f.mu.Lock()
+	f.running++
+	f.peakRunning = max(f.peakRunning, f.running)
+	f.mu.Unlock()
 	go func() {
 		defer f.wg.Done()
-		out <- f.dispatch(ctx, in, c)
+		o := f.dispatch(ctx, in, c)
+		f.mu.Lock()
+		f.running--
+		f.mu.Unlock()
+		out <- o
 	}()
 	select {
 	case o := <-out:
@@ -549,6 +560,15 @@ func (f *Function) popWaiterLocked() waiter {
 	w := el.Value.(waiter)
 	el.Value = nil // tells a cancelled acquire it was served
 	return w
+}
+
+// PeakConcurrency returns the most invocations the function's processes
+// held at once: the concurrent instances Function Compute would have run
+// (a standard runtime takes one invocation per instance).
+func (f *Function) PeakConcurrency() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.peakRunning
 }
 
 // Invocations returns how many invocations were handed to a process.

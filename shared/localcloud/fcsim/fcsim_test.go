@@ -542,3 +542,23 @@ func TestCloseLeavesNothing(t *testing.T) {
 		t.Errorf("goroutines: baseline %d, now %d\n%s", baseline, n, buf[:runtime.Stack(buf, true)])
 	}
 }
+
+// PeakConcurrency is the most invocations held at once: what the platform's
+// instance quota must allow.
+func TestPeakConcurrency(t *testing.T) {
+	f := start(t, fcsim.Config{Name: "peak", Binary: echoBinary, MaxInstances: 3, Timeout: 10 * time.Second})
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := f.Invoke(context.Background(), []byte(`{"action":"sleep","sleep":"300ms"}`), fcsim.InvokeOptions{})
+			assert.NoError(t, err)
+		}()
+	}
+	wg.Wait()
+	assert.Equal(t, 3, f.PeakConcurrency())
+	_, err := f.Invoke(context.Background(), []byte(`{}`), fcsim.InvokeOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, 3, f.PeakConcurrency(), "a high-water mark")
+}
