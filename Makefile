@@ -31,9 +31,17 @@ REGIONS  ?= cn-hangzhou cn-shanghai
 # Resource names; s.yaml reads the same environment variables with the same
 # defaults.
 QUEUE_NAME  ?= hbr-autoinstall-jobs
+INSTALL_QUEUE_NAME ?= hbr-autoinstall-installs
 DLQ_NAME    ?= hbr-autoinstall-dlq
 ROLE_NAME   ?= hbr-autoinstall-fc
 POLICY_NAME ?= hbr-autoinstall-fc-policy
+# The instance ledger: its key prefix, and its bucket. The bucket is one per
+# region, hbr-autoinstall-ledger-<account>-<region> unless LEDGER_BUCKET sets
+# a pattern ({account} and {region} are replaced; without {region} only one
+# region can use it).
+LEDGER_PREFIX ?= hbr-autoinstall/ledger/
+LEDGER_BUCKET ?=
+LEDGER_FLAGS = -ledger-prefix '$(LEDGER_PREFIX)' $(if $(LEDGER_BUCKET),-ledger-bucket '$(LEDGER_BUCKET)')
 # fc3 stops deploying a function's triggers at the first unchanged eventbridge
 # trigger, so a changed trigger listed after it would be skipped silently.
 # Every eventbridge trigger that is not the first of its function is listed
@@ -109,9 +117,9 @@ fuzz: ## Short fuzz runs of the event, queue-event and job parsers (FUZZTIME=10s
 		$(GO) test -run='^$$' -fuzz="^$${t#*:}\$$" -fuzztime=$(FUZZTIME) ./shared/$${t%%:*}; \
 	done
 
-provision: ## Create or update the RAM role, its policy and the MNS queues in REGIONS (ARGS=-dry-run to preview; -tag-writeback, -topic NAME, -bind add permissions)
-	$(GO) run ./scripts/provision -regions '$(REGIONS)' -queue '$(QUEUE_NAME)' -dlq '$(DLQ_NAME)' \
-		-role '$(ROLE_NAME)' -policy-name '$(POLICY_NAME)' $(ARGS)
+provision: ## Create or update the RAM role, its policy, the MNS queues and the ledger bucket in REGIONS (ARGS=-dry-run to preview; -tag-writeback, -topic NAME, -bind add permissions; -ledger-expiry-days N)
+	$(GO) run ./scripts/provision -regions '$(REGIONS)' -queue '$(QUEUE_NAME)' -install-queue '$(INSTALL_QUEUE_NAME)' \
+		-dlq '$(DLQ_NAME)' -role '$(ROLE_NAME)' -policy-name '$(POLICY_NAME)' $(LEDGER_FLAGS) $(ARGS)
 
 deploy: $(S_DEP) ## s deploy -y once per region in REGIONS (a global s, else the pinned one in .tools/)
 	for region in $(REGIONS); do \
