@@ -47,7 +47,7 @@ LEDGER_FLAGS = -ledger-prefix '$(LEDGER_PREFIX)' $(if $(LEDGER_BUCKET),-ledger-b
 # Every eventbridge trigger that is not the first of its function is listed
 # here as <resource>:<trigger> and deployed once more on its own.
 EXTRA_TRIGGERS ?= install:ecs-runinstances
-# Extra arguments for demo, bench, chaos, provision, deploy and smoke.
+# Extra arguments for demo, bench, chaos, provision, deploy, smoke and status.
 ARGS     ?=
 # Resource (s.yaml) that make invoke-<event> invokes; by default the poller
 # for events/poller-*.json and the install function for the others.
@@ -64,7 +64,7 @@ LDFLAGS   := -s -w -buildid=
 # Names passed to s.yaml (see its vars).
 S_ENV = QUEUE_NAME=$(QUEUE_NAME) DLQ_NAME=$(DLQ_NAME) ROLE_NAME=$(ROLE_NAME)
 
-.PHONY: help build tools test lint demo bench chaos fuzz provision deploy invoke-reconcile smoke clean
+.PHONY: help build tools test lint demo bench chaos fuzz provision deploy invoke-reconcile smoke status clean
 
 help: ## List the targets
 	@echo "Usage: make <target> [VAR=value ...]"
@@ -143,6 +143,10 @@ smoke: $(S_DEP) ## Check the deployed stack in each of REGIONS: a synthetic even
 	@failed=0; for region in $(REGIONS); do \
 		$(S_ENV) $(GO) run ./scripts/smoke -s '$(S)' -region $$region -queue '$(QUEUE_NAME)' -dlq '$(DLQ_NAME)' $(ARGS) || failed=1; \
 	done; exit $$failed
+
+status: ## Print the instance ledger of the first of REGIONS with your AccessKey: each instance's state, the counts, what is not protected (ARGS=-region R, -json, -policy-expected)
+	$(GO) run ./scripts/status -region '$(firstword $(REGIONS))' -prefix '$(LEDGER_PREFIX)' \
+		$(if $(LEDGER_BUCKET),-bucket '$(LEDGER_BUCKET)') $(ARGS)
 
 clean: ## Remove build and coverage output (not the tools in .tools/)
 	rm -rf $(DIST) coverage.out coverage.html
