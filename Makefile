@@ -41,6 +41,7 @@ POLICY_NAME ?= hbr-autoinstall-fc-policy
 # region can use it).
 LEDGER_PREFIX ?= hbr-autoinstall/ledger/
 LEDGER_BUCKET ?=
+# provision and smoke take the same two flags.
 LEDGER_FLAGS = -ledger-prefix '$(LEDGER_PREFIX)' $(if $(LEDGER_BUCKET),-ledger-bucket '$(LEDGER_BUCKET)')
 # fc3 stops deploying a function's triggers at the first unchanged eventbridge
 # trigger, so a changed trigger listed after it would be skipped silently.
@@ -139,9 +140,10 @@ invoke-%: $(S_DEP) ## Invoke a deployed function with events/<name>.json (poller
 invoke-reconcile: $(S_DEP) ## Run the deployed reconcile sweep by hand in the first region of REGIONS (a dry run; RECONCILE_EVENT='{}' queues installs)
 	REGION=$(firstword $(REGIONS)) $(S_ENV) $(S) reconcile invoke -e '$(RECONCILE_EVENT)'
 
-smoke: $(S_DEP) ## Check the deployed stack in each of REGIONS: a synthetic event must end GONE; prints the queue depths (ARGS=-h for flags)
+smoke: $(S_DEP) ## Check the deployed stack in each of REGIONS: a synthetic event must end GONE, through the ledger; with your AccessKey, reads its ledger record and the queue depths (ARGS=-h for flags)
 	@failed=0; for region in $(REGIONS); do \
-		$(S_ENV) $(GO) run ./scripts/smoke -s '$(S)' -region $$region -queue '$(QUEUE_NAME)' -dlq '$(DLQ_NAME)' $(ARGS) || failed=1; \
+		$(S_ENV) $(GO) run ./scripts/smoke -s '$(S)' -region $$region -queue '$(QUEUE_NAME)' -install-queue '$(INSTALL_QUEUE_NAME)' \
+			-dlq '$(DLQ_NAME)' $(LEDGER_FLAGS) $(ARGS) || failed=1; \
 	done; exit $$failed
 
 status: ## Print the instance ledger of the first of REGIONS with your AccessKey: each instance's state, the counts, what is not protected (ARGS=-region R, -json, -policy-expected)
