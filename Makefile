@@ -48,7 +48,7 @@ LEDGER_FLAGS = -ledger-prefix '$(LEDGER_PREFIX)' $(if $(LEDGER_BUCKET),-ledger-b
 # Every eventbridge trigger that is not the first of its function is listed
 # here as <resource>:<trigger> and deployed once more on its own.
 EXTRA_TRIGGERS ?= install:ecs-runinstances
-# Extra arguments for demo, bench, chaos, provision, deploy, smoke and status.
+# Extra arguments for demo, bench, chaos, provision, deploy and smoke.
 ARGS     ?=
 # Resource (s.yaml) that make invoke-<event> invokes; by default the poller
 # for events/poller-*.json and the install function for the others.

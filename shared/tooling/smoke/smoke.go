@@ -23,7 +23,9 @@
 //
 // Nothing here is classified with shared/fault: this package runs in a
 // command-line tool, not in the functions. Transports mark the failures Run
-// diagnoses by wrapping [ErrFunctionMissing] or [ErrInvocationDenied].
+// diagnoses by wrapping [ErrFunctionMissing] or [ErrInvocationDenied];
+// [OSSLedger] passes on the classified errors of the OSS adapters
+// (shared/ossstore, shared/tooling/provision), which Run reports as text.
 package smoke
 
 import (
