@@ -31,9 +31,18 @@ REGIONS  ?= cn-hangzhou cn-shanghai
 # Resource names; s.yaml reads the same environment variables with the same
 # defaults.
 QUEUE_NAME  ?= hbr-autoinstall-jobs
+INSTALL_QUEUE_NAME ?= hbr-autoinstall-installs
 DLQ_NAME    ?= hbr-autoinstall-dlq
 ROLE_NAME   ?= hbr-autoinstall-fc
 POLICY_NAME ?= hbr-autoinstall-fc-policy
+# The instance ledger: its key prefix, and its bucket. The bucket is one per
+# region, hbr-autoinstall-ledger-<account>-<region> unless LEDGER_BUCKET sets
+# a pattern ({account} and {region} are replaced; without {region} only one
+# region can use it).
+LEDGER_PREFIX ?= hbr-autoinstall/ledger/
+LEDGER_BUCKET ?=
+# provision and smoke take the same two flags.
+LEDGER_FLAGS = -ledger-prefix '$(LEDGER_PREFIX)' $(if $(LEDGER_BUCKET),-ledger-bucket '$(LEDGER_BUCKET)')
 # fc3 stops deploying a function's triggers at the first unchanged eventbridge
 # trigger, so a changed trigger listed after it would be skipped silently.
 # Every eventbridge trigger that is not the first of its function is listed
@@ -56,7 +65,7 @@ LDFLAGS   := -s -w -buildid=
 # Names passed to s.yaml (see its vars).
 S_ENV = QUEUE_NAME=$(QUEUE_NAME) DLQ_NAME=$(DLQ_NAME) ROLE_NAME=$(ROLE_NAME)
 
-.PHONY: help build tools test lint demo bench chaos fuzz provision deploy invoke-reconcile smoke clean
+.PHONY: help build tools test lint demo bench chaos fuzz provision deploy invoke-reconcile smoke status clean
 
 help: ## List the targets
 	@echo "Usage: make <target> [VAR=value ...]"
@@ -109,9 +118,9 @@ fuzz: ## Short fuzz runs of the event, queue-event and job parsers (FUZZTIME=10s
 		$(GO) test -run='^$$' -fuzz="^$${t#*:}\$$" -fuzztime=$(FUZZTIME) ./shared/$${t%%:*}; \
 	done
 
-provision: ## Create or update the RAM role, its policy and the MNS queues in REGIONS (ARGS=-dry-run to preview; -tag-writeback, -topic NAME, -bind add permissions)
-	$(GO) run ./scripts/provision -regions '$(REGIONS)' -queue '$(QUEUE_NAME)' -dlq '$(DLQ_NAME)' \
-		-role '$(ROLE_NAME)' -policy-name '$(POLICY_NAME)' $(ARGS)
+provision: ## Create or update the RAM role, its policy, the MNS queues and the ledger bucket in REGIONS (ARGS=-dry-run to preview; -tag-writeback, -topic NAME, -bind add permissions; -ledger-expiry-days N)
+	$(GO) run ./scripts/provision -regions '$(REGIONS)' -queue '$(QUEUE_NAME)' -install-queue '$(INSTALL_QUEUE_NAME)' \
+		-dlq '$(DLQ_NAME)' -role '$(ROLE_NAME)' -policy-name '$(POLICY_NAME)' $(LEDGER_FLAGS) $(ARGS)
 
 deploy: $(S_DEP) ## s deploy -y once per region in REGIONS (a global s, else the pinned one in .tools/)
 	for region in $(REGIONS); do \
@@ -131,10 +140,15 @@ invoke-%: $(S_DEP) ## Invoke a deployed function with events/<name>.json (poller
 invoke-reconcile: $(S_DEP) ## Run the deployed reconcile sweep by hand in the first region of REGIONS (a dry run; RECONCILE_EVENT='{}' queues installs)
 	REGION=$(firstword $(REGIONS)) $(S_ENV) $(S) reconcile invoke -e '$(RECONCILE_EVENT)'
 
-smoke: $(S_DEP) ## Check the deployed stack in each of REGIONS: a synthetic event must end GONE; prints the queue depths (ARGS=-h for flags)
+smoke: $(S_DEP) ## Check the deployed stack in each of REGIONS: a synthetic event must end GONE, through the ledger; with your AccessKey, reads its ledger record and the queue depths (ARGS=-h for flags)
 	@failed=0; for region in $(REGIONS); do \
-		$(S_ENV) $(GO) run ./scripts/smoke -s '$(S)' -region $$region -queue '$(QUEUE_NAME)' -dlq '$(DLQ_NAME)' $(ARGS) || failed=1; \
+		$(S_ENV) $(GO) run ./scripts/smoke -s '$(S)' -region $$region -queue '$(QUEUE_NAME)' -install-queue '$(INSTALL_QUEUE_NAME)' \
+			-dlq '$(DLQ_NAME)' $(LEDGER_FLAGS) $(ARGS) || failed=1; \
 	done; exit $$failed
+
+status: ## Print the instance ledger of the first of REGIONS with your AccessKey: each instance's state, the counts, what is not protected (ARGS=-region R, -json, -policy-expected)
+	$(GO) run ./scripts/status -region '$(firstword $(REGIONS))' -prefix '$(LEDGER_PREFIX)' \
+		$(if $(LEDGER_BUCKET),-bucket '$(LEDGER_BUCKET)') $(ARGS)
 
 clean: ## Remove build and coverage output (not the tools in .tools/)
 	rm -rf $(DIST) coverage.out coverage.html

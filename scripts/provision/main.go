@@ -1,7 +1,16 @@
 // Command provision creates, idempotently, the RAM role and policy the
-// functions run with and the MNS job queue and dead-letter queue in every
-// region, before `s deploy`. Run it through `make provision`; a second run
-// changes nothing.
+// functions run with and, in every region, the MNS job queue, install queue
+// and dead-letter queue and the instance ledger's OSS bucket, before
+// `s deploy`. Run it through `make provision`; a second run changes nothing.
+//
+// The ledger bucket (-ledger-bucket, default one per region,
+// hbr-autoinstall-ledger-<account>-<region>, as the functions derive
+// LEDGER_BUCKET) is created private and is never versioned: a bucket that
+// exists with versioning Enabled or Suspended, a public ACL or in another
+// region is reported as an error and left alone. A lifecycle rule deletes
+// the entries under -ledger-prefix -ledger-expiry-days after they were
+// written (an instance whose entries expired is claimed afresh when it is
+// next announced); the bucket's other lifecycle rules are kept.
 //
 // Credentials come from ALIBABA_CLOUD_ACCESS_KEY_ID,
 // ALIBABA_CLOUD_ACCESS_KEY_SECRET and (optionally)
@@ -51,7 +60,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var (
 		regions     = fs.String("regions", "cn-hangzhou", "regions to cover, separated by spaces or commas")
 		queue       = fs.String("queue", "hbr-autoinstall-jobs", "MNS job queue name")
+		installQ    = fs.String("install-queue", "hbr-autoinstall-installs", "MNS install queue name (INSTALL_QUEUE_NAME)")
 		dlq         = fs.String("dlq", "hbr-autoinstall-dlq", "MNS dead-letter queue name")
+		bucket      = fs.String("ledger-bucket", provision.DefaultLedgerBucket, "ledger bucket of each region (LEDGER_BUCKET); {account} and {region} are replaced")
+		prefix      = fs.String("ledger-prefix", provision.DefaultLedgerPrefix, "key prefix of the ledger's entries (LEDGER_PREFIX)")
+		expiry      = fs.Int("ledger-expiry-days", provision.DefaultLedgerExpiryDays, "days after which a ledger entry is deleted (a lifecycle rule on the prefix)")
 		role        = fs.String("role", "hbr-autoinstall-fc", "RAM role the functions run as")
 		policyName  = fs.String("policy-name", "hbr-autoinstall-fc-policy", "custom RAM policy attached to the role")
 		account     = fs.String("account", "", "account id (default: looked up with STS GetCallerIdentity)")
@@ -64,6 +77,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		ramEndpoint = fs.String("ram-endpoint", provision.RAMEndpoint, "RAM endpoint (host or URL)")
 		stsEndpoint = fs.String("sts-endpoint", provision.STSEndpoint, "STS endpoint (host or URL)")
 		mnsEndpoint = fs.String("mns-endpoint", provision.DefaultMNSEndpoint, "MNS endpoint; {account} and {region} are replaced")
+		ossEndpoint = fs.String("oss-endpoint", provision.DefaultOSSEndpoint, "OSS endpoint; {region} is replaced")
 		timeout     = fs.Duration("timeout", 15*time.Second, "timeout of each API call")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -99,15 +113,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			AccountID:    *account,
 			Regions:      strings.FieldsFunc(*regions, func(r rune) bool { return r == ',' || r == ' ' }),
 			Queue:        *queue,
+			InstallQueue: *installQ,
 			DLQ:          *dlq,
+			LedgerBucket: *bucket,
+			LedgerPrefix: *prefix,
 			TagWriteback: *tagWrite,
 			Topic:        *topic,
 			Bind:         *bind,
 		},
-		RoleName:       *role,
-		PolicyName:     *policyName,
-		PolicyTemplate: template,
-		TrustPolicy:    trust,
+		RoleName:         *role,
+		PolicyName:       *policyName,
+		PolicyTemplate:   template,
+		TrustPolicy:      trust,
+		LedgerExpiryDays: *expiry,
 	}
 	if err := plan.Validate(); err != nil {
 		return err
@@ -125,9 +143,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	p := provision.Provisioner{
-		RAM:         ram,
-		EnsureQueue: provision.TaskQueueEnsurer(creds, *account, *mnsEndpoint, *timeout),
-		Progress:    func(s provision.Step) { fmt.Fprintln(stderr, s) },
+		RAM:          ram,
+		EnsureQueue:  provision.TaskQueueEnsurer(creds, *account, *mnsEndpoint, *timeout),
+		EnsureBucket: provision.OSSBucketEnsurer(creds, *ossEndpoint, *timeout),
+		Progress:     func(s provision.Step) { fmt.Fprintln(stderr, s) },
 	}
 	steps, err := p.Run(ctx, plan)
 	if err != nil {
@@ -161,6 +180,10 @@ func preview(plan provision.Plan, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stderr, "  policy %s = the document above (%d bytes), attached to %s\n", plan.PolicyName, len(policy), plan.RoleName)
 	for _, q := range plan.Queues() {
 		fmt.Fprintf(stderr, "  queue %s in %s (retention %ds)\n", q.Name, q.Region, q.MessageRetentionPeriod)
+	}
+	for _, b := range plan.Buckets() {
+		fmt.Fprintf(stderr, "  ledger bucket %s in %s (private, not versioned; entries under %s expire after %d days)\n",
+			b.Name, b.Region, b.Prefix, b.ExpiryDays)
 	}
 	return nil
 }

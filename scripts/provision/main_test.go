@@ -41,17 +41,18 @@ func TestDryRunPrintsThePolicy(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			var stdout, stderr bytes.Buffer
-			args := append(append([]string{"-dry-run", "-regions", "cn-hangzhou,cn-beijing", "-queue", "q", "-dlq", "d"}, files...), tc.args...)
+			args := append(append([]string{"-dry-run", "-regions", "cn-hangzhou,cn-beijing", "-queue", "q", "-install-queue", "i", "-dlq", "d"}, files...), tc.args...)
 			require.NoError(t, run(context.Background(), args, env(tc.env), &stdout, &stderr))
 
 			var policy struct {
 				Statement []struct {
-					Action   any
-					Resource any
+					Action    any
+					Resource  any
+					Condition any
 				}
 			}
 			require.NoError(t, json.Unmarshal(stdout.Bytes(), &policy))
-			require.Len(t, policy.Statement, 3)
+			require.Len(t, policy.Statement, 5)
 			assert.Equal(t, []any{"ecs:DescribeInstances", "ecs:DescribeCloudAssistantStatus"}, policy.Statement[1].Action)
 			// MNS's documents disagree on the action BatchSendMessage needs,
 			// so the job and dead-letter queues grant both.
@@ -60,11 +61,25 @@ func TestDryRunPrintsThePolicy(t *testing.T) {
 			assert.Equal(t, []any{
 				"acs:mns:cn-hangzhou:" + a + ":/queues/q/messages",
 				"acs:mns:cn-beijing:" + a + ":/queues/q/messages",
+				"acs:mns:cn-hangzhou:" + a + ":/queues/i/messages",
+				"acs:mns:cn-beijing:" + a + ":/queues/i/messages",
 				"acs:mns:cn-hangzhou:" + a + ":/queues/d/messages",
 				"acs:mns:cn-beijing:" + a + ":/queues/d/messages",
 			}, policy.Statement[2].Resource)
+			// The ledger: objects under the prefix of each region's bucket,
+			// and listing only under the prefix.
+			assert.Equal(t, []any{"oss:PutObject", "oss:GetObject", "oss:DeleteObject"}, policy.Statement[3].Action)
+			assert.Equal(t, []any{
+				"acs:oss:*:" + a + ":hbr-autoinstall-ledger-" + a + "-cn-hangzhou/hbr-autoinstall/ledger/*",
+				"acs:oss:*:" + a + ":hbr-autoinstall-ledger-" + a + "-cn-beijing/hbr-autoinstall/ledger/*",
+			}, policy.Statement[3].Resource)
+			assert.Nil(t, policy.Statement[3].Condition)
+			assert.Equal(t, "oss:ListObjects", policy.Statement[4].Action)
+			assert.Equal(t, map[string]any{"StringLike": map[string]any{"oss:Prefix": "hbr-autoinstall/ledger/*"}}, policy.Statement[4].Condition)
 			assert.Contains(t, stderr.String(), "dry run, nothing changed")
+			assert.Contains(t, stderr.String(), "queue i in cn-hangzhou (retention 345600s)")
 			assert.Contains(t, stderr.String(), "queue d in cn-beijing (retention 604800s)")
+			assert.Contains(t, stderr.String(), "ledger bucket hbr-autoinstall-ledger-"+a+"-cn-beijing in cn-beijing (private, not versioned; entries under hbr-autoinstall/ledger/ expire after 90 days)")
 		})
 	}
 }
@@ -78,7 +93,7 @@ func TestDryRunOptionalPermissions(t *testing.T) {
 	tests := []struct {
 		name  string
 		flags []string
-		want  []statement // after the template's three statements
+		want  []statement // after the template's five statements
 	}{
 		{"none", nil, nil},
 		{"tag write-back", []string{"-tag-writeback"}, []statement{
@@ -101,10 +116,10 @@ func TestDryRunOptionalPermissions(t *testing.T) {
 			require.NoError(t, run(context.Background(), args, env(nil), &stdout, &stderr))
 			var policy struct{ Statement []statement }
 			require.NoError(t, json.Unmarshal(stdout.Bytes(), &policy))
-			require.Len(t, policy.Statement, 3+len(tc.want))
+			require.Len(t, policy.Statement, 5+len(tc.want))
 			var added []statement
 			if len(tc.want) > 0 {
-				added = policy.Statement[3:]
+				added = policy.Statement[5:]
 			}
 			assert.Equal(t, tc.want, added)
 		})
@@ -125,6 +140,10 @@ func TestRunRejects(t *testing.T) {
 		{"no credentials for a real run", []string{"-account", "1"}, "no credentials"},
 		{"unknown flag", []string{"-acount", "1"}, "flag provided but not defined"},
 		{"bad topic", []string{"-account", "1", "-topic", "hbr/alerts"}, `topic name "hbr/alerts"`},
+		{"install queue is the job queue", []string{"-account", "1", "-install-queue", "hbr-autoinstall-jobs"}, "are both \"hbr-autoinstall-jobs\""},
+		{"one bucket for two regions", []string{"-account", "1", "-regions", "cn-hangzhou cn-beijing", "-ledger-bucket", "my-ledger"}, "names one bucket for 2 regions"},
+		{"bad prefix", []string{"-account", "1", "-ledger-prefix", "ledger"}, `ledger prefix "ledger"`},
+		{"no expiry", []string{"-account", "1", "-ledger-expiry-days", "0"}, "ledger expiry of 0 days"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -136,4 +155,17 @@ func TestRunRejects(t *testing.T) {
 			assert.Contains(t, err.Error()+stderr.String(), tc.want)
 		})
 	}
+}
+
+// TestDryRunLedgerFlags: the ledger's names and expiry reach the policy
+// and the plan.
+func TestDryRunLedgerFlags(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr bytes.Buffer
+	args := append([]string{"-dry-run", "-account", "4444", "-regions", "ap-southeast-1",
+		"-ledger-bucket", "ops-ledger-{account}", "-ledger-prefix", "hbr/", "-ledger-expiry-days", "30"}, files...)
+	require.NoError(t, run(context.Background(), args, env(nil), &stdout, &stderr))
+	assert.Contains(t, stdout.String(), `"acs:oss:*:4444:ops-ledger-4444/hbr/*"`)
+	assert.Contains(t, stdout.String(), `"oss:Prefix": "hbr/*"`)
+	assert.Contains(t, stderr.String(), "ledger bucket ops-ledger-4444 in ap-southeast-1 (private, not versioned; entries under hbr/ expire after 30 days)")
 }

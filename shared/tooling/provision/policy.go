@@ -10,26 +10,65 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/config"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
 )
 
 // Placeholders understood in the policy template (scripts/ram/policy.json).
 // A Resource entry that contains PlaceholderRegion is repeated once per
 // region, in place, so the policy covers every region deployed.
+// PlaceholderLedgerBucket stands for each region's ledger bucket: it is
+// written as the bucket pattern (PolicyParams.LedgerBucket) with
+// ${ACCOUNT_ID} and ${REGION} in it, so an entry naming it is repeated per
+// region like any other.
 const (
-	PlaceholderRegion  = "${REGION}"
-	PlaceholderAccount = "${ACCOUNT_ID}"
-	PlaceholderQueue   = "${QUEUE}"
-	PlaceholderDLQ     = "${DLQ}"
+	PlaceholderRegion       = "${REGION}"
+	PlaceholderAccount      = "${ACCOUNT_ID}"
+	PlaceholderQueue        = "${QUEUE}"
+	PlaceholderInstallQueue = "${INSTALL_QUEUE}"
+	PlaceholderDLQ          = "${DLQ}"
+	PlaceholderLedgerBucket = "${LEDGER_BUCKET}"
+	PlaceholderLedgerPrefix = "${LEDGER_PREFIX}"
+)
+
+// The ledger's two statements in the template use OSS's RAM syntax: the
+// objects as acs:oss:*:<account>:<bucket>/<prefix>* (oss:PutObject,
+// oss:GetObject, oss:DeleteObject), the bucket as acs:oss:*:<account>:<bucket>
+// for oss:ListObjects, which ListObjectsV2 needs, allowed only with the
+// condition {"StringLike": {"oss:Prefix": "<prefix>*"}}. Sources ([DOC]):
+// resource forms and the Condition element,
+// https://www.alibabacloud.com/help/en/oss/user-guide/authorization-syntax-and-elements;
+// a StringLike oss:Prefix condition on oss:ListObjects with the bucket as
+// resource, https://www.alibabacloud.com/help/doc-detail/142249.htm;
+// ListObjectsV2 needs oss:ListObjects,
+// https://www.alibabacloud.com/help/en/oss/developer-reference/listobjectsv2.
+
+// Placeholders of a bucket pattern (PolicyParams.LedgerBucket,
+// DefaultLedgerBucket), the same as in an endpoint pattern.
+const (
+	PatternAccount = "{account}"
+	PatternRegion  = "{region}"
+)
+
+// Ledger defaults: the names shared/config derives when LEDGER_BUCKET and
+// LEDGER_PREFIX are not set. One bucket per region: the functions reach
+// the ledger in their own region.
+const (
+	DefaultLedgerBucket = "hbr-autoinstall-ledger-{account}-{region}"
+	DefaultLedgerPrefix = "hbr-autoinstall/ledger/"
 )
 
 // MaxPolicyBytes is RAM's limit on a policy document.
 const MaxPolicyBytes = 6144
 
 var (
-	regionRe    = regexp.MustCompile(`^[a-z]{2}(-[a-z0-9]+)+$`)
-	accountRe   = regexp.MustCompile(`^[0-9]{1,32}$`)
-	queueRe     = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]{0,119}$`)
+	regionRe  = regexp.MustCompile(`^[a-z]{2}(-[a-z0-9]+)+$`)
+	accountRe = regexp.MustCompile(`^[0-9]{1,32}$`)
+	queueRe   = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]{0,119}$`)
+	// prefixRe is LEDGER_PREFIX's rule in shared/config: 2-200 letters,
+	// digits or "/_.-", not starting with '/', ending with '/' (no RAM
+	// wildcard, '*' or '?', can slip into the policy through it).
+	prefixRe    = regexp.MustCompile(`^[A-Za-z0-9_.-][A-Za-z0-9/_.-]{0,198}/$`)
 	roleRe      = regexp.MustCompile(`^[A-Za-z0-9.-]{1,64}$`)
 	policyRe    = regexp.MustCompile(`^[A-Za-z0-9-]{1,128}$`)
 	leftoverRe  = regexp.MustCompile(`\$\{[^}]*\}`)
@@ -41,8 +80,19 @@ var (
 type PolicyParams struct {
 	AccountID string
 	Regions   []string
-	Queue     string
-	DLQ       string
+	// Queue is the job queue, InstallQueue the install function's queue
+	// (INSTALL_QUEUE_NAME), DLQ the dead-letter queue.
+	Queue        string
+	InstallQueue string
+	DLQ          string
+	// LedgerBucket is the pattern of each region's ledger bucket:
+	// {account} and {region} are replaced (DefaultLedgerBucket). A name
+	// without {region} is allowed for one region only: a bucket lives in
+	// one region and the functions reach the ledger in theirs.
+	LedgerBucket string
+	// LedgerPrefix starts every ledger key (LEDGER_PREFIX): the functions
+	// get the object actions on it only.
+	LedgerPrefix string
 	// TagWriteback adds ecs:TagResources on the account's instances in
 	// every region (OUTCOME_TAG_KEY).
 	TagWriteback bool
@@ -96,13 +146,19 @@ func (p PolicyParams) Validate() error {
 		}
 		seen[r] = true
 	}
-	for _, q := range []struct{ what, name string }{{"queue", p.Queue}, {"dead-letter queue", p.DLQ}} {
+	queues := []struct{ what, name string }{{"queue", p.Queue}, {"install queue", p.InstallQueue}, {"dead-letter queue", p.DLQ}}
+	for i, q := range queues {
 		if !queueRe.MatchString(q.name) {
 			errs = append(errs, fmt.Errorf("%s name %q: an MNS queue name is 1-120 letters, digits or '-', starting with a letter", q.what, q.name))
 		}
+		for _, o := range queues[:i] {
+			if q.name != "" && q.name == o.name {
+				errs = append(errs, fmt.Errorf("the %s and the %s are both %q", o.what, q.what, q.name))
+			}
+		}
 	}
-	if p.Queue != "" && p.Queue == p.DLQ {
-		errs = append(errs, fmt.Errorf("the queue and the dead-letter queue are both %q", p.Queue))
+	if err := p.validLedger(); err != nil {
+		errs = append(errs, err)
 	}
 	if p.Topic != "" && !queueRe.MatchString(p.Topic) {
 		errs = append(errs, fmt.Errorf("topic name %q: an MNS topic name is 1-120 letters, digits or '-', starting with a letter", p.Topic))
@@ -113,10 +169,37 @@ func (p PolicyParams) Validate() error {
 	return nil
 }
 
+// validLedger checks the ledger bucket pattern and prefix.
+func (p PolicyParams) validLedger() error {
+	var errs []error
+	if !prefixRe.MatchString(p.LedgerPrefix) || strings.Contains(p.LedgerPrefix, "//") {
+		errs = append(errs, fmt.Errorf("ledger prefix %q: 2-200 letters, digits or \"/_.-\", not starting with /, ending with / (as LEDGER_PREFIX)", p.LedgerPrefix))
+	}
+	if len(p.Regions) > 1 && !strings.Contains(p.LedgerBucket, PatternRegion) {
+		errs = append(errs, fmt.Errorf("ledger bucket %q names one bucket for %d regions: a bucket lives in one region, so the name needs %s (e.g. %s)",
+			p.LedgerBucket, len(p.Regions), PatternRegion, DefaultLedgerBucket))
+	}
+	for _, r := range p.Regions {
+		if name := LedgerBucketName(p.LedgerBucket, p.AccountID, r); !config.ValidBucket(name) {
+			errs = append(errs, fmt.Errorf("ledger bucket %q (from %q): an OSS bucket name is 3-63 lower-case letters, digits or '-', starting and ending with a letter or digit", name, p.LedgerBucket))
+			break
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// LedgerBucketName is the ledger bucket of one region: pattern with
+// {account} and {region} replaced.
+func LedgerBucketName(pattern, account, region string) string {
+	return strings.NewReplacer(PatternAccount, account, PatternRegion, region).Replace(pattern)
+}
+
 // RenderPolicy renders a policy template: the optional statements of p
-// (OptionalStatements) are appended, every Resource entry containing
-// ${REGION} is repeated once per region (in the order given), and ${REGION},
-// ${ACCOUNT_ID}, ${QUEUE} and ${DLQ} are replaced. The result is compact JSON
+// (OptionalStatements) are appended, ${LEDGER_BUCKET} is written as the
+// bucket pattern with ${ACCOUNT_ID} and ${REGION}, every Resource entry
+// containing ${REGION} is repeated once per region (in the order given),
+// and ${REGION}, ${ACCOUNT_ID}, ${QUEUE}, ${INSTALL_QUEUE}, ${DLQ} and
+// ${LEDGER_PREFIX} are replaced. The result is compact JSON
 // with sorted keys. It returns an Invalid error for bad parameters, a
 // template that is not a JSON policy, an unknown placeholder, or a result
 // larger than MaxPolicyBytes.
@@ -129,10 +212,14 @@ func RenderPolicy(template []byte, p PolicyParams) ([]byte, error) {
 	if err != nil {
 		return nil, fault.Wrap(op, fault.Invalid, "", fmt.Errorf("policy template: %w", err))
 	}
-	fixed := strings.NewReplacer(PlaceholderAccount, p.AccountID, PlaceholderQueue, p.Queue, PlaceholderDLQ, p.DLQ)
+	fixed := strings.NewReplacer(PlaceholderAccount, p.AccountID, PlaceholderQueue, p.Queue,
+		PlaceholderInstallQueue, p.InstallQueue, PlaceholderDLQ, p.DLQ, PlaceholderLedgerPrefix, p.LedgerPrefix)
 	for _, st := range p.OptionalStatements() {
 		doc["Statement"] = append(doc["Statement"].([]any), st)
 	}
+	bucket := strings.NewReplacer(PlaceholderLedgerBucket,
+		strings.NewReplacer(PatternAccount, PlaceholderAccount, PatternRegion, PlaceholderRegion).Replace(p.LedgerBucket))
+	doc = substitute(doc, bucket, nil).(map[string]any)
 	for _, st := range doc["Statement"].([]any) {
 		st := st.(map[string]any)
 		if res, ok := st["Resource"]; ok {

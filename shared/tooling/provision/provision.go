@@ -3,22 +3,29 @@
 // by fc.aliyuncs.com), a custom least-privilege policy rendered from
 // scripts/ram/policy.json for every region deployed (plus one statement per
 // optional feature turned on: PolicyParams.TagWriteback, Topic, Audit), the
-// policy's attachment to the role, and the MNS job queue and dead-letter
-// queue in each region.
+// policy's attachment to the role, and in each region the MNS job queue,
+// install queue and dead-letter queue and the instance ledger's OSS bucket
+// (private, never versioned, entries expiring after Plan.LedgerExpiryDays).
 //
 // A second run with the same plan changes nothing: every step reads first
-// (GetRole, GetPolicy, ListPoliciesForRole, queue attributes) and writes only
-// what differs (CreateRole or UpdateRole, CreatePolicy or CreatePolicyVersion
-// with SetAsDefault, AttachPolicyToRole, CreateQueue).
+// (GetRole, GetPolicy, ListPoliciesForRole, queue attributes, GetBucketInfo,
+// GetBucketLifecycle) and writes only what differs (CreateRole or
+// UpdateRole, CreatePolicy or CreatePolicyVersion with SetAsDefault,
+// AttachPolicyToRole, CreateQueue, PutBucket, PutBucketLifecycle). A bucket
+// that exists but cannot hold the ledger (versioned, not private, in another
+// region) is reported, never changed.
 //
 // RAM is called through the core SDK's CommonRequest ([RAMClient]); queues are
-// created through an [EnsureQueueFunc], in production [TaskQueueEnsurer].
+// created through an [EnsureQueueFunc], in production [TaskQueueEnsurer];
+// ledger buckets through an [EnsureBucketFunc], in production
+// [OSSBucketEnsurer] (the OSS SDK, [BucketClient]).
 //
 // Errors are *fault.Error values (shared/fault): Invalid for a bad plan or
 // template, and the kinds the adapters classify for API failures — Retryable
 // for throttling, 5xx and network trouble, Permanent otherwise (access
-// denied, a conflicting existing queue, …). A missing RAM entity wraps
-// [ErrNotFound].
+// denied, a conflicting existing queue, a bucket unfit for the ledger:
+// [ErrVersioned], [ErrNotPrivate], [ErrOtherRegion], …). A missing RAM entity
+// or bucket wraps [ErrNotFound].
 package provision
 
 import (
@@ -55,7 +62,22 @@ type Plan struct {
 	PolicyTemplate []byte
 	// TrustPolicy is the role's trust policy (scripts/ram/trust-policy.json).
 	TrustPolicy []byte
+	// LedgerExpiryDays is how long a ledger entry is kept after it was
+	// written (MinLedgerExpiryDays..MaxLedgerExpiryDays): a lifecycle rule
+	// on LedgerPrefix deletes older ones.
+	LedgerExpiryDays int
 }
+
+// Bounds of Plan.LedgerExpiryDays. Old entries may go: an instance whose
+// entries expired is simply claimed afresh by its next announcement (a
+// restart, a reconcile sweep), which finds its client installed and records
+// ALREADY_INSTALLED. A day is far longer than any chain holds a claim (the
+// lease is under an hour), so expiry never frees an instance in flight.
+const (
+	MinLedgerExpiryDays     = 1
+	MaxLedgerExpiryDays     = 3650
+	DefaultLedgerExpiryDays = 90
+)
 
 // Validate reports every malformed field of the plan as one Invalid error.
 func (p Plan) Validate() error {
@@ -71,6 +93,9 @@ func (p Plan) Validate() error {
 	}
 	if _, err := decodePolicy(p.TrustPolicy); err != nil {
 		errs = append(errs, fmt.Errorf("trust policy: %w", err))
+	}
+	if p.LedgerExpiryDays < MinLedgerExpiryDays || p.LedgerExpiryDays > MaxLedgerExpiryDays {
+		errs = append(errs, fmt.Errorf("ledger expiry of %d days: want %d..%d", p.LedgerExpiryDays, MinLedgerExpiryDays, MaxLedgerExpiryDays))
 	}
 	if len(errs) > 0 {
 		return fault.Wrap("provision.Plan", fault.Invalid, "", errors.Join(errs...))
@@ -92,13 +117,15 @@ type QueueSpec struct {
 	VisibilityTimeout int32
 }
 
-// Queues lists the queues of the plan: the job queue and the dead-letter
-// queue, in every region, in region order.
+// Queues lists the queues of the plan: the job queue, the install queue
+// (the same attributes: it carries the same kind of short-lived work) and
+// the dead-letter queue, in every region, in region order.
 func (p Plan) Queues() []QueueSpec {
 	var qs []QueueSpec
 	for _, r := range p.Regions {
 		qs = append(qs,
 			QueueSpec{Region: r, Name: p.Queue, MessageRetentionPeriod: jobRetentionSeconds, MaxMessageSize: maxMessageBytes, VisibilityTimeout: visibilitySeconds},
+			QueueSpec{Region: r, Name: p.InstallQueue, MessageRetentionPeriod: jobRetentionSeconds, MaxMessageSize: maxMessageBytes, VisibilityTimeout: visibilitySeconds},
 			QueueSpec{Region: r, Name: p.DLQ, MessageRetentionPeriod: dlqRetentionSeconds, MaxMessageSize: maxMessageBytes, VisibilityTimeout: visibilitySeconds},
 		)
 	}
@@ -109,6 +136,38 @@ func (p Plan) Queues() []QueueSpec {
 // attributes, reporting whether it created one. It returns an error for a
 // queue that exists with other attributes.
 type EnsureQueueFunc func(ctx context.Context, q QueueSpec) (created bool, err error)
+
+// BucketSpec is one region's ledger bucket to ensure.
+type BucketSpec struct {
+	Region string
+	Name   string
+	// Prefix is the ledger's key prefix, which the lifecycle rule covers.
+	Prefix string
+	// ExpiryDays is how many days after it was written an entry is
+	// deleted.
+	ExpiryDays int
+}
+
+// Buckets lists the ledger bucket of every region, in region order.
+func (p Plan) Buckets() []BucketSpec {
+	bs := make([]BucketSpec, 0, len(p.Regions))
+	for _, r := range p.Regions {
+		bs = append(bs, BucketSpec{Region: r, Name: LedgerBucketName(p.LedgerBucket, p.AccountID, r),
+			Prefix: p.LedgerPrefix, ExpiryDays: p.LedgerExpiryDays})
+	}
+	return bs
+}
+
+// BucketResult says what ensuring a bucket did to the bucket and to its
+// lifecycle rule.
+type BucketResult struct {
+	Bucket, Lifecycle Result
+}
+
+// EnsureBucketFunc creates a ledger bucket unless it exists, checks that an
+// existing one can hold the ledger (an error if not; it is never changed),
+// and sets its lifecycle rule unless it is set already.
+type EnsureBucketFunc func(ctx context.Context, b BucketSpec) (BucketResult, error)
 
 // Result says what a step did.
 type Result string
@@ -123,11 +182,12 @@ const (
 
 // Step is one resource the run looked at.
 type Step struct {
-	// Resource is "role", "policy", "attachment" or "queue".
+	// Resource is "role", "policy", "attachment", "queue", "bucket" or
+	// "lifecycle".
 	Resource string
 	// Name names the resource ("hbr-autoinstall-fc", "policy→role", …).
 	Name string
-	// Region is set for regional resources (queues).
+	// Region is set for regional resources (queues, buckets).
 	Region string
 	Result Result
 }
@@ -146,16 +206,19 @@ type Provisioner struct {
 	RAM *RAMClient
 	// EnsureQueue creates MNS queues.
 	EnsureQueue EnsureQueueFunc
+	// EnsureBucket creates the ledger buckets.
+	EnsureBucket EnsureBucketFunc
 	// Progress, if set, is called after each step.
 	Progress func(Step)
 }
 
 // Run applies the plan: role, policy, attachment, then the queues of every
-// region. It stops at the first error and returns the steps done so far.
+// region, then the ledger bucket of every region. It stops at the first
+// error and returns the steps done so far.
 func (p *Provisioner) Run(ctx context.Context, plan Plan) ([]Step, error) {
 	const op = "provision.Run"
-	if p.RAM == nil || p.EnsureQueue == nil {
-		return nil, fault.Invalidf(op, "provisioner needs a RAM client and a queue ensurer")
+	if p.RAM == nil || p.EnsureQueue == nil || p.EnsureBucket == nil {
+		return nil, fault.Invalidf(op, "provisioner needs a RAM client, a queue ensurer and a bucket ensurer")
 	}
 	if err := plan.Validate(); err != nil {
 		return nil, err
@@ -202,7 +265,23 @@ func (p *Provisioner) Run(ctx context.Context, plan Plan) ([]Step, error) {
 		}
 		record(Step{Resource: "queue", Name: q.Name, Region: q.Region, Result: result})
 	}
+	for _, b := range plan.Buckets() {
+		res, err := p.EnsureBucket(ctx, b)
+		if res.Bucket != "" {
+			record(Step{Resource: "bucket", Name: b.Name, Region: b.Region, Result: res.Bucket})
+		}
+		if err != nil {
+			return steps, fmt.Errorf("ledger bucket %s in %s: %w", b.Name, b.Region, err)
+		}
+		record(Step{Resource: "lifecycle", Name: b.LifecycleName(), Region: b.Region, Result: res.Lifecycle})
+	}
 	return steps, nil
+}
+
+// LifecycleName names the bucket's lifecycle rule in steps and plans:
+// "<bucket>/<prefix>* expires after N days".
+func (b BucketSpec) LifecycleName() string {
+	return fmt.Sprintf("%s/%s* expires after %d days", b.Name, b.Prefix, b.ExpiryDays)
 }
 
 // ensureRole creates the role, or replaces its trust policy when it differs.

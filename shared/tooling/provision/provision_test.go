@@ -2,9 +2,11 @@ package provision
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -31,15 +33,19 @@ func testPlan(t *testing.T) Plan {
 	t.Helper()
 	return Plan{
 		PolicyParams: PolicyParams{
-			AccountID: testAccount,
-			Regions:   []string{"cn-hangzhou", "cn-shanghai"},
-			Queue:     "hbr-autoinstall-jobs",
-			DLQ:       "hbr-autoinstall-dlq",
+			AccountID:    testAccount,
+			Regions:      []string{"cn-hangzhou", "cn-shanghai"},
+			Queue:        "hbr-autoinstall-jobs",
+			InstallQueue: "hbr-autoinstall-installs",
+			DLQ:          "hbr-autoinstall-dlq",
+			LedgerBucket: DefaultLedgerBucket,
+			LedgerPrefix: DefaultLedgerPrefix,
 		},
-		RoleName:       "hbr-autoinstall-fc",
-		PolicyName:     "hbr-autoinstall-fc-policy",
-		PolicyTemplate: readFile(t, "../../../scripts/ram/policy.json"),
-		TrustPolicy:    readFile(t, "../../../scripts/ram/trust-policy.json"),
+		RoleName:         "hbr-autoinstall-fc",
+		PolicyName:       "hbr-autoinstall-fc-policy",
+		PolicyTemplate:   readFile(t, "../../../scripts/ram/policy.json"),
+		TrustPolicy:      readFile(t, "../../../scripts/ram/trust-policy.json"),
+		LedgerExpiryDays: DefaultLedgerExpiryDays,
 	}
 }
 
@@ -51,8 +57,16 @@ const wantPolicy = `{"Statement":[` +
 	`{"Action":["mns:SendMessage","mns:BatchSendMessage"],"Effect":"Allow","Resource":[` +
 	`"acs:mns:cn-hangzhou:1234567890123456:/queues/hbr-autoinstall-jobs/messages",` +
 	`"acs:mns:cn-shanghai:1234567890123456:/queues/hbr-autoinstall-jobs/messages",` +
+	`"acs:mns:cn-hangzhou:1234567890123456:/queues/hbr-autoinstall-installs/messages",` +
+	`"acs:mns:cn-shanghai:1234567890123456:/queues/hbr-autoinstall-installs/messages",` +
 	`"acs:mns:cn-hangzhou:1234567890123456:/queues/hbr-autoinstall-dlq/messages",` +
-	`"acs:mns:cn-shanghai:1234567890123456:/queues/hbr-autoinstall-dlq/messages"]}` +
+	`"acs:mns:cn-shanghai:1234567890123456:/queues/hbr-autoinstall-dlq/messages"]},` +
+	`{"Action":["oss:PutObject","oss:GetObject","oss:DeleteObject"],"Effect":"Allow","Resource":[` +
+	`"acs:oss:*:1234567890123456:hbr-autoinstall-ledger-1234567890123456-cn-hangzhou/hbr-autoinstall/ledger/*",` +
+	`"acs:oss:*:1234567890123456:hbr-autoinstall-ledger-1234567890123456-cn-shanghai/hbr-autoinstall/ledger/*"]},` +
+	`{"Action":"oss:ListObjects","Condition":{"StringLike":{"oss:Prefix":"hbr-autoinstall/ledger/*"}},"Effect":"Allow","Resource":[` +
+	`"acs:oss:*:1234567890123456:hbr-autoinstall-ledger-1234567890123456-cn-hangzhou",` +
+	`"acs:oss:*:1234567890123456:hbr-autoinstall-ledger-1234567890123456-cn-shanghai"]}` +
 	`],"Version":"1"}`
 
 func TestRenderPolicyRepositoryTemplate(t *testing.T) {
@@ -70,8 +84,77 @@ func TestRenderPolicyRepositoryTemplate(t *testing.T) {
 		`{"Action":["ecs:DescribeInstances","ecs:DescribeCloudAssistantStatus"],"Effect":"Allow","Resource":"*"},`+
 		`{"Action":["mns:SendMessage","mns:BatchSendMessage"],"Effect":"Allow","Resource":[`+
 		`"acs:mns:ap-southeast-1:1234567890123456:/queues/hbr-autoinstall-jobs/messages",`+
-		`"acs:mns:ap-southeast-1:1234567890123456:/queues/hbr-autoinstall-dlq/messages"]}`+
+		`"acs:mns:ap-southeast-1:1234567890123456:/queues/hbr-autoinstall-installs/messages",`+
+		`"acs:mns:ap-southeast-1:1234567890123456:/queues/hbr-autoinstall-dlq/messages"]},`+
+		`{"Action":["oss:PutObject","oss:GetObject","oss:DeleteObject"],"Effect":"Allow",`+
+		`"Resource":"acs:oss:*:1234567890123456:hbr-autoinstall-ledger-1234567890123456-ap-southeast-1/hbr-autoinstall/ledger/*"},`+
+		`{"Action":"oss:ListObjects","Condition":{"StringLike":{"oss:Prefix":"hbr-autoinstall/ledger/*"}},"Effect":"Allow",`+
+		`"Resource":"acs:oss:*:1234567890123456:hbr-autoinstall-ledger-1234567890123456-ap-southeast-1"}`+
 		`],"Version":"1"}`, string(got))
+
+	// A bucket named without {region}, and another prefix: one region only.
+	plan.LedgerBucket, plan.LedgerPrefix = "ops-ledger-{account}", "ledgers/hbr/"
+	got, err = RenderPolicy(plan.PolicyTemplate, plan.PolicyParams)
+	require.NoError(t, err)
+	assert.Contains(t, string(got), `"Resource":"acs:oss:*:1234567890123456:ops-ledger-1234567890123456/ledgers/hbr/*"`)
+	assert.Contains(t, string(got), `{"Action":"oss:ListObjects","Condition":{"StringLike":{"oss:Prefix":"ledgers/hbr/*"}},"Effect":"Allow","Resource":"acs:oss:*:1234567890123456:ops-ledger-1234567890123456"}`)
+}
+
+// TestPolicyLimitsTheLedgerToItsPrefix reads the rendered policy as RAM
+// would: the object actions reach only keys under the prefix of each
+// region's bucket, and listing the bucket is allowed only for prefixes
+// under it.
+func TestPolicyLimitsTheLedgerToItsPrefix(t *testing.T) {
+	t.Parallel()
+	plan := testPlan(t)
+	doc, err := RenderPolicy(plan.PolicyTemplate, plan.PolicyParams)
+	require.NoError(t, err)
+	var policy struct {
+		Statement []struct {
+			Action    any
+			Resource  any
+			Condition map[string]map[string]any
+		}
+	}
+	require.NoError(t, json.Unmarshal(doc, &policy))
+	list := func(v any) []string {
+		switch t := v.(type) {
+		case string:
+			return []string{t}
+		case []any:
+			out := make([]string, len(t))
+			for i, e := range t {
+				out[i] = e.(string)
+			}
+			return out
+		}
+		return nil
+	}
+	oss := map[string][]string{} // action → resources
+	conditions := map[string]map[string]map[string]any{}
+	for _, st := range policy.Statement {
+		for _, a := range list(st.Action) {
+			if strings.HasPrefix(a, "oss:") {
+				oss[a] = append(oss[a], list(st.Resource)...)
+				conditions[a] = st.Condition
+			}
+		}
+	}
+	objects := []string{
+		"acs:oss:*:1234567890123456:hbr-autoinstall-ledger-1234567890123456-cn-hangzhou/hbr-autoinstall/ledger/*",
+		"acs:oss:*:1234567890123456:hbr-autoinstall-ledger-1234567890123456-cn-shanghai/hbr-autoinstall/ledger/*",
+	}
+	assert.Equal(t, map[string][]string{
+		"oss:PutObject": objects, "oss:GetObject": objects, "oss:DeleteObject": objects,
+		"oss:ListObjects": {
+			"acs:oss:*:1234567890123456:hbr-autoinstall-ledger-1234567890123456-cn-hangzhou",
+			"acs:oss:*:1234567890123456:hbr-autoinstall-ledger-1234567890123456-cn-shanghai",
+		},
+	}, oss)
+	assert.Equal(t, map[string]map[string]any{"StringLike": {"oss:Prefix": "hbr-autoinstall/ledger/*"}}, conditions["oss:ListObjects"])
+	for _, a := range []string{"oss:PutObject", "oss:GetObject", "oss:DeleteObject"} {
+		assert.Nil(t, conditions[a], a)
+	}
 }
 
 // TestRenderPolicyOptionalStatements checks the exact documents the
@@ -126,7 +209,8 @@ func TestRenderPolicyOptionalStatements(t *testing.T) {
 
 func TestRenderPolicyRejects(t *testing.T) {
 	t.Parallel()
-	good := PolicyParams{AccountID: testAccount, Regions: []string{"cn-hangzhou"}, Queue: "q", DLQ: "d"}
+	good := PolicyParams{AccountID: testAccount, Regions: []string{"cn-hangzhou"}, Queue: "q", InstallQueue: "i", DLQ: "d",
+		LedgerBucket: DefaultLedgerBucket, LedgerPrefix: DefaultLedgerPrefix}
 	tmpl := []byte(`{"Version":"1","Statement":[{"Effect":"Allow","Action":"mns:SendMessage","Resource":"acs:mns:${REGION}:${ACCOUNT_ID}:/queues/${QUEUE}/messages"}]}`)
 	many := make([]string, 0, 120)
 	for i := range 120 {
@@ -144,6 +228,18 @@ func TestRenderPolicyRejects(t *testing.T) {
 		{"duplicate region", tmpl, func(p *PolicyParams) { p.Regions = []string{"cn-hangzhou", "cn-hangzhou"} }, "listed twice"},
 		{"bad queue", tmpl, func(p *PolicyParams) { p.Queue = "1q" }, `queue name "1q"`},
 		{"same queue twice", tmpl, func(p *PolicyParams) { p.DLQ = "q" }, "both \"q\""},
+		{"bad install queue", tmpl, func(p *PolicyParams) { p.InstallQueue = "" }, `install queue name ""`},
+		{"install queue is the job queue", tmpl, func(p *PolicyParams) { p.InstallQueue = "q" }, `the queue and the install queue are both "q"`},
+		{"install queue is the dead-letter queue", tmpl, func(p *PolicyParams) { p.InstallQueue = "d" }, `the install queue and the dead-letter queue are both "d"`},
+		{"prefix without the slash", tmpl, func(p *PolicyParams) { p.LedgerPrefix = "ledger" }, `ledger prefix "ledger"`},
+		{"prefix with a wildcard", tmpl, func(p *PolicyParams) { p.LedgerPrefix = "led*/" }, `ledger prefix "led*/"`},
+		{"prefix from the root", tmpl, func(p *PolicyParams) { p.LedgerPrefix = "/ledger/" }, `ledger prefix "/ledger/"`},
+		{"prefix with an empty folder", tmpl, func(p *PolicyParams) { p.LedgerPrefix = "a//b/" }, `ledger prefix "a//b/"`},
+		{"one bucket for two regions", tmpl, func(p *PolicyParams) {
+			p.Regions, p.LedgerBucket = []string{"cn-hangzhou", "cn-beijing"}, "my-ledger"
+		}, `ledger bucket "my-ledger" names one bucket for 2 regions`},
+		{"bad bucket name", tmpl, func(p *PolicyParams) { p.LedgerBucket = "Ledger_{region}" }, `ledger bucket "Ledger_cn-hangzhou"`},
+		{"bucket name too long", tmpl, func(p *PolicyParams) { p.LedgerBucket = strings.Repeat("a", 50) + "-{account}" }, "an OSS bucket name is 3-63"},
 		{"bad topic", tmpl, func(p *PolicyParams) { p.Topic = "alerts/x" }, `topic name "alerts/x"`},
 		{"not JSON", []byte(`{"Version":`), func(*PolicyParams) {}, "not a JSON object"},
 		{"no statements", []byte(`{"Version":"1","Statement":[]}`), func(*PolicyParams) {}, `missing "Statement" list`},
@@ -200,6 +296,8 @@ func TestPlanValidate(t *testing.T) {
 		{"bad policy", func(p *Plan) { p.PolicyName = "policy.name" }, `policy name "policy.name"`},
 		{"bad trust", func(p *Plan) { p.TrustPolicy = []byte("[]") }, "trust policy"},
 		{"several at once", func(p *Plan) { p.RoleName = ""; p.Queue = "" }, `queue name ""`},
+		{"no ledger expiry", func(p *Plan) { p.LedgerExpiryDays = 0 }, "ledger expiry of 0 days: want 1..3650"},
+		{"ledger expiry too long", func(p *Plan) { p.LedgerExpiryDays = 3651 }, "ledger expiry of 3651 days"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -242,11 +340,37 @@ func (f *fakeQueues) ensure(_ context.Context, q QueueSpec) (bool, error) {
 	return true, nil
 }
 
+// fakeBuckets records the buckets it was asked to ensure, creates each
+// once and sets its rule once.
+type fakeBuckets struct {
+	mu      sync.Mutex
+	existed map[string]bool
+	asked   []BucketSpec
+	err     error
+}
+
+func (f *fakeBuckets) ensure(_ context.Context, b BucketSpec) (BucketResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.asked = append(f.asked, b)
+	if f.err != nil {
+		return BucketResult{}, f.err
+	}
+	if f.existed[b.Name] {
+		return BucketResult{Bucket: Unchanged, Lifecycle: Unchanged}, nil
+	}
+	if f.existed == nil {
+		f.existed = map[string]bool{}
+	}
+	f.existed[b.Name] = true
+	return BucketResult{Bucket: Created, Lifecycle: Created}, nil
+}
+
 func newProvisioner(t *testing.T, ram *ramSim, queues *fakeQueues) *Provisioner {
 	t.Helper()
 	client, err := NewRAMClient(testCreds, ram.url, 5*time.Second)
 	require.NoError(t, err)
-	return &Provisioner{RAM: client, EnsureQueue: queues.ensure}
+	return &Provisioner{RAM: client, EnsureQueue: queues.ensure, EnsureBucket: (&fakeBuckets{}).ensure}
 }
 
 func results(steps []Step) []string {
@@ -272,9 +396,15 @@ func TestRunFreshAccountThenNoChanges(t *testing.T) {
 		"policy hbr-autoinstall-fc-policy: created",
 		"attachment hbr-autoinstall-fc-policy→hbr-autoinstall-fc: attached",
 		"queue hbr-autoinstall-jobs (cn-hangzhou): created",
+		"queue hbr-autoinstall-installs (cn-hangzhou): created",
 		"queue hbr-autoinstall-dlq (cn-hangzhou): created",
 		"queue hbr-autoinstall-jobs (cn-shanghai): created",
+		"queue hbr-autoinstall-installs (cn-shanghai): created",
 		"queue hbr-autoinstall-dlq (cn-shanghai): created",
+		"bucket hbr-autoinstall-ledger-1234567890123456-cn-hangzhou (cn-hangzhou): created",
+		"lifecycle hbr-autoinstall-ledger-1234567890123456-cn-hangzhou/hbr-autoinstall/ledger/* expires after 90 days (cn-hangzhou): created",
+		"bucket hbr-autoinstall-ledger-1234567890123456-cn-shanghai (cn-shanghai): created",
+		"lifecycle hbr-autoinstall-ledger-1234567890123456-cn-shanghai/hbr-autoinstall/ledger/* expires after 90 days (cn-shanghai): created",
 	}, results(steps))
 	assert.Equal(t, []string{"GetRole", "CreateRole", "GetPolicy", "CreatePolicy", "ListPoliciesForRole", "AttachPolicyToRole"}, ram.actions())
 
@@ -287,8 +417,11 @@ func TestRunFreshAccountThenNoChanges(t *testing.T) {
 	assert.True(t, same, "trust policy %s", role["AssumeRolePolicyDocument"])
 	assert.Equal(t, map[string]string{"PolicyType": "Custom", "PolicyName": "hbr-autoinstall-fc-policy", "RoleName": "hbr-autoinstall-fc"},
 		pick(ram.lastCall("AttachPolicyToRole"), "PolicyType", "PolicyName", "RoleName"))
-	require.Len(t, queues.asked, 4)
-	assert.Equal(t, QueueSpec{Region: "cn-hangzhou", Name: "hbr-autoinstall-dlq", MessageRetentionPeriod: 604800, MaxMessageSize: 65536, VisibilityTimeout: 30}, queues.asked[1])
+	require.Len(t, queues.asked, 6)
+	assert.Equal(t, QueueSpec{Region: "cn-hangzhou", Name: "hbr-autoinstall-installs", MessageRetentionPeriod: 345600, MaxMessageSize: 65536, VisibilityTimeout: 30}, queues.asked[1],
+		"the install queue has the job queue's attributes")
+	assert.Equal(t, queues.asked[0].MessageRetentionPeriod, queues.asked[1].MessageRetentionPeriod)
+	assert.Equal(t, QueueSpec{Region: "cn-hangzhou", Name: "hbr-autoinstall-dlq", MessageRetentionPeriod: 604800, MaxMessageSize: 65536, VisibilityTimeout: 30}, queues.asked[2])
 
 	// A second run reads and changes nothing.
 	ram.resetCalls()
@@ -297,7 +430,7 @@ func TestRunFreshAccountThenNoChanges(t *testing.T) {
 	for _, s := range steps {
 		assert.Equal(t, Unchanged, s.Result, s.String())
 	}
-	assert.Len(t, steps, 7)
+	assert.Len(t, steps, 13)
 	assert.Equal(t, []string{"GetRole", "GetPolicy", "ListPoliciesForRole"}, ram.actions())
 }
 
@@ -320,8 +453,16 @@ func TestRunConvergesDrift(t *testing.T) {
 		"{\"Effect\": \"Allow\", \"Action\": [\"mns:BatchSendMessage\", \"mns:SendMessage\"], \"Resource\": [\n" +
 		"\"acs:mns:cn-hangzhou:1234567890123456:/queues/hbr-autoinstall-dlq/messages\",\n" +
 		"\"acs:mns:cn-shanghai:1234567890123456:/queues/hbr-autoinstall-dlq/messages\",\n" +
+		"\"acs:mns:cn-hangzhou:1234567890123456:/queues/hbr-autoinstall-installs/messages\",\n" +
+		"\"acs:mns:cn-shanghai:1234567890123456:/queues/hbr-autoinstall-installs/messages\",\n" +
 		"\"acs:mns:cn-hangzhou:1234567890123456:/queues/hbr-autoinstall-jobs/messages\",\n" +
-		"\"acs:mns:cn-shanghai:1234567890123456:/queues/hbr-autoinstall-jobs/messages\"]}]}"
+		"\"acs:mns:cn-shanghai:1234567890123456:/queues/hbr-autoinstall-jobs/messages\"]},\n" +
+		"{\"Effect\": \"Allow\", \"Action\": [\"oss:GetObject\", \"oss:PutObject\", \"oss:DeleteObject\"], \"Resource\": [\n" +
+		"\"acs:oss:*:1234567890123456:hbr-autoinstall-ledger-1234567890123456-cn-shanghai/hbr-autoinstall/ledger/*\",\n" +
+		"\"acs:oss:*:1234567890123456:hbr-autoinstall-ledger-1234567890123456-cn-hangzhou/hbr-autoinstall/ledger/*\"]},\n" +
+		"{\"Condition\": {\"StringLike\": {\"oss:Prefix\": [\"hbr-autoinstall/ledger/*\"]}}, \"Effect\": \"Allow\", \"Action\": [\"oss:ListObjects\"], \"Resource\": [\n" +
+		"\"acs:oss:*:1234567890123456:hbr-autoinstall-ledger-1234567890123456-cn-hangzhou\",\n" +
+		"\"acs:oss:*:1234567890123456:hbr-autoinstall-ledger-1234567890123456-cn-shanghai\"]}]}"
 	cases := []struct {
 		name        string
 		setup       func(s *ramSim)
@@ -372,7 +513,7 @@ func TestRunConvergesDrift(t *testing.T) {
 			steps, err := p.Run(context.Background(), plan)
 			require.NoError(t, err)
 			assert.Equal(t, tc.wantActions, ram.actions())
-			require.Len(t, steps, 7)
+			require.Len(t, steps, 13)
 			for i, want := range tc.wantSteps {
 				assert.Equal(t, want, steps[i].Result, steps[i].String())
 			}
@@ -459,6 +600,16 @@ func TestRunErrors(t *testing.T) {
 			wantKind:  fault.Permanent,
 			wantCode:  "QueueAlreadyExist",
 			wantSteps: 3,
+			wantCalls: 6,
+		},
+		{
+			name: "versioned ledger bucket",
+			setup: func(_ *ramSim, _ *fakeQueues, p *Provisioner) {
+				p.EnsureBucket = (&fakeBuckets{err: fault.Wrap("provision.LedgerBucket", fault.Permanent, "BucketVersioned", ErrVersioned)}).ensure
+			},
+			wantKind:  fault.Permanent,
+			wantCode:  "BucketVersioned",
+			wantSteps: 9,
 			wantCalls: 6,
 		},
 	}

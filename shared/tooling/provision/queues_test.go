@@ -10,6 +10,7 @@ import (
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/mnssim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/osssim"
 )
 
 func TestMNSEndpoint(t *testing.T) {
@@ -19,13 +20,16 @@ func TestMNSEndpoint(t *testing.T) {
 }
 
 // TestRunCreatesQueuesWithTheMNSSDK provisions two regions, each with its own
-// MNS emulator reached through the real SDK, twice: the second run creates
-// nothing.
+// MNS and OSS emulators reached through the real SDKs, twice: the second run
+// creates nothing.
 func TestRunCreatesQueuesWithTheMNSSDK(t *testing.T) {
 	t.Parallel()
 	plan := testPlan(t)
 	sims := map[string]*mnssim.Server{}
 	ensurers := map[string]EnsureQueueFunc{}
+	osss := map[string]*osssim.Server{}
+	ossURLs := map[string]string{}
+	buckets := map[string]EnsureBucketFunc{}
 	for _, region := range plan.Regions {
 		sim := mnssim.New(mnssim.Options{AccessKeyID: testAK, AccessKeySecret: testSecret})
 		url, err := sim.Start()
@@ -33,15 +37,19 @@ func TestRunCreatesQueuesWithTheMNSSDK(t *testing.T) {
 		t.Cleanup(func() { _ = sim.Close() })
 		sims[region] = sim
 		ensurers[region] = TaskQueueEnsurer(testCreds, testAccount, url, 5*time.Second)
+		oss, ossURL := newOSS(t, region)
+		osss[region], ossURLs[region] = oss, ossURL
+		buckets[region] = OSSBucketEnsurer(testCreds, ossURL, 5*time.Second)
 	}
 	ram := newRAMSim(t)
 	client, err := NewRAMClient(testCreds, ram.url, 5*time.Second)
 	require.NoError(t, err)
 	var progress []string
 	p := &Provisioner{
-		RAM:         client,
-		EnsureQueue: func(ctx context.Context, q QueueSpec) (bool, error) { return ensurers[q.Region](ctx, q) },
-		Progress:    func(s Step) { progress = append(progress, s.String()) },
+		RAM:          client,
+		EnsureQueue:  func(ctx context.Context, q QueueSpec) (bool, error) { return ensurers[q.Region](ctx, q) },
+		EnsureBucket: func(ctx context.Context, b BucketSpec) (BucketResult, error) { return buckets[b.Region](ctx, b) },
+		Progress:     func(s Step) { progress = append(progress, s.String()) },
 	}
 
 	steps, err := p.Run(context.Background(), plan)
@@ -55,10 +63,17 @@ func TestRunCreatesQueuesWithTheMNSSDK(t *testing.T) {
 		require.NoError(t, err, region)
 		assert.Equal(t, 345600, jobs.MessageRetentionPeriod, region)
 		assert.Equal(t, 30, jobs.VisibilityTimeout, region)
+		installs, err := sim.Attributes(plan.InstallQueue)
+		require.NoError(t, err, region)
+		assert.Equal(t, jobs, installs, region)
 		dlq, err := sim.Attributes(plan.DLQ)
 		require.NoError(t, err, region)
 		assert.Equal(t, 604800, dlq.MessageRetentionPeriod, region)
 		assert.Equal(t, 65536, dlq.MaximumMessageSize, region)
+		c := bucketClient(t, ossURLs[region], region)
+		info, err := c.Info(context.Background(), "hbr-autoinstall-ledger-"+testAccount+"-"+region)
+		require.NoError(t, err, region)
+		assert.Equal(t, BucketInfo{Name: "hbr-autoinstall-ledger-" + testAccount + "-" + region, Location: "oss-" + region, ACL: "private"}, info)
 	}
 
 	steps, err = p.Run(context.Background(), plan)
@@ -67,7 +82,13 @@ func TestRunCreatesQueuesWithTheMNSSDK(t *testing.T) {
 		assert.Equal(t, Unchanged, s.Result, s.String())
 	}
 	for region, sim := range sims {
-		assert.Equal(t, 4, sim.Calls()["mns.CreateQueue"], region)
+		assert.Equal(t, 6, sim.Calls()["mns.CreateQueue"], region)
+	}
+	for region, sim := range osss {
+		calls := sim.Calls()
+		assert.Equal(t, 1, calls["oss.PutBucket"], region)
+		assert.Equal(t, 1, calls["oss.PutBucketLifecycle"], region)
+		assert.Equal(t, 2, calls["oss.GetBucketLifecycle"], region)
 	}
 }
 

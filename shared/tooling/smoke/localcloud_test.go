@@ -3,6 +3,7 @@ package smoke
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -148,4 +149,34 @@ func TestSmokeAgainstTheLocalCloud(t *testing.T) {
 			assert.NotNil(t, res.Queues[1].Depth)
 		})
 	}
+}
+
+// TestSmokeDiagnosesAnUnreachableLedger points the functions' OSS_ENDPOINT
+// at a port nothing listens on: the real install binary fails on the
+// instance ledger, and the smoke check says the functions cannot reach the
+// ledger bucket.
+func TestSmokeDiagnosesAnUnreachableLedger(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	closed := "http://" + ln.Addr().String()
+	require.NoError(t, ln.Close())
+	tr := &localTransport{lines: map[string][]string{}}
+	cloud, err := localcloud.Start(context.Background(), localcloud.Options{
+		Binaries: binaries, OnOutput: tr.output, Env: map[string]string{"OSS_ENDPOINT": closed},
+	})
+	require.NoError(t, err)
+	t.Cleanup(cloud.Close)
+	tr.cloud = cloud
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res := Run(ctx, Config{
+		Region: "cn-hangzhou", AccountID: "1234567890123456", InstanceID: NewInstanceID(),
+		Timeout: 3 * time.Second, PollEvery: 100 * time.Millisecond,
+	}, tr)
+	assert.Equal(t, Fail, res.Verdict, res.Diagnosis)
+	assert.Equal(t, LedgerUnreachable, res.Failure, res.Diagnosis)
+	assert.Contains(t, res.Diagnosis, "the functions cannot reach the ledger bucket")
+	assert.Contains(t, res.Diagnosis, "oss.PutObject")
 }

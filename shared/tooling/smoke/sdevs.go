@@ -77,6 +77,10 @@ func classifyCLI(err error, text string) error {
 	switch {
 	case missingRe.MatchString(text):
 		return fmt.Errorf("%w: %w", ErrFunctionMissing, err)
+	case LedgerTrouble(text):
+		// The function ran and failed on the ledger (an OSS AccessDenied
+		// there is the role's, not the caller's).
+		return err
 	case deniedRe.MatchString(text):
 		return fmt.Errorf("%w: %w", ErrInvocationDenied, err)
 	}

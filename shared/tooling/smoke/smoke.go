@@ -1,20 +1,31 @@
 // Package smoke checks that a deployed stack works end to end: it invokes
 // the install function with a synthetic ECS "Running" event for an instance
 // that cannot exist, waits for that instance's outcome record in the
-// functions' logs, and judges it. GONE is the expected outcome: HBR was
+// functions' logs, and judges it. GONE is the expected outcome: the
+// instance ledger was reached (the event is claimed there before anything
+// else, and the outcome recorded there before it is logged), HBR was
 // reached with the function role's credentials, at the configured endpoint,
 // answered that the instance does not exist, and the record reached the
-// logs. It also reports the depths of the job queue and the dead-letter
-// queue.
+// logs. An invocation that fails on the ledger ("instance ledger", an
+// oss.* operation) is diagnosed as the functions not reaching the ledger
+// bucket.
+//
+// With a [Ledger] (the operator's AccessKey), it also reads the ledger for
+// the synthetic instance and reports its final record and generation, and
+// checks that the bucket can hold the ledger (not versioned, private, in
+// the region). It reports the depths of the job, install and dead-letter
+// queues.
 //
 // [Run] holds the logic; a [Transport] reaches the stack: scripts/smoke
-// drives the real one with Serverless Devs (`s invoke`, `s logs`) and the
-// MNS API, the tests drive the local cloud (shared/localcloud). Nothing else
-// differs.
+// drives the real one with Serverless Devs (`s invoke`, `s logs`), the MNS
+// API and OSS, the tests drive the local cloud (shared/localcloud) and the
+// emulators. Nothing else differs.
 //
 // Nothing here is classified with shared/fault: this package runs in a
 // command-line tool, not in the functions. Transports mark the failures Run
-// diagnoses by wrapping [ErrFunctionMissing] or [ErrInvocationDenied].
+// diagnoses by wrapping [ErrFunctionMissing] or [ErrInvocationDenied];
+// [OSSLedger] passes on the classified errors of the OSS adapters
+// (shared/ossstore, shared/tooling/provision), which Run reports as text.
 package smoke
 
 import (
@@ -25,8 +36,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 	"time"
+
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ledger"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/tooling/provision"
 )
 
 // Errors a Transport wraps so that Run can name the failure.
@@ -89,9 +104,11 @@ type Config struct {
 	// LogFunctions are the functions whose logs may hold the outcome
 	// record (default install and poller: whichever calls HBR records it).
 	LogFunctions []string
-	// Queue and DLQ are the job and dead-letter queues whose depths are
-	// reported; an empty name is skipped.
-	Queue, DLQ string
+	// Queue, InstallQueue and DLQ are the job, install and dead-letter
+	// queues whose depths are reported; an empty name is skipped.
+	Queue, InstallQueue, DLQ string
+	// Ledger, when set, reads the instance ledger for the report.
+	Ledger Ledger
 	// InstanceID is the instance the event names (default NewInstanceID()).
 	InstanceID string
 	// Timeout bounds the wait for the outcome record (default 5 minutes:
@@ -126,7 +143,49 @@ const (
 	HBRPermissionDenied Failure = "hbr-permission-denied"
 	NoOutcome           Failure = "no-outcome"
 	UnexpectedOutcome   Failure = "unexpected-outcome"
+	// LedgerUnreachable: the functions failed on the instance ledger.
+	LedgerUnreachable Failure = "ledger-unreachable"
+	// LedgerUnfit: the ledger bucket is versioned, public or in another
+	// region.
+	LedgerUnfit Failure = "ledger-unfit"
+	// LedgerMissingRecord: the functions logged the outcome, but the ledger
+	// read holds no final record for the instance: they use another bucket
+	// or prefix than the one read.
+	LedgerMissingRecord Failure = "ledger-missing-record"
 )
+
+// Ledger reads the instance ledger with the operator's credentials
+// (OSSLedger in production).
+type Ledger interface {
+	// Where names the bucket and key prefix read.
+	Where() (bucket, prefix string)
+	// Check returns nil when the bucket can hold the ledger; an error
+	// wrapping provision.ErrVersioned, ErrNotPrivate or ErrOtherRegion when
+	// it cannot; any other error when it could not be read.
+	Check(ctx context.Context) error
+	// Load returns what the ledger holds for an instance.
+	Load(ctx context.Context, region, instance string) (ledger.State, error)
+}
+
+// LedgerReport is what the ledger holds for the synthetic instance.
+type LedgerReport struct {
+	Bucket string `json:"bucket"`
+	Prefix string `json:"prefix"`
+	// Unfit says why the bucket cannot hold the ledger; CheckError why it
+	// could not be checked. Both empty: the bucket is fit.
+	Unfit      string `json:"unfit,omitempty"`
+	CheckError string `json:"checkError,omitempty"`
+	// Generation, State and the final record's fields: what the ledger
+	// holds for the instance (Generation 0: nothing).
+	Generation int    `json:"generation"`
+	State      string `json:"state,omitempty"`
+	Job        string `json:"jobId,omitempty"`
+	Outcome    string `json:"outcome,omitempty"`
+	Code       string `json:"code,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+	// Error says why the instance's entries could not be read.
+	Error string `json:"error,omitempty"`
+}
 
 // Record is the outcome record found in the logs (the fields of
 // outcome.Record's log line that the verdict uses).
@@ -144,7 +203,7 @@ type Record struct {
 // QueueReport is one queue's depth, or why it could not be read.
 type QueueReport struct {
 	Name  string `json:"name"`
-	Role  string `json:"role"` // "jobs" or "dead-letter"
+	Role  string `json:"role"` // "jobs", "install" or "dead-letter"
 	Depth *Depth `json:"depth,omitempty"`
 	Error string `json:"error,omitempty"`
 }
@@ -159,10 +218,12 @@ type Result struct {
 	Answer string `json:"answer,omitempty"`
 	// Record is the outcome record, and Function the function that
 	// logged it.
-	Record   *Record       `json:"record,omitempty"`
-	Function string        `json:"function,omitempty"`
-	Elapsed  float64       `json:"elapsedSeconds"`
-	Queues   []QueueReport `json:"queues,omitempty"`
+	Record   *Record `json:"record,omitempty"`
+	Function string  `json:"function,omitempty"`
+	// Ledger is what the ledger holds for the instance (nil: not read).
+	Ledger  *LedgerReport `json:"ledger,omitempty"`
+	Elapsed float64       `json:"elapsedSeconds"`
+	Queues  []QueueReport `json:"queues,omitempty"`
 }
 
 func (c Config) withDefaults() Config {
@@ -227,13 +288,18 @@ func Event(region, accountID, instanceID string, now time.Time) []byte {
 	return b
 }
 
-// Run sends the event, waits for the outcome record and judges it, then
-// reads the queue depths (whatever the verdict, as a stuck queue or a
-// growing dead-letter queue is worth seeing either way).
+// Run sends the event, waits for the outcome record and judges it, reads
+// the ledger when cfg.Ledger is set (a bucket unfit for the ledger, or no
+// ledger record behind a logged outcome, fails the run), then reads the
+// queue depths (whatever the verdict, as a stuck queue or a growing
+// dead-letter queue is worth seeing either way).
 func Run(ctx context.Context, cfg Config, tr Transport) Result {
 	cfg = cfg.withDefaults()
 	start := cfg.Now()
 	res := run(ctx, cfg, tr, start, Result{InstanceID: cfg.InstanceID})
+	if cfg.Ledger != nil {
+		res = checkLedger(ctx, cfg, res)
+	}
 	res.Queues = queues(ctx, cfg, tr)
 	res.Elapsed = cfg.Now().Sub(start).Seconds()
 	return res
@@ -247,7 +313,7 @@ func run(ctx context.Context, cfg Config, tr Transport, start time.Time, res Res
 	answer, err := tr.Invoke(ctx, cfg.Install, Event(cfg.Region, cfg.AccountID, cfg.InstanceID, start))
 	res.Answer = strings.TrimSpace(string(answer))
 	if err != nil {
-		return invokeFailure(res, cfg.Install, err)
+		return invokeFailure(res, cfg, err)
 	}
 	fmt.Fprintf(cfg.Progress, "%s answered %s\n", cfg.Install, res.Answer)
 
@@ -256,6 +322,7 @@ func run(ctx context.Context, cfg Config, tr Transport, start time.Time, res Res
 	tick := time.NewTicker(cfg.PollEvery)
 	defer tick.Stop()
 	var lastErr error
+	ledgerLine := ""
 	for {
 		for _, fn := range cfg.LogFunctions {
 			lines, err := tr.Logs(wait, fn, since, cfg.InstanceID)
@@ -268,11 +335,21 @@ func run(ctx context.Context, cfg Config, tr Transport, start time.Time, res Res
 				res.Record, res.Function = &rec, fn
 				return judge(res)
 			}
+			for _, l := range lines {
+				if strings.Contains(l, cfg.InstanceID) && LedgerTrouble(l) {
+					ledgerLine = fn + ": " + clip(strings.TrimSpace(l), 600)
+				}
+			}
 		}
 		fmt.Fprintf(cfg.Progress, "no outcome for %s in the logs of %s yet (%.0fs)\n",
 			cfg.InstanceID, strings.Join(cfg.LogFunctions, ", "), cfg.Now().Sub(start).Seconds())
 		select {
 		case <-wait.Done():
+			if ledgerLine != "" {
+				res.Verdict, res.Failure = Fail, LedgerUnreachable
+				res.Diagnosis = ledgerDiagnosis(ledgerBucket(cfg), "the functions' logs for "+cfg.InstanceID+" show it: "+ledgerLine)
+				return res
+			}
 			res.Verdict, res.Failure = Fail, NoOutcome
 			res.Diagnosis = fmt.Sprintf("no outcome record for %s in the logs of %s within %s: the install function accepted the event but nothing was recorded. Check that the functions have a logConfig (s.yaml), that the poller's trigger reads the job queue, and the functions' errors (s install logs, s poller logs)",
 				cfg.InstanceID, strings.Join(cfg.LogFunctions, " and "), cfg.Timeout)
@@ -285,13 +362,17 @@ func run(ctx context.Context, cfg Config, tr Transport, start time.Time, res Res
 	}
 }
 
-func invokeFailure(res Result, fn string, err error) Result {
+func invokeFailure(res Result, cfg Config, err error) Result {
+	fn := cfg.Install
 	res.Verdict = Fail
 	var fe *FunctionError
 	switch {
 	case errors.Is(err, ErrFunctionMissing):
 		res.Failure = FunctionMissing
 		res.Diagnosis = fmt.Sprintf("function %s is not deployed in this region: run make deploy (%v)", fn, err)
+	case LedgerTrouble(err.Error()):
+		res.Failure = LedgerUnreachable
+		res.Diagnosis = ledgerDiagnosis(ledgerBucket(cfg), fmt.Sprintf("%s failed on it: %v", fn, err))
 	case errors.Is(err, ErrInvocationDenied):
 		res.Failure = InvocationDenied
 		res.Diagnosis = fmt.Sprintf("not allowed to invoke %s: s needs credentials (s config add; alias default, or ARGS='-a <alias>') allowed fc:InvokeFunction, e.g. AliyunFCFullAccess (%v)", fn, err)
@@ -306,6 +387,103 @@ func invokeFailure(res Result, fn string, err error) Result {
 		res.Diagnosis = fmt.Sprintf("could not invoke %s: %v", fn, err)
 	}
 	return res
+}
+
+// checkLedger reads the ledger for the instance and folds what it finds
+// into the verdict: a bucket unfit for the ledger fails the run, and so
+// does a logged outcome the ledger read holds no final record of. A read
+// that fails is reported without changing the verdict, except that it
+// explains an unreachable ledger.
+func checkLedger(ctx context.Context, cfg Config, res Result) Result {
+	bucket, prefix := cfg.Ledger.Where()
+	rep := &LedgerReport{Bucket: bucket, Prefix: prefix}
+	res.Ledger = rep
+	fmt.Fprintf(cfg.Progress, "reading the ledger in bucket %s for %s\n", bucket, cfg.InstanceID)
+	if err := cfg.Ledger.Check(ctx); err != nil {
+		if errors.Is(err, provision.ErrVersioned) || errors.Is(err, provision.ErrNotPrivate) || errors.Is(err, provision.ErrOtherRegion) {
+			rep.Unfit = err.Error()
+		} else {
+			rep.CheckError = err.Error()
+		}
+	}
+	st, err := cfg.Ledger.Load(ctx, cfg.Region, cfg.InstanceID)
+	switch {
+	case err != nil:
+		rep.Error = err.Error()
+	default:
+		rep.Generation, rep.State = st.Generation, st.Describe()
+		if st.Claim != nil {
+			rep.Job = st.Claim.Job
+		}
+		if f := st.Final; f != nil {
+			rep.Job, rep.Outcome, rep.Code, rep.Reason = f.Job, f.Outcome, f.Code, f.Reason
+		}
+	}
+
+	fail := func(f Failure, diagnosis string) {
+		if res.Verdict == Pass {
+			res.Verdict, res.Failure, res.Diagnosis = Fail, f, diagnosis
+			return
+		}
+		res.Diagnosis += "; also: " + diagnosis
+	}
+	switch {
+	case rep.Unfit != "":
+		fail(LedgerUnfit, fmt.Sprintf("the ledger bucket %s cannot hold the instance ledger: %s", bucket, rep.Unfit))
+	case res.Failure == LedgerUnreachable && (rep.CheckError != "" || rep.Error != ""):
+		res.Diagnosis += "; reading the ledger with your AccessKey failed too: " + firstNonEmpty(rep.CheckError, rep.Error)
+	}
+	if res.Record != nil && rep.Error == "" {
+		switch {
+		case rep.Generation == 0:
+			fail(LedgerMissingRecord, fmt.Sprintf("%s logged %s for %s, but bucket %s holds no ledger entry for it under %s: the functions keep their ledger elsewhere (LEDGER_BUCKET, LEDGER_PREFIX differ from -ledger-bucket, -ledger-prefix), so make status would not see their records",
+				res.Function, res.Record.Outcome, cfg.InstanceID, bucket, prefix))
+		case rep.Outcome == "":
+			fail(LedgerMissingRecord, fmt.Sprintf("%s logged %s for %s, but its ledger entry has no final record (%s): outcomes are recorded in the ledger before they are logged, so the functions keep their ledger elsewhere",
+				res.Function, res.Record.Outcome, cfg.InstanceID, rep.State))
+		case rep.Outcome != res.Record.Outcome && res.Verdict == Pass:
+			res.Diagnosis += fmt.Sprintf("; note: the ledger's final record says %s (generation %d)", rep.Outcome, rep.Generation)
+		}
+	}
+	return res
+}
+
+// ledgerBucket is the bucket cfg.Ledger reads, or "".
+func ledgerBucket(cfg Config) string {
+	if cfg.Ledger == nil {
+		return ""
+	}
+	b, _ := cfg.Ledger.Where()
+	return b
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// ledgerRe matches what the functions' errors say when the instance ledger
+// fails: the handler's "instance ledger" step, or an OSS operation of
+// shared/ossstore ("oss.PutObject", "oss.ListObjectsV2", …).
+var ledgerRe = regexp.MustCompile(`instance ledger|\boss\.[A-Z][A-Za-z0-9]+`)
+
+// LedgerTrouble reports whether a function's error or log line says that
+// the instance ledger failed.
+func LedgerTrouble(s string) bool { return ledgerRe.MatchString(s) }
+
+// ledgerDiagnosis explains a failure on the ledger; bucket is the bucket
+// the operator's Ledger names ("" when there is none).
+func ledgerDiagnosis(bucket, evidence string) string {
+	if bucket != "" {
+		bucket = " " + bucket
+	}
+	return "the functions cannot reach the ledger bucket" + bucket + ", where the instance ledger decides who installs each instance " +
+		"(LEDGER_BUCKET, by default hbr-autoinstall-ledger-<account>-<region> in the functions' region; OSS_ENDPOINT; " +
+		"the role's oss: permissions on LEDGER_PREFIX — run make provision, which creates the bucket and grants them): " + evidence
 }
 
 // judge turns the record into a verdict.
@@ -363,7 +541,7 @@ func FindRecord(lines []string, instanceID string) (Record, bool) {
 
 func queues(ctx context.Context, cfg Config, tr Transport) []QueueReport {
 	var out []QueueReport
-	for _, q := range []struct{ name, role string }{{cfg.Queue, "jobs"}, {cfg.DLQ, "dead-letter"}} {
+	for _, q := range []struct{ name, role string }{{cfg.Queue, "jobs"}, {cfg.InstallQueue, "install"}, {cfg.DLQ, "dead-letter"}} {
 		if q.name == "" {
 			continue
 		}
@@ -395,6 +573,29 @@ func (r Result) Write(w io.Writer) {
 			fmt.Fprintf(w, ": %s", r.Record.Reason)
 		}
 		fmt.Fprintf(w, ", logged by %s\n", r.Function)
+	}
+	if l := r.Ledger; l != nil {
+		fmt.Fprintf(w, "  ledger    bucket %s, prefix %s: ", l.Bucket, l.Prefix)
+		switch {
+		case l.Unfit != "":
+			fmt.Fprintf(w, "UNFIT: %s\n", l.Unfit)
+		case l.CheckError != "":
+			fmt.Fprintf(w, "not checked: %s\n", l.CheckError)
+		default:
+			fmt.Fprintln(w, "private, not versioned, in the region")
+		}
+		switch {
+		case l.Error != "":
+			fmt.Fprintf(w, "  ledger    %s: not read: %s\n", r.InstanceID, l.Error)
+		case l.Outcome != "":
+			fmt.Fprintf(w, "  ledger    %s: generation %d final %s", r.InstanceID, l.Generation, l.Outcome)
+			if l.Code != "" {
+				fmt.Fprintf(w, " (%s)", l.Code)
+			}
+			fmt.Fprintf(w, ", recorded by %s\n", l.Job)
+		default:
+			fmt.Fprintf(w, "  ledger    %s: %s\n", r.InstanceID, l.State)
+		}
 	}
 	fmt.Fprintf(w, "  elapsed   %.1fs\n", r.Elapsed)
 	for _, q := range r.Queues {

@@ -109,6 +109,18 @@ func TestRunJudges(t *testing.T) {
 			Fail, NoOutcome, "", "no outcome record for " + testInstance + " in the logs of install and poller within 50ms"},
 		{"logs unreadable", &fakeTransport{logErr: errors.New("logConfig does not exist")},
 			Fail, NoOutcome, "", "the last log read failed: read the logs of poller: logConfig does not exist"},
+		// The ledger comes first: an OSS AccessDenied is the role's, not HBR's.
+		{"function error on the ledger", &fakeTransport{invokeErr: &FunctionError{Type: "UnhandledInvocationError",
+			Message: "handler.deliver: 1 step(s) failed: instance ledger, instance " + testInstance + ": create …/claim: oss.PutObject [AccessDenied]: HTTP 403 AccessDenied"}},
+			Fail, LedgerUnreachable, "", "the functions cannot reach the ledger bucket"},
+		{"function error naming an OSS operation", &fakeTransport{invokeErr: &FunctionError{Type: "UnhandledInvocationError",
+			Message: "read …/claim: oss.GetObject: transport: dial tcp: lookup hbr-autoinstall-ledger-1-cn-hangzhou.oss-cn-hangzhou.aliyuncs.com: no such host"}},
+			Fail, LedgerUnreachable, "", "(LEDGER_BUCKET, by default hbr-autoinstall-ledger-<account>-<region> in the functions' region; OSS_ENDPOINT; the role's oss: permissions"},
+		{"cli failure on the ledger", &fakeTransport{invokeErr: errors.New("s install invoke: exit status 1: instance ledger: oss.ListObjectsV2 [NoSuchBucket]")},
+			Fail, LedgerUnreachable, "", "run make provision"},
+		{"no outcome, the logs show the ledger failing", &fakeTransport{logs: map[string][]string{"poller": {
+			`{"level":"ERROR","msg":"outcome not recorded","instanceId":"` + testInstance + `","error":"create …/final: oss.PutObject [AccessDenied]"}`}}},
+			Fail, LedgerUnreachable, "", "the functions' logs for " + testInstance + " show it: poller: "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -131,20 +143,24 @@ func TestRunReportsQueues(t *testing.T) {
 	t.Parallel()
 	tr := &fakeTransport{
 		logs:   map[string][]string{"install": {outcomeLine("GONE", "InstanceNotExists", "")}},
-		depths: map[string]Depth{"jobs": {Visible: 1, Delayed: 2, InFlight: 3}},
+		depths: map[string]Depth{"jobs": {Visible: 1, Delayed: 2, InFlight: 3}, "installs": {Delayed: 4}},
 	}
-	res := Run(context.Background(), Config{InstanceID: testInstance, Queue: "jobs", DLQ: "dead", PollEvery: time.Millisecond}, tr)
-	require.Len(t, res.Queues, 2)
+	res := Run(context.Background(), Config{InstanceID: testInstance, Queue: "jobs", InstallQueue: "installs", DLQ: "dead", PollEvery: time.Millisecond}, tr)
+	require.Len(t, res.Queues, 3)
 	assert.Equal(t, QueueReport{Name: "jobs", Role: "jobs", Depth: &Depth{Visible: 1, Delayed: 2, InFlight: 3}}, res.Queues[0])
-	assert.Equal(t, "dead", res.Queues[1].Name)
-	assert.Nil(t, res.Queues[1].Depth)
-	assert.Contains(t, res.Queues[1].Error, "QueueNotExist")
+	assert.Equal(t, QueueReport{Name: "installs", Role: "install", Depth: &Depth{Delayed: 4}}, res.Queues[1])
+	assert.Equal(t, "dead", res.Queues[2].Name)
+	assert.Nil(t, res.Queues[2].Depth)
+	assert.Contains(t, res.Queues[2].Error, "QueueNotExist")
+	assert.Nil(t, res.Ledger, "no Ledger, not read")
 
 	var out bytes.Buffer
 	res.Write(&out)
 	assert.Contains(t, out.String(), "PASS  install recorded GONE for "+testInstance)
 	assert.Contains(t, out.String(), "outcome   GONE (InstanceNotExists), logged by install")
 	assert.Contains(t, out.String(), "queue     jobs (jobs): 1 visible, 2 delayed, 3 in flight")
+	assert.Contains(t, out.String(), "queue     installs (install): 0 visible, 4 delayed, 0 in flight")
+	assert.NotContains(t, out.String(), "ledger")
 	assert.Contains(t, out.String(), "queue     dead (dead-letter): depth unknown: queue dead: QueueNotExist")
 }
 
@@ -153,6 +169,24 @@ func TestWriteFlagsADeadLetterQueueWithMessages(t *testing.T) {
 	var out bytes.Buffer
 	Result{Verdict: Pass, Queues: []QueueReport{{Name: "dlq", Role: "dead-letter", Depth: &Depth{Visible: 2}}}}.Write(&out)
 	assert.Contains(t, out.String(), "2 visible, 0 delayed, 0 in flight  ← events or messages that failed every retry")
+}
+
+func TestLedgerTrouble(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		text string
+		want bool
+	}{
+		{"instance ledger, instance i-1: create k: oss.PutObject [AccessDenied]", true},
+		{"list p: oss.ListObjectsV2: transport: connection refused", true},
+		{"oss.GetObject [NoSuchKey]", true},
+		{"hbr.InstallBackupClients [Forbidden.RAM]", false},
+		{"dial tcp: lookup b.oss-cn-hangzhou.aliyuncs.com: no such host", false},
+		{"QUEUE_NAME is required", false},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, LedgerTrouble(tt.text), tt.text)
+	}
 }
 
 func TestFindRecord(t *testing.T) {
