@@ -81,7 +81,7 @@ func (d *Deps) ledger(ctx context.Context, s *session) (*ledger.Ledger, error) {
 		return nil, fmt.Errorf("build the ledger store client: %w", err)
 	}
 	return &ledger.Ledger{Store: st, Prefix: d.Ledger.Prefix, Account: d.Ledger.Account, Lease: d.Policy.Lease,
-		StaleIntent: d.Ledger.StaleIntent, Now: d.Now}, nil
+		StaleIntent: d.Policy.StaleIntent, Now: d.Now}, nil
 }
 
 // finish writes each outcome as its generation's final record and emits

@@ -65,11 +65,9 @@ type Deps struct {
 }
 
 // LedgerConfig locates the instance ledger: the key prefix and the
-// account (the bucket is the Cloud's), and how long an intent with no task
-// stands before it is taken for dead.
+// account (the bucket is the Cloud's).
 type LedgerConfig struct {
 	Prefix, Account string
-	StaleIntent     time.Duration
 }
 
 // DepsFrom fills the configuration part of Deps from cfg.
@@ -77,7 +75,7 @@ func DepsFrom(cfg config.Config) Deps {
 	return Deps{
 		Region:    cfg.Region,
 		Policy:    install.PolicyFrom(cfg),
-		Ledger:    LedgerConfig{Prefix: cfg.LedgerPrefix, Account: cfg.AccountID, StaleIntent: StaleIntent(cfg.APITimeout)},
+		Ledger:    LedgerConfig{Prefix: cfg.LedgerPrefix, Account: cfg.AccountID},
 		Scope:     cfg.Scope,
 		Audit:     cfg.Audit(),
 		TagKey:    cfg.OutcomeTagKey,
@@ -86,11 +84,6 @@ func DepsFrom(cfg config.Config) Deps {
 		Protect:   cfg.Protect,
 	}
 }
-
-// StaleIntent is how long an install intent without a task stands: three
-// API timeouts, more than the install call and the ledger write around it
-// can take.
-func StaleIntent(apiTimeout time.Duration) time.Duration { return 3 * apiTimeout }
 
 func (d *Deps) defaults() {
 	if d.Now == nil {
@@ -105,8 +98,8 @@ func (d *Deps) defaults() {
 	if d.Outcomes == nil {
 		d.Outcomes = outcome.Log{Logger: d.Logger, Now: d.Now}
 	}
-	if d.Ledger.StaleIntent <= 0 {
-		d.Ledger.StaleIntent = StaleIntent(10 * time.Second)
+	if d.Policy.StaleIntent <= 0 {
+		d.Policy.StaleIntent = install.StaleIntent(10 * time.Second)
 	}
 }
 

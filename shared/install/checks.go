@@ -324,13 +324,13 @@ func (s *Service) notOurs(ctx context.Context, region string, found []job.Instan
 			res.Merge(s.transient(region, []job.Instance{in}, 1, orUnknown(fault.CodeOf(err)), now))
 		case st.Generation != in.Generation || st.Final != nil:
 			res.Dropped = append(res.Dropped, Drop{Region: region, Instance: in, Reason: "the ledger moved on: " + st.Describe()})
-		case st.Task != nil && st.Task.Via == in.Via:
+		case st.OwnTask() != nil && st.OwnTask().Via == in.Via:
 			in.Attempts = st.Task.Attempt
 			res.Next = append(res.Next, s.follow(region, in, *st.Task))
-		case st.Task != nil:
+		case st.OwnTask() != nil:
 			res.Dropped = append(res.Dropped, Drop{Region: region, Instance: in,
 				Reason: fmt.Sprintf("another delivery of this job installed the client (task %s) and follows it", st.Task.TaskID)})
-		case st.Intents > 0:
+		case st.OwnIntent() != nil && now.Sub(st.Intent.At) < s.Policy.StaleIntent:
 			busy = append(busy, in)
 		default:
 			keep = append(keep, in)

@@ -96,8 +96,9 @@ type Policy struct {
 	// in the invocation that received the event.
 	CoalesceDelay time.Duration
 	// Lease is how long a ledger claim or task holds an instance without
-	// progress (ledger.Ledger.Lease).
-	Lease time.Duration
+	// progress (ledger.Ledger.Lease); StaleIntent how long an install
+	// intent without a task stands (ledger.Ledger.StaleIntent).
+	Lease, StaleIntent time.Duration
 }
 
 // PolicyFrom takes the policy from the configuration.
@@ -115,8 +116,14 @@ func PolicyFrom(c config.Config) Policy {
 		MaxAttempts:        c.MaxInstallAttempts,
 		CoalesceDelay:      c.CoalesceDelay,
 		Lease:              c.LedgerLease,
+		StaleIntent:        StaleIntent(c.APITimeout),
 	}
 }
+
+// StaleIntent is how long an install intent without a task stands: three
+// API timeouts, more than the install call and the ledger write around it
+// can take.
+func StaleIntent(apiTimeout time.Duration) time.Duration { return 3 * apiTimeout }
 
 // Backoff is the delay after the n-th consecutive transient failure (n ≥ 1):
 // RetryBaseDelay doubled each time, capped at RetryMaxDelay.
@@ -330,20 +337,21 @@ func (s *Service) Announce(ctx context.Context, region string, ins []job.Instanc
 		}
 		in = own(in, d.Owner)
 		st := d.State
+		task := st.OwnTask()
 		switch {
 		case d.Inherit != nil:
 			// A takeover: the dead chain's task may have installed the
 			// client; following it costs no install.
 			in.Attempts = d.Inherit.Attempt
 			res.Next = append(res.Next, s.follow(region, in, *d.Inherit))
-		case d.Kind == ledger.Resumed && st.Task != nil && st.Task.Via == in.Via:
+		case d.Kind == ledger.Resumed && task != nil && task.Via == in.Via:
 			// This very delivery recorded the task before it died (or
 			// failed later): follow the task again.
-			in.Attempts = st.Task.Attempt
-			res.Next = append(res.Next, s.follow(region, in, *st.Task))
-		case d.Kind == ledger.Resumed && st.Task != nil:
+			in.Attempts = task.Attempt
+			res.Next = append(res.Next, s.follow(region, in, *task))
+		case d.Kind == ledger.Resumed && task != nil:
 			res.Dropped = append(res.Dropped, Drop{Region: region, Instance: in,
-				Reason: fmt.Sprintf("another delivery of this job follows task %s", st.Task.TaskID)})
+				Reason: fmt.Sprintf("another delivery of this job follows task %s", task.TaskID)})
 		case d.Kind == ledger.Resumed && st.Intents > 0, ready && s.Policy.CoalesceDelay <= 0:
 			now = append(now, in)
 		default:

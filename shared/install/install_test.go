@@ -50,7 +50,7 @@ func testPolicy() Policy {
 		FirstPollDelay: 60 * time.Second, PollInterval: 30 * time.Second,
 		TaskTimeout: 15 * time.Minute, DeadlineMargin: 2 * time.Minute,
 		ReadinessTimeout: 10 * time.Minute, ReadinessDelay: 30 * time.Second, ReadinessDelayStep: 10 * time.Second,
-		RetryBaseDelay: 5 * time.Second, RetryMaxDelay: 2 * time.Minute, MaxAttempts: 2, Lease: 32 * time.Minute,
+		RetryBaseDelay: 5 * time.Second, RetryMaxDelay: 2 * time.Minute, MaxAttempts: 2, Lease: 32 * time.Minute, StaleIntent: 30 * time.Second,
 	}
 }
 

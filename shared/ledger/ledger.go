@@ -214,8 +214,11 @@ type State struct {
 	Generation int
 	Claim      *Claim
 	// Intents and Tasks count the generation's intent and task entries;
-	// Task is the latest task.
+	// Intent and Task are the latest of each. Compare their Job with the
+	// owner's: an entry of another job is a leftover of an earlier claim of
+	// the generation whose claim expired.
 	Intents, Tasks int
+	Intent         *Intent
 	Task           *Task
 	Final          *Final
 }
@@ -227,10 +230,27 @@ func (s State) LeaseUntil() time.Time {
 	if s.Claim != nil {
 		t = s.Claim.LeaseUntil
 	}
-	if s.Task != nil && s.Task.LeaseUntil.After(t) {
-		t = s.Task.LeaseUntil
+	if task := s.OwnTask(); task != nil && task.LeaseUntil.After(t) {
+		t = task.LeaseUntil
 	}
 	return t
+}
+
+// OwnTask is the generation's latest task when it is the owner's (not a
+// leftover of an expired claim).
+func (s State) OwnTask() *Task {
+	if s.Task != nil && s.Claim != nil && s.Task.Job == s.Claim.Job {
+		return s.Task
+	}
+	return nil
+}
+
+// OwnIntent is the generation's latest intent when it is the owner's.
+func (s State) OwnIntent() *Intent {
+	if s.Intent != nil && s.Claim != nil && s.Intent.Job == s.Claim.Job {
+		return s.Intent
+	}
+	return nil
 }
 
 // Describe says what the generation's owner is doing, for "joined" lines
@@ -242,7 +262,7 @@ func (s State) Describe() string {
 		return "unclaimed"
 	case s.Final != nil:
 		return fmt.Sprintf("generation %d recorded %s at %s", s.Generation, s.Final.Outcome, s.Final.At.UTC().Format(time.RFC3339))
-	case s.Task != nil:
+	case s.OwnTask() != nil:
 		return fmt.Sprintf("generation %d installing task %s (attempt %d)", s.Generation, s.Task.TaskID, s.Task.Attempt)
 	case s.Claim != nil:
 		return fmt.Sprintf("generation %d claimed at %s", s.Generation, s.Claim.At.UTC().Format(time.RFC3339))
@@ -325,7 +345,7 @@ func (l *Ledger) Claim(ctx context.Context, a Announcement) (Decision, error) {
 		case now.After(st.LeaseUntil()):
 			d, ok, err = create(st.Generation+1, st.Claim.Job, fmt.Sprintf("took over generation %d of %s: no progress since %s (lease passed)",
 				st.Generation, st.Claim.Job, lastProgress(st).UTC().Format(time.RFC3339)))
-			d.Inherit = st.Task
+			d.Inherit = st.OwnTask()
 		default:
 			return Decision{Kind: Joined, Owner: st.owner(), State: st, Reason: "another job owns the instance"}, nil
 		}
@@ -339,8 +359,8 @@ func (l *Ledger) Claim(ctx context.Context, a Announcement) (Decision, error) {
 
 func lastProgress(s State) time.Time {
 	t := s.Claim.At
-	if s.Task != nil && s.Task.StartedAt.After(t) {
-		t = s.Task.StartedAt
+	if task := s.OwnTask(); task != nil && task.StartedAt.After(t) {
+		t = task.StartedAt
 	}
 	return t
 }
@@ -351,9 +371,9 @@ func (l *Ledger) Load(ctx context.Context, region, instance string) (State, erro
 	prefix := l.InstancePrefix(region, instance)
 	st := State{Region: region, Instance: instance}
 	type gen struct {
-		claim, final     bool
-		intents, lastTsk int
-		tasks            int
+		claim, final              bool
+		intents, lastTsk, lastInt int
+		tasks                     int
 	}
 	gens := map[int]*gen{}
 	after := ""
@@ -379,6 +399,9 @@ func (l *Ledger) Load(ctx context.Context, region, instance string) (State, erro
 				e.final = true
 			case strings.HasPrefix(name, "intent-"):
 				e.intents++
+				if n, err := strconv.Atoi(strings.TrimPrefix(name, "intent-")); err == nil && n > e.lastInt {
+					e.lastInt = n
+				}
 			case strings.HasPrefix(name, "task-"):
 				e.tasks++
 				if n, err := strconv.Atoi(strings.TrimPrefix(name, "task-")); err == nil && n > e.lastTsk {
@@ -391,8 +414,13 @@ func (l *Ledger) Load(ctx context.Context, region, instance string) (State, erro
 		}
 		after = keys[len(keys)-1]
 	}
+	// The latest generation is the latest with a claim or a final record:
+	// the bucket's lifecycle rule deletes entries one by one by age, so a
+	// generation's claim (its oldest entry) may be gone while its record
+	// lingers for a while. Lingering intents and tasks alone make no
+	// generation: their claim is gone, and the next claim goes past them.
 	for g, e := range gens {
-		if e.claim && g > st.Generation {
+		if (e.claim || e.final) && g > st.Generation {
 			st.Generation = g
 		}
 	}
@@ -401,11 +429,6 @@ func (l *Ledger) Load(ctx context.Context, region, instance string) (State, erro
 	}
 	e := gens[st.Generation]
 	st.Intents, st.Tasks = e.intents, e.tasks
-	var c Claim
-	if err := l.get(ctx, l.key(region, instance, st.Generation, "claim"), &c); err != nil {
-		return State{}, err
-	}
-	st.Claim = &c
 	if e.final {
 		var f Final
 		if err := l.get(ctx, l.key(region, instance, st.Generation, "final"), &f); err != nil {
@@ -413,12 +436,40 @@ func (l *Ledger) Load(ctx context.Context, region, instance string) (State, erro
 		}
 		st.Final = &f
 	}
+	if e.claim {
+		var c Claim
+		if err := l.get(ctx, l.key(region, instance, st.Generation, "claim"), &c); err != nil {
+			return State{}, err
+		}
+		st.Claim = &c
+		if st.Final != nil && st.Final.Job != c.Job {
+			// The record of an earlier claim of this generation, which
+			// expired before it: it is not this claim's (the owner's own
+			// record will supersede it, see Finish).
+			st.Final = nil
+		}
+	} else {
+		// Its claim expired: the record stands for it.
+		f := st.Final
+		st.Claim = &Claim{Instance: instance, Region: region, Generation: st.Generation, Job: f.Job, At: f.At, LeaseUntil: f.At,
+			Reason: "the claim's entry expired; its final record stands"}
+	}
 	if e.lastTsk > 0 {
 		var t Task
 		if err := l.get(ctx, l.key(region, instance, st.Generation, taskName(e.lastTsk)), &t); err != nil {
 			return State{}, err
 		}
 		st.Task = &t
+	}
+	if e.lastInt > 0 && st.Final == nil {
+		var in Intent
+		err := l.get(ctx, l.key(region, instance, st.Generation, intentName(e.lastInt)), &in)
+		switch {
+		case err == nil:
+			st.Intent = &in
+		case !errors.Is(err, ErrNotFound): // released meanwhile: none
+			return State{}, err
+		}
 	}
 	return st, nil
 }
@@ -482,9 +533,14 @@ func (l *Ledger) Begin(ctx context.Context, o Owner, n int, via string) (Begun, 
 		if err := l.get(ctx, l.key(o.Region, o.Instance, o.Generation, intentName(k)), &in); err != nil {
 			return Begun{}, err
 		}
+		if in.Job != o.Job {
+			// Another job's intent in this job's generation: left by an
+			// earlier claim of the same generation whose entry expired.
+			continue
+		}
 		var t Task
 		err = l.get(ctx, l.key(o.Region, o.Instance, o.Generation, taskName(k)), &t)
-		found := err == nil
+		found := err == nil && t.Job == o.Job
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return Begun{}, err
 		}
@@ -564,6 +620,31 @@ func (l *Ledger) Finish(ctx context.Context, o Owner, f Final) (Finished, error)
 	if err := l.get(ctx, key, &stored); err != nil {
 		return Finished{}, err
 	}
+	if stored.Job != o.Job && o.Generation < MaxGeneration {
+		// The record of an earlier claim of this generation, whose claim
+		// entry expired before it: this owner's record goes to the next
+		// generation, superseding the lingering one.
+		next := o
+		next.Generation, next.Supersedes, next.LeaseUntil = o.Generation+1, stored.Ref(), time.Time{}
+		c := Claim{Instance: o.Instance, Region: o.Region, Generation: next.Generation, Job: o.Job, At: l.now(),
+			LeaseUntil: l.now().Add(l.Lease), Supersedes: stored.Ref(), Via: f.Via,
+			Reason: fmt.Sprintf("generation %d holds the record of an earlier, expired claim (%s)", o.Generation, stored.Ref())}
+		ok, err := l.create(ctx, l.key(o.Region, o.Instance, next.Generation, "claim"), c)
+		if err != nil {
+			return Finished{}, err
+		}
+		if !ok {
+			var cur Claim
+			if err := l.get(ctx, l.key(o.Region, o.Instance, next.Generation, "claim"), &cur); err != nil {
+				return Finished{}, err
+			}
+			if cur.Job != o.Job {
+				return Finished{SupersededBy: cur.Job}, nil
+			}
+		}
+		f.Supersedes = stored.Ref()
+		return l.Finish(ctx, next, f)
+	}
 	return Finished{Stored: &stored}, nil
 }
 
@@ -641,8 +722,9 @@ func (l *Ledger) Scan(ctx context.Context, region string, visit func(Summary) er
 			switch {
 			case name == "claim" && g > cur.Generation:
 				cur.Generation, cur.Final = g, false
-			case name == "final" && g == cur.Generation:
-				cur.Final = true
+			case name == "final" && g >= cur.Generation:
+				// A final record whose claim expired stands for it.
+				cur.Generation, cur.Final = g, true
 			}
 		}
 		if !more || len(keys) == 0 {

@@ -318,3 +318,56 @@ func TestScan(t *testing.T) {
 		{Instance: "i-b", Generation: 2, Final: false},
 	}, got)
 }
+
+// The bucket's lifecycle rule deletes entries one by one, by age: a
+// generation's claim (its oldest entry) can be gone while its intent, task
+// and final record linger. A new claim of that generation must not take
+// them for its own.
+func TestLeftoversOfAnExpiredClaim(t *testing.T) {
+	l, st, clk := newLedger(t)
+	ctx := context.Background()
+	old, err := l.Claim(ctx, announce("j-old", clk.Now()))
+	require.NoError(t, err)
+	_, err = l.Begin(ctx, old.Owner, 1, "ev-j-old")
+	require.NoError(t, err)
+	_, err = l.RecordTask(ctx, old.Owner, ledger.Task{Attempt: 1, TaskID: "t-old", StartedAt: clk.Now()})
+	require.NoError(t, err)
+	_, err = l.Finish(ctx, old.Owner, ledger.Final{Outcome: "INSTALLED"})
+	require.NoError(t, err)
+
+	clk.Add(90 * 24 * time.Hour)
+	require.NoError(t, st.Delete(ctx, l.InstancePrefix(region, instance)+"g000001/claim"))
+
+	s, err := l.Load(ctx, region, instance)
+	require.NoError(t, err)
+	assert.Equal(t, 1, s.Generation)
+	require.NotNil(t, s.Final, "a final record whose claim expired still stands")
+	assert.Equal(t, "j-old", s.Claim.Job)
+
+	// An announcement now claims the generation afresh (its claim key is
+	// free); the leftovers are not its own.
+	d, err := l.Claim(ctx, announce("j-new", clk.Now()))
+	require.NoError(t, err)
+	require.Equal(t, ledger.Owned, d.Kind)
+	require.Equal(t, 1, d.Owner.Generation)
+	s, err = l.Load(ctx, region, instance)
+	require.NoError(t, err)
+	assert.Nil(t, s.Final, "the leftover record is not the new claim's")
+	assert.Nil(t, s.OwnTask(), "nor the leftover task")
+	assert.Contains(t, s.Describe(), "claimed at")
+
+	b, err := l.Begin(ctx, d.Owner, 1, "ev-j-new")
+	require.NoError(t, err)
+	assert.Equal(t, ledger.Begun{Start: ledger.Go, Attempt: 2}, b, "the old job's intent is not this job's attempt")
+
+	// Its record goes to the next generation, naming the leftover one.
+	fin, err := l.Finish(ctx, d.Owner, ledger.Final{Outcome: "ALREADY_INSTALLED"})
+	require.NoError(t, err)
+	assert.True(t, fin.Written)
+	s, err = l.Load(ctx, region, instance)
+	require.NoError(t, err)
+	assert.Equal(t, 2, s.Generation)
+	assert.Equal(t, "ALREADY_INSTALLED", s.Final.Outcome)
+	assert.Equal(t, "j-new", s.Final.Job)
+	assert.Equal(t, "j-old/INSTALLED", s.Final.Supersedes)
+}
