@@ -63,7 +63,8 @@ FUZZ_TARGETS ?= ecsevent:FuzzParse job:FuzzDecode queueevent:FuzzParse
 BUILD_ENV := GOOS=linux GOARCH=amd64 CGO_ENABLED=0
 LDFLAGS   := -s -w -buildid=
 # Names passed to s.yaml (see its vars).
-S_ENV = QUEUE_NAME=$(QUEUE_NAME) DLQ_NAME=$(DLQ_NAME) ROLE_NAME=$(ROLE_NAME)
+S_ENV = QUEUE_NAME=$(QUEUE_NAME) INSTALL_QUEUE_NAME=$(INSTALL_QUEUE_NAME) DLQ_NAME=$(DLQ_NAME) \
+	ROLE_NAME=$(ROLE_NAME) LEDGER_PREFIX=$(LEDGER_PREFIX)
 
 .PHONY: help build tools test lint demo bench chaos fuzz provision deploy invoke-reconcile smoke status clean
 

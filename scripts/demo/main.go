@@ -21,6 +21,7 @@ import (
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/hbrsim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/mnssim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/tooling/status"
 )
 
 type files []string
@@ -52,6 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	allAtOnce := fs.Bool("all-at-once", false, "with -launch: push every event at once")
 	fs.Var(&events, "event", "event file to push (one CloudEvent or an array); repeatable (default: events/instance-running.json and events/runinstances-burst.json)")
 	jsonOut := fs.Bool("json", false, "print one JSON report on stdout instead of the timeline")
+	showStatus := fs.Bool("status", false, "at the end, print what the local instance ledger holds (as make status does for a region; with -json, under \"ledger\")")
 	seed := fs.Int64("seed", 1, "seed for behaviour assignment and fault injection")
 	timeout := fs.Duration("timeout", 90*time.Second, "give up after this long; unfinished instances count as lost")
 	binDir := fs.String("bin", "", "directory with prebuilt <fn>/main binaries (default: build into a temp dir)")
@@ -236,17 +238,43 @@ func run(args []string, stdout, stderr io.Writer) int {
 	settled := cloud.Wait(waitCtx)
 	report := cloud.Report()
 	report.Settled = settled
+	var ledgerStatus *status.Report
+	if *showStatus {
+		l, err := cloud.Ledger()
+		if err == nil {
+			var st status.Report
+			st, err = status.Read(ctx, l, "cn-hangzhou", time.Now())
+			ledgerStatus = &st
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "demo: read the ledger:", err)
+			return 1
+		}
+	}
 
 	if *jsonOut {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(report)
+		if ledgerStatus != nil {
+			_ = enc.Encode(struct {
+				localcloud.Report
+				Ledger *status.Report `json:"ledger"`
+			}{report, ledgerStatus})
+		} else {
+			_ = enc.Encode(report)
+		}
 	} else {
 		fmt.Fprintln(stdout)
 		report.PrintTable(stdout)
 		if report.Coverage != nil {
 			fmt.Fprintf(stdout, "sweep coverage: running=%v activated=%v queued=%v skipped=%v\n",
 				report.Coverage["running"], report.Coverage["activated"], report.Coverage["queued"], report.Coverage["skipped"])
+		}
+		if ledgerStatus != nil {
+			fmt.Fprintln(stdout, "\nthe instance ledger (make status):")
+			if err := ledgerStatus.PrintTable(stdout); err != nil {
+				fmt.Fprintln(stderr, "demo:", err)
+			}
 		}
 	}
 	if report.Lost > 0 || !settled {

@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/cloudauth"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ledger"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/callers"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/ebsim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/ecssim"
@@ -39,6 +40,7 @@ import (
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/hbrsim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/mnssim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/osssim"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ossstore"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/protect"
 )
 
@@ -478,6 +480,17 @@ func (c *Cloud) Publish(ctx context.Context, payloads ...[]byte) error {
 		}
 	}
 	return nil
+}
+
+// Ledger returns the local cloud's instance ledger, read through the real
+// OSS SDK with the local cloud's own key pair: what `make status` reads in
+// a deployed region.
+func (c *Cloud) Ledger() (*ledger.Ledger, error) {
+	st, err := ossstore.New(ossstore.Config{Endpoint: c.ossURL, Region: c.opts.Region, Bucket: LedgerBucket, Timeout: 10 * time.Second}, creds)
+	if err != nil {
+		return nil, err
+	}
+	return &ledger.Ledger{Store: st, Prefix: LedgerPrefix, Account: c.opts.AccountID}, nil
 }
 
 // Function returns a running function by name, for direct invocations.

@@ -122,6 +122,7 @@ func TestMakefileNamesMatchSpec(t *testing.T) {
 	require.True(t, ok)
 	cases := []struct{ makeVar, specVar string }{
 		{"QUEUE_NAME", "queueName"},
+		{"INSTALL_QUEUE_NAME", "installQueueName"},
 		{"DLQ_NAME", "dlqName"},
 		{"ROLE_NAME", "role"},
 	}
@@ -129,6 +130,9 @@ func TestMakefileNamesMatchSpec(t *testing.T) {
 		got := strings.TrimSpace(runMake(t, "print-"+tc.makeVar))
 		assert.Equal(t, vars[tc.specVar], got, "Makefile %s vs s.yaml vars.%s", tc.makeVar, tc.specVar)
 	}
+	env, ok := vars["environment"].(map[string]any)
+	require.True(t, ok)
+	assert.Equal(t, env["LEDGER_PREFIX"], strings.TrimSpace(runMake(t, "print-LEDGER_PREFIX")), "Makefile LEDGER_PREFIX vs s.yaml's")
 	regions := strings.Fields(runMake(t, "print-REGIONS"))
 	require.NotEmpty(t, regions)
 	assert.Equal(t, vars["region"], regions[0], "s.yaml's default region should be the Makefile's first")
