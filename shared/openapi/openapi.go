@@ -108,13 +108,13 @@ type Config struct {
 // It is cheap to build; build one per invocation with that invocation's
 // credentials.
 type Client struct {
-	cfg     Config
-	scheme  string // "https", or "http" for a loopback endpoint
-	domain  string // host[:port]
-	sdk     *sdk.Client
-	base    http.RoundTripper
-	secrets []string // texts to redact from error messages
-	slot    chan struct{}
+	cfg      Config
+	scheme   string // "https", or "http" for a loopback endpoint
+	domain   string // host[:port]
+	sdk      *sdk.Client
+	base     http.RoundTripper
+	redactor cloudauth.Redactor // removes the secret and token from error texts
+	slot     chan struct{}
 }
 
 // New validates cfg and cred and builds a Client. It sends nothing. Errors
@@ -157,22 +157,16 @@ func New(cfg Config, cred cloudauth.Credentials) (*Client, error) {
 	}
 
 	c := &Client{
-		cfg:    cfg,
-		scheme: scheme,
-		domain: domain,
-		sdk:    client,
-		base:   cfg.Transport,
-		slot:   make(chan struct{}, 1),
+		cfg:      cfg,
+		scheme:   scheme,
+		domain:   domain,
+		sdk:      client,
+		base:     cfg.Transport,
+		slot:     make(chan struct{}, 1),
+		redactor: cred.Redactor(),
 	}
 	if c.base == nil {
 		c.base = http.DefaultTransport
-	}
-	for _, s := range []string{cred.AccessKeySecret, cred.SecurityToken} {
-		if s == "" {
-			continue
-		}
-		once := url.QueryEscape(s)
-		c.secrets = append(c.secrets, s, once, url.QueryEscape(once))
 	}
 	return c, nil
 }
@@ -394,7 +388,7 @@ func (c *Client) classify(op string, ctx context.Context, x *exchange, err error
 	var urlErr *url.Error
 	if errors.As(err, &urlErr) {
 		// The URL carries the signed query (AccessKeyId, SecurityToken): drop it.
-		clean := &url.Error{Op: urlErr.Op, URL: c.scheme + "://" + c.domain + "/", Err: redactedError{urlErr.Err, c}}
+		clean := &url.Error{Op: urlErr.Op, URL: c.scheme + "://" + c.domain + "/", Err: c.redactor.Error(urlErr.Err)}
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return contextError(op, ctxErr, "during the call", clean)
 		}
@@ -446,48 +440,18 @@ func contextError(op string, ctxErr error, when string, cause error) error {
 	return fault.Wrap(op, kind, "", fmt.Errorf("context done %s: %w", when, ctxErr))
 }
 
-// redact removes the secret and token (raw and URL-escaped) from s and cuts
-// the gateway's echo of its string to sign.
+// redact removes the secret and token from s and cuts the gateway's echo of
+// its string to sign.
 func (c *Client) redact(s string) string {
 	if i := strings.Index(s, "server string to sign is:"); i >= 0 {
 		s = strings.TrimSpace(s[:i])
 	}
-	for _, secret := range c.secrets {
-		s = strings.ReplaceAll(s, secret, "***")
-	}
-	return s
+	return c.redactor.Text(s)
 }
 
 // snippet redacts s and shortens it to one line of at most 300 bytes (an
 // HTML error page becomes a readable hint).
-func (c *Client) snippet(s string) string {
-	s = strings.Join(strings.Fields(c.redact(s)), " ")
-	if len(s) > 300 {
-		s = s[:300] + "…"
-	}
-	return s
-}
-
-// redactedError keeps an error's identity (errors.Is/As, net.Error) while
-// redacting its text.
-type redactedError struct {
-	err error
-	c   *Client
-}
-
-func (r redactedError) Error() string { return r.c.redact(r.err.Error()) }
-func (r redactedError) Unwrap() error { return r.err }
-
-// Timeout and Temporary keep *url.Error's net.Error behaviour.
-func (r redactedError) Timeout() bool {
-	var t interface{ Timeout() bool }
-	return errors.As(r.err, &t) && t.Timeout()
-}
-
-func (r redactedError) Temporary() bool {
-	var t interface{ Temporary() bool }
-	return errors.As(r.err, &t) && t.Temporary()
-}
+func (c *Client) snippet(s string) string { return c.redactor.Snippet(c.redact(s), 300) }
 
 // exchange is the per-call transport: it ties the request to the caller's
 // ctx (the SDK builds requests without one) and keeps the status and the

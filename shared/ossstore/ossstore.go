@@ -163,7 +163,7 @@ type Client struct {
 	scheme  string
 	host    string
 	sdk     *oss.Client
-	secrets []string // texts to redact from error messages
+	redact  cloudauth.Redactor // removes the secret and token from error texts
 }
 
 var _ ledger.Store = (*Client)(nil)
@@ -215,13 +215,7 @@ func New(cfg Config, cred cloudauth.Credentials) (*Client, error) {
 		scheme:  scheme,
 		host:    host,
 		sdk:     oss.NewClient(conf),
-	}
-	for _, s := range []string{cred.AccessKeySecret, cred.SecurityToken} {
-		if s == "" {
-			continue
-		}
-		once := url.QueryEscape(s)
-		c.secrets = append(c.secrets, s, once, url.QueryEscape(once), url.PathEscape(s))
+		redact:  cred.Redactor(),
 	}
 	return c, nil
 }
@@ -551,7 +545,7 @@ func (c *Client) classify(op, subject string, ctx context.Context, err error) er
 		apiErr := &APIError{
 			HTTPStatus: se.StatusCode,
 			Code:       se.Code,
-			Message:    c.snippet(se.Message),
+			Message:    c.redact.Snippet(se.Message, snippetLimit),
 			RequestID:  se.RequestID,
 			EC:         se.EC,
 		}
@@ -564,7 +558,7 @@ func (c *Client) classify(op, subject string, ctx context.Context, err error) er
 		}
 		return fault.Wrap(op, kindOf(se.StatusCode, se.Code), se.Code, fmt.Errorf("%s: %w", subject, cause))
 	}
-	clean := redactedError{err: err, c: c}
+	clean := c.redact.Error(err)
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return contextError(op, ctxErr, subject+": context done during the call", clean)
 	}
@@ -588,45 +582,4 @@ func contextError(op string, ctxErr error, what string, cause error) error {
 		return fault.Wrap(op, kind, "", fmt.Errorf("%s: %w (%w)", what, ctxErr, cause))
 	}
 	return fault.Wrap(op, kind, "", fmt.Errorf("%s: %w", what, ctxErr))
-}
-
-// redact removes the secret and token (raw and escaped) from s.
-func (c *Client) redact(s string) string {
-	for _, secret := range c.secrets {
-		s = strings.ReplaceAll(s, secret, "***")
-	}
-	return s
-}
-
-// snippet redacts s and shortens it to one line of at most snippetLimit
-// bytes.
-func (c *Client) snippet(s string) string {
-	s = strings.Join(strings.Fields(c.redact(s)), " ")
-	if len(s) > snippetLimit {
-		s = s[:snippetLimit] + "…"
-	}
-	return s
-}
-
-// redactedError keeps an error's identity (errors.Is/As, net.Error) while
-// redacting its text.
-type redactedError struct {
-	err error
-	c   *Client
-}
-
-func (r redactedError) Error() string { return r.c.redact(r.err.Error()) }
-func (r redactedError) Unwrap() error { return r.err }
-
-// Timeout reports whether the wrapped error is a timeout, keeping the
-// net.Error behaviour of what it wraps.
-func (r redactedError) Timeout() bool {
-	var t interface{ Timeout() bool }
-	return errors.As(r.err, &t) && t.Timeout()
-}
-
-// Temporary keeps the net.Error behaviour of what it wraps.
-func (r redactedError) Temporary() bool {
-	var t interface{ Temporary() bool }
-	return errors.As(r.err, &t) && t.Temporary()
 }
