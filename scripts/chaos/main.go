@@ -31,13 +31,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	f := bench.RegisterFlags(fs, bench.FlagText{
-		JSON:           "print the JSON document on stdout instead of the table",
-		Quick:          "smaller run: 200 instances",
-		Seed:           "seed of the scenario and of fault injection",
-		Coalesce:       "INSTALL_COALESCE_DELAY (real-cloud); 0 installs at once",
-		MaxInstances:   "processes per function (Function Compute scales out)",
-		Timeout:        "bound of the run; what has no outcome by then is lost",
-		TimeoutDefault: 4 * time.Minute,
+		JSON:                "print the JSON document on stdout instead of the table",
+		Quick:               "smaller run: 200 instances",
+		Seed:                "seed of the scenario and of fault injection",
+		Coalesce:            "INSTALL_COALESCE_DELAY (real-cloud); 0 installs at once",
+		MaxInstances:        "processes per function (Function Compute scales out)",
+		Timeout:             "bound of the run; what has no outcome by then is lost",
+		TimeoutDefault:      15 * time.Minute,
+		ScaleDefault:        bench.DefaultChaosScale,
+		MaxInstancesDefault: bench.DefaultMaxInstances,
 	})
 	faults := bench.DefaultFaults()
 	fs.Float64Var(&faults.HBRServerErrors, "server-errors", faults.HBRServerErrors, "share of HBR calls answered 503")
@@ -68,6 +70,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	sc := f.Scenario()
 
+	stopProfile, err := f.StartProfile()
+	if err != nil {
+		fmt.Fprintln(stderr, "chaos:", err)
+		return 2
+	}
+	defer stopProfile()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	bins, cleanup, err := localcloud.Binaries(*binDir, "hbr-chaos-", func(dir string) (map[string]string, error) {

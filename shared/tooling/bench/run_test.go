@@ -63,6 +63,7 @@ func TestRunBurstSmall(t *testing.T) {
 	b, err := RunBurst(ctx, BurstConfig{
 		Name: "small", Binaries: binaries, Scenario: smallScenario(), Scale: 30, Real: realTiming(t, false),
 		Coalesce: 30 * time.Second, Batch: 5, BatchWindow: 2 * time.Second, MaxInstances: 2, Seed: 3, Timeout: 50 * time.Second,
+		APILatency: 60 * time.Millisecond,
 	})
 	require.NoError(t, err)
 	assert.True(t, b.Settled)
@@ -81,6 +82,24 @@ func TestRunBurstSmall(t *testing.T) {
 	assert.Positive(t, b.PeakRSSMB["install"])
 	assert.Positive(t, b.PeakRSSMB["poller"])
 	assert.Equal(t, b.HBRCalls, b.Calls["hbr.InstallBackupClients"]+b.Calls["hbr.DescribeTask"]+b.Calls["hbr.DescribeBackupClients"])
+	assert.Equal(t, 60.0, b.APILatencyMs, "real-cloud milliseconds")
+	assert.Equal(t, 2, b.StreamConcurrency, "as many as the processes by default")
+	assert.Positive(t, b.CallsByFunction["install"]["hbr.InstallBackupClients"], "calls by function: %v", b.CallsByFunction)
+	assert.Positive(t, b.CallsByFunction["poller"]["hbr.DescribeTask"])
+	assert.Equal(t, b.Calls["hbr.DescribeTask"], b.CallsByFunction["poller"]["hbr.DescribeTask"], "only the poller polls")
+	assert.Zero(t, b.WithoutRecord)
+	assert.LessOrEqual(t, b.Processes["install"], 2)
+	assert.Positive(t, b.Processes["poller"])
+	assert.Positive(t, b.CPU.Seconds["install"], "CPU: %+v", b.CPU)
+	assert.Positive(t, b.CPU.Seconds["harness"])
+	assert.InDelta(t, b.RunningToOutcomeRealP99, b.RunningToOutcomeReal.P99, 0.1, "the local cloud rounds to 0.1 s")
+	require.NotNil(t, b.Breakdown)
+	assert.Equal(t, b.Installed, b.Breakdown.Task.N)
+	assert.GreaterOrEqual(t, b.Breakdown.Task.P50, b.Breakdown.OwnInstall.P50, "a task ends with its slowest instance")
+	assert.Positive(t, b.PollLag.N)
+	row := scalingRow(b)
+	assert.Equal(t, 20, row.Instances)
+	assert.Equal(t, b.HBRCallsPerInstance, row.HBRCallsPerInstance)
 }
 
 func TestRunChaosSmall(t *testing.T) {
