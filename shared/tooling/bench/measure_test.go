@@ -156,4 +156,13 @@ func TestPrintTables(t *testing.T) {
 	assert.Contains(t, out, "calls by function, default: poller map[hbr.DescribeTask:3];")
 	assert.Contains(t, out, "API latency 100 ms real (20 ms local)")
 
+	sb.Reset()
+	Chaos{Restarts: RestartReport{Instances: 2, Superseded: 1, Problems: []string{"i-x: never restarted"}},
+		ForeignClients: map[string]map[string]int{"STOPPED": {"SKIPPED": 2}},
+		Sweeps:         []Sweep{{AtSeconds: 90, Stuck: 3, Queued: 40}}}.PrintTable(&sb)
+	out = sb.String()
+	assert.Contains(t, out, "superseded / instances (must be all)     1 / 2")
+	assert.Contains(t, out, "restart problem: i-x: never restarted")
+	assert.Contains(t, out, "another installer's STOPPED client: ended as")
+	assert.Contains(t, out, "FAIL")
 }

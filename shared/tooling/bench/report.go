@@ -504,8 +504,13 @@ func (c Chaos) PrintTable(w io.Writer) {
 		c.Machine.GOOS, c.Machine.GOARCH, c.Machine.Go, c.Seconds)
 	fmt.Fprintf(w, "scenario: %s, seed %d\n", c.Scenario, c.Seed)
 	f := c.Faults
-	fmt.Fprintf(w, "faults: HBR 5xx %.0f%%, throttling %.0f%% plus storms of %gs every %gs (90%% throttled), MNS send failures %.0f%%, duplicate deliveries %.0f%%, poller crashes %.0f%% of invocations\n\n",
-		100*f.HBRServerErrors, 100*f.HBRThrottle, f.StormSeconds, f.StormEverySeconds, 100*f.MNSSendFail, 100*f.Duplicate, 100*f.Crash)
+	fmt.Fprintf(w, "faults: HBR 5xx %.0f%%, throttling %.0f%% plus storms of %gs every %gs (90%% throttled), MNS send failures %.0f%% and one outage of %gs (local), duplicate deliveries %.0f%%, "+
+		"poller crashes %.0f%% of invocations, install kills after %.0f%% of install calls, clients of other installers on %.0f%% of instances per status, "+
+		"%.0f%% failing for good and restarted %gs (real) after their failure\n",
+		100*f.HBRServerErrors, 100*f.HBRThrottle, f.StormSeconds, f.StormEverySeconds, 100*f.MNSSendFail, f.OutageSeconds, 100*f.Duplicate,
+		100*f.Crash, 100*f.InstallCrash, 100*f.ForeignClients, 100*f.Restarts, f.RestartAfterSeconds)
+	fmt.Fprintf(w, "local cloud: API latency %g ms real, up to %d processes per function, %d batches in flight per stream\n\n",
+		c.APILatencyMs, c.MaxInstances, c.StreamConcurrency)
 	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
 	fmt.Fprintf(tw, "accepted (job, instance)\t%d\n", c.Accepted)
 	fmt.Fprintf(tw, "instances\t%d\n", c.Instances)
@@ -520,9 +525,21 @@ func (c Chaos) PrintTable(w io.Writer) {
 		fmt.Fprintf(tw, "  %s\t%d\n", k, c.Outcomes[k])
 	}
 	fmt.Fprintf(tw, "lost (must be 0)\t%d\n", c.Lost)
+	fmt.Fprintf(tw, "without a final ledger record (must be 0)\t%d\n", c.WithoutRecord)
 	fmt.Fprintf(tw, "duplicated terminal outcomes (must be 0)\t%d\n", c.DuplicatedOutcomes)
 	fmt.Fprintf(tw, "forked jobs: same verdict, different reason\t%d\n", c.ForkedOutcomes)
 	fmt.Fprintf(tw, "identical repeated outcomes (allowed)\t%d\n", c.RepeatedOutcomes)
+	r := c.Restarts
+	fmt.Fprintf(tw, "restarts after a failure: superseded / instances (must be all)\t%d / %d (failed %d, restarted %d)\n",
+		r.Superseded, r.Instances, r.Failed, r.Restarted)
+	for _, status := range sortedKeys(c.ForeignClients) {
+		fmt.Fprintf(tw, "  another installer's %s client: ended as\t%v\n", status, c.ForeignClients[status])
+	}
+	fmt.Fprintf(tw, "MNS sends failed in the outage\t%d\n", c.OutageFailedSends)
+	fmt.Fprintf(tw, "reconcile sweeps (timer-like, after leases passed)\t%d\n", len(c.Sweeps))
+	for _, sw := range c.Sweeps {
+		fmt.Fprintf(tw, "  at %gs, %d stuck, waited %gs for their leases, queued %d\t%s\n", sw.AtSeconds, sw.Stuck, sw.WaitedSeconds, sw.Queued, strings.Join(sw.Samples, " "))
+	}
 	fmt.Fprintf(tw, "polled past deadline (must be no)\t%s (%d calls, max overshoot %.0f ms; closest call in time %.0f ms before)\n",
 		yesNo(c.PastDeadline), c.PastDeadlineCalls, c.MaxOvershootMs, c.ClosestToDeadlineMs)
 	fmt.Fprintf(tw, "longest message chain for one job\t%d (%s)\n", c.LongestChain, c.LongestChainJob)
@@ -530,12 +547,22 @@ func (c Chaos) PrintTable(w io.Writer) {
 	fmt.Fprintf(tw, "dead-lettered\t%d\n", c.DeadLettered)
 	fmt.Fprintf(tw, "HBR calls: install / describe\t%d / %d\n", c.Calls["hbr.InstallBackupClients"], c.Calls["hbr.DescribeTask"])
 	fmt.Fprintf(tw, "MNS sends\t%d\n", c.Calls["mns.SendMessage"])
-	fmt.Fprintf(tw, "FC invocations: install / poller\t%d / %d\n", c.Invocations["install"], c.Invocations["poller"])
+	fmt.Fprintf(tw, "FC invocations: install / poller / reconcile\t%d / %d / %d\n", c.Invocations["install"], c.Invocations["poller"], c.Invocations["reconcile"])
+	fmt.Fprintf(tw, "processes (peak concurrency): install / poller / reconcile\t%d / %d / %d\n", c.Processes["install"], c.Processes["poller"], c.Processes["reconcile"])
+	fmt.Fprintf(tw, "calls by function\t%v\n", c.CallsByFunction)
+	fmt.Fprintf(tw, "CPU: this run mean / p90 of the machine; whole machine mean / p90\t%.0f%% / %.0f%%; %.0f%% / %.0f%%\n",
+		100*c.CPU.OwnMean, 100*c.CPU.OwnP90, 100*c.CPU.BusyMean, 100*c.CPU.BusyP90)
 	fmt.Fprintf(tw, "function errors logged\t%d\n", c.Errors)
 	fmt.Fprintf(tw, "settled\t%s\n", yesNo(c.Settled))
 	_ = tw.Flush()
 	for _, e := range c.ConflictSamples {
 		fmt.Fprintf(w, "  %s\n", e)
+	}
+	for _, e := range c.Restarts.Problems {
+		fmt.Fprintf(w, "  restart problem: %s\n", e)
+	}
+	for _, e := range c.DeadLetters {
+		fmt.Fprintf(w, "  dead letter: %s\n", e)
 	}
 	for _, e := range c.ErrorSamples {
 		fmt.Fprintf(w, "  error sample: %s\n", e)

@@ -104,36 +104,52 @@ func TestRunBurstSmall(t *testing.T) {
 
 func TestRunChaosSmall(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	f := DefaultFaults()
 	f.StormEverySeconds = 4
+	f.InstallCrash = 0.3 // a few install calls in all: make the kill happen
+	f.ForeignClients, f.Restarts, f.RestartAfterSeconds = 0.05, 0.05, 60
+	f.OutageSeconds = 1
 	c, err := RunChaos(ctx, ChaosConfig{
 		Binaries: binaries, Scenario: ChaosScenario(smallScenario()), Scale: 30, Real: realTiming(t, true),
-		Batch: 5, BatchWindow: 2 * time.Second, MaxInstances: 2, Seed: 5, Timeout: 50 * time.Second, Faults: f,
+		Batch: 5, BatchWindow: 2 * time.Second, MaxInstances: 2, Seed: 5, Timeout: 110 * time.Second, Faults: f,
+		APILatency: 30 * time.Millisecond,
 	})
 	require.NoError(t, err)
 	// The harness is under test here, not the system: the verdict is logged
 	// (make chaos reports it), the figures must add up.
-	t.Logf("verdict: pass=%v lost=%d duplicated=%d forked=%d past deadline=%v; %v",
-		c.Pass, c.Lost, c.DuplicatedOutcomes, c.ForkedOutcomes, c.PastDeadline, c.ConflictSamples)
+	t.Logf("verdict: pass=%v lost=%d duplicated=%d without record=%d forked=%d past deadline=%v restarts=%+v sweeps=%+v; %v",
+		c.Pass, c.Lost, c.DuplicatedOutcomes, c.WithoutRecord, c.ForkedOutcomes, c.PastDeadline, c.Restarts, c.Sweeps, c.ConflictSamples)
 	assert.True(t, c.Settled)
 	assert.GreaterOrEqual(t, c.Accepted, 20, "in the launch world several jobs may accept an instance")
 	assert.Equal(t, 20, c.Instances)
 	assert.GreaterOrEqual(t, c.EventsPerInstance, 2.0, "every instance is announced several times")
 	assert.Positive(t, c.FaultsFired["bus_duplicates"]+c.FaultsFired["stream_duplicates"]+c.FaultsFired["mns_send_failures"]+c.FaultsFired["poller_crashes"])
+	for _, status := range localcloud.ForeignStatuses {
+		assert.Equal(t, 1, c.FaultsFired["foreign_client_"+status], "another installer's %s client", status)
+		assert.Len(t, c.ForeignClients[status], 1, "%s: %v", status, c.ForeignClients[status])
+	}
+	assert.Equal(t, 1, c.FaultsFired["mns_outage"])
+	assert.Equal(t, c.OutageFailedSends, c.FaultsFired["mns_outage_failed_sends"])
+	assert.Positive(t, c.FaultsFired["install_crashes_after_install_call"])
+	assert.Equal(t, 1, c.Restarts.Instances)
+	assert.Equal(t, c.Restarts.Restarted, c.FaultsFired["restarts"])
+	assert.Equal(t, len(c.Sweeps), c.FaultsFired["reconcile_sweeps"])
 	total := 0
 	for _, n := range c.Outcomes {
 		total += n
 	}
 	assert.Equal(t, c.Instances, total, "one outcome per instance: %v", c.Outcomes)
-	assert.Equal(t, c.Lost == 0 && c.DuplicatedOutcomes == 0 && !c.PastDeadline && c.Settled, c.Pass)
+	assert.Equal(t, c.Lost == 0 && c.DuplicatedOutcomes == 0 && c.WithoutRecord == 0 && !c.PastDeadline && c.Settled &&
+		c.Restarts.Superseded == c.Restarts.Instances, c.Pass)
 	assert.Equal(t, c.PastDeadlineCalls > 0, c.PastDeadline)
-	assert.Positive(t, c.Outcomes["TIMEOUT"], "the hung install ends at its deadline: %v", c.Outcomes)
 	assert.Positive(t, c.Calls["hbr.DescribeTask"])
+	assert.Equal(t, c.Calls["hbr.DescribeTask"], c.CallsByFunction["poller"]["hbr.DescribeTask"])
 	assert.GreaterOrEqual(t, c.LongestChain, c.LongestTaskChain)
 	assert.Positive(t, c.LongestTaskChain)
 	assert.NotEmpty(t, c.LongestChainJob)
+	assert.Equal(t, 30.0, c.APILatencyMs)
 }
 
 func TestMeasureColdStart(t *testing.T) {
