@@ -182,6 +182,10 @@ type Chaos struct {
 	ErrorSamples []string       `json:"error_samples,omitempty"`
 	Settled      bool           `json:"settled"`
 	Seconds      float64        `json:"seconds"`
+	// LastOutcomeSeconds is when the last outcome record came (local
+	// seconds from the start): the rest of Seconds is the run making sure
+	// nothing moves any more.
+	LastOutcomeSeconds float64 `json:"last_outcome_seconds"`
 	// Pass is false on any loss, conflicting duplicate, instance without a
 	// final record, restart not superseding its failure, poll past a
 	// deadline or a run that did not settle.
@@ -275,6 +279,9 @@ func (c *Chaos) fill(obs observation) {
 		c.FaultsFired["reconcile_sweeps"] = len(c.Sweeps)
 	}
 	c.Restarts = restartReport(obs)
+	for _, rec := range obs.records {
+		c.LastOutcomeSeconds = max(c.LastOutcomeSeconds, round(rec.At.Sub(obs.start).Seconds(), 1))
+	}
 	c.ForeignClients = foreignReport(obs)
 	c.LongestChain, c.LongestChainJob, c.LongestTaskChain = chains(obs.sends)
 	calls, overshoot, closest := pastDeadline(obs.calls, obs.sends)

@@ -553,7 +553,7 @@ func (c Chaos) PrintTable(w io.Writer) {
 	fmt.Fprintf(tw, "CPU: this run mean / p90 of the machine; whole machine mean / p90\t%.0f%% / %.0f%%; %.0f%% / %.0f%%\n",
 		100*c.CPU.OwnMean, 100*c.CPU.OwnP90, 100*c.CPU.BusyMean, 100*c.CPU.BusyP90)
 	fmt.Fprintf(tw, "function errors logged\t%d\n", c.Errors)
-	fmt.Fprintf(tw, "settled\t%s\n", yesNo(c.Settled))
+	fmt.Fprintf(tw, "settled\t%s (last outcome at %gs)\n", yesNo(c.Settled), c.LastOutcomeSeconds)
 	_ = tw.Flush()
 	for _, e := range c.ConflictSamples {
 		fmt.Fprintf(w, "  %s\n", e)
