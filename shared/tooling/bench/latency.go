@@ -8,7 +8,7 @@ import (
 )
 
 // Breakdown splits the time from an instance's Running event to its
-// INSTALLED record into phases, in real-cloud seconds (local ones
+// INSTALLED (or, binding, PROTECTED) record into phases, in real-cloud seconds (local ones
 // multiplied by the scale), over the instances installed by a task of
 // their own job: where the latency goes.
 type Breakdown struct {
@@ -67,7 +67,7 @@ func breakdown(obs observation, s Scale) *Breakdown {
 	for _, rec := range obs.records {
 		in, ok := byID[rec.InstanceID]
 		t, done := tasks[rec.TaskID]
-		if seen[rec.InstanceID] || !ok || !done || rec.Outcome != "INSTALLED" {
+		if seen[rec.InstanceID] || !ok || !done || (rec.Outcome != "INSTALLED" && rec.Outcome != "PROTECTED") {
 			continue
 		}
 		seen[rec.InstanceID] = true
