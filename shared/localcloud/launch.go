@@ -3,9 +3,12 @@ package localcloud
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sort"
 	"time"
+
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/hbrsim"
 )
 
 // Event types of the launch world. A RunInstances record reaches the bus
@@ -44,6 +47,11 @@ type LaunchOptions struct {
 	// DuplicateRate is the share of events published twice (EventBridge's
 	// at-least-once delivery), on top of Options.DuplicateRate.
 	DuplicateRate float64
+	// ForeignClients is the share of instances, for each status of
+	// ForeignStatuses, on which another installer creates a backup client
+	// inside the launch window, 2–10 s after the launch (see
+	// ForeignClient); each instance gets at most one.
+	ForeignClients float64
 	// Region and AccountID default to cn-hangzhou and 1234567890123456.
 	Region, AccountID string
 }
@@ -71,12 +79,36 @@ type LaunchEvent struct {
 	Duplicate bool
 }
 
+// ForeignStatuses are the statuses of the clients other installers create
+// in a world (LaunchOptions.ForeignClients): a working client, one being
+// installed that becomes ACTIVATED 60–180 s later, one whose install
+// failed, one being upgraded that settles (ACTIVATED) 30–120 s later, and
+// one an operator stopped.
+var ForeignStatuses = []string{hbrsim.ClientActivated, hbrsim.ClientInstalling, hbrsim.ClientInstallFailed,
+	hbrsim.ClientUpgrading, hbrsim.ClientStopped}
+
+// ForeignClient is a backup client another installer creates on an
+// instance of a world while the world runs.
+type ForeignClient struct {
+	ID string
+	// At is when the client appears, as an offset from the world's start
+	// (local time).
+	At     time.Duration
+	Status string
+	// Then, when set, is the status the client reaches After it appeared
+	// (local time).
+	Then  string
+	After time.Duration
+}
+
 // World is a generated launch world (see NewWorld).
 type World struct {
 	Options   LaunchOptions
 	Instances []LaunchedInstance
 	// Events are sorted by At.
 	Events []LaunchEvent
+	// Clients are the clients other installers create, sorted by At.
+	Clients []ForeignClient
 }
 
 // NewWorld generates launches: each instance is announced by an ActionTrail
@@ -148,7 +180,39 @@ func NewWorld(o LaunchOptions) (World, error) {
 	}
 	w.Events = append(w.Events, dups...)
 	sort.SliceStable(w.Events, func(i, j int) bool { return w.Events[i].At < w.Events[j].At })
+	w.Clients = foreignClients(w.Instances, o, local)
 	return w, nil
+}
+
+// foreignClients picks, with a generator of its own (a world without them
+// stays the same), the instances other installers put a client on.
+func foreignClients(ins []LaunchedInstance, o LaunchOptions, local func(time.Duration) time.Duration) []ForeignClient {
+	n := int(math.Round(o.ForeignClients * float64(len(ins))))
+	if o.ForeignClients > 0 {
+		n = max(n, 1)
+	}
+	n = min(n, len(ins)/len(ForeignStatuses))
+	if n == 0 {
+		return nil
+	}
+	rng := rand.New(rand.NewPCG(uint64(o.Seed), 0xf0c1))
+	between := func(lo, hi time.Duration) time.Duration { return lo + time.Duration(rng.Int64N(int64(hi-lo)+1)) }
+	pick := rng.Perm(len(ins))
+	var out []ForeignClient
+	for k, status := range ForeignStatuses {
+		for _, i := range pick[k*n : (k+1)*n] {
+			fc := ForeignClient{ID: ins[i].ID, At: ins[i].Launched + local(between(2*time.Second, 10*time.Second)), Status: status}
+			switch status {
+			case hbrsim.ClientInstalling:
+				fc.Then, fc.After = hbrsim.ClientActivated, local(between(60*time.Second, 180*time.Second))
+			case hbrsim.ClientUpgrading:
+				fc.Then, fc.After = hbrsim.ClientActivated, local(between(30*time.Second, 120*time.Second))
+			}
+			out = append(out, fc)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].At < out[j].At })
+	return out
 }
 
 // IDs returns every instance ID of the world, sorted.

@@ -103,7 +103,9 @@ func (c *Cloud) onUnmatched(event []byte) {
 // Assistant, in ECS and HBR alike, is ready from its FirstHeartbeat on. The
 // events are published at their times, in the background (Wait waits for
 // them), or all at once when allAtOnce is set (readiness keeps its
-// timeline). Launch returns at once.
+// timeline). The world's foreign clients appear in HBR at their times
+// (counted in the report's faults as "foreign_client_<STATUS>"), whatever
+// allAtOnce says. Launch returns at once.
 func (c *Cloud) Launch(ctx context.Context, w World, allAtOnce bool) {
 	start := time.Now()
 	c.mu.Lock()
@@ -127,6 +129,13 @@ func (c *Cloud) Launch(ctx context.Context, w World, allAtOnce bool) {
 		}
 	}
 	c.ECS.SetInstances(ins...)
+	if len(w.Clients) > 0 {
+		c.launching.Add(1)
+		go func() {
+			defer c.launching.Done()
+			c.foreignClients(ctx, w.Clients, start)
+		}()
+	}
 	c.launching.Add(1)
 	go func() {
 		defer c.launching.Done()
@@ -148,4 +157,39 @@ func (c *Cloud) Launch(ctx context.Context, w World, allAtOnce bool) {
 			}
 		}
 	}()
+}
+
+// foreignClients creates the clients of other installers at their times.
+func (c *Cloud) foreignClients(ctx context.Context, clients []ForeignClient, start time.Time) {
+	for _, fc := range clients {
+		select {
+		case <-time.After(time.Until(start.Add(fc.At))):
+		case <-ctx.Done():
+			return
+		}
+		c.HBR.SetClientTransition(fc.ID, fc.Status, time.Now(), fc.Then, fc.After)
+		c.fire("foreign_client_" + fc.Status)()
+		text := fmt.Sprintf("another installer created a %s client on %s", fc.Status, fc.ID)
+		if fc.Then != "" {
+			text += fmt.Sprintf(" (%s in %s)", fc.Then, fc.After.Round(time.Millisecond))
+		}
+		c.entry("hbr", text)
+	}
+}
+
+// Restart announces an instance again with a StateChange Running event of
+// its own (a new event id, the event's time now), as ECS does when the
+// instance is stopped and started again: a later announcement that may
+// reopen a recorded failure. It is counted in the report's faults as
+// "restarts".
+func (c *Cloud) Restart(ctx context.Context, id string) error {
+	w := World{Options: LaunchOptions{Region: c.opts.Region, AccountID: c.opts.AccountID}}
+	now := time.Now()
+	e := LaunchEvent{Type: TypeStateChange, EventID: fmt.Sprintf("ev-restart-%s-%d", id, now.UnixNano()), IDs: []string{id}}
+	c.ECS.SetStatus(id, ecssim.StatusRunning)
+	if err := c.Publish(ctx, w.Payload(e, now)); err != nil {
+		return fmt.Errorf("restart %s: %w", id, err)
+	}
+	c.fire("restarts")()
+	return nil
 }

@@ -57,8 +57,9 @@ type Goal struct {
 	Name  string  `json:"name"`
 	Value float64 `json:"value"`
 	// Limit is the goal: Value must be at most Limit, or at least Limit
-	// when AtLeast is set.
+	// when AtLeast is set; with Low set too, between Low and Limit.
 	Limit   float64 `json:"limit"`
+	Low     float64 `json:"low,omitempty"`
 	AtLeast bool    `json:"at_least,omitempty"`
 	Unit    string  `json:"unit,omitempty"`
 	Met     bool    `json:"met"`

@@ -3,9 +3,11 @@ package bench
 import (
 	"context"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/config"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud"
 )
 
@@ -25,12 +27,19 @@ type BurstConfig struct {
 	Policy string
 	// Batch and BatchWindow are the poller trigger's CountBasedWindow and
 	// TimeBasedWindow (real-cloud; scaled like every delay, without
-	// rounding); MaxInstances bounds each function's processes.
-	Batch, MaxInstances int
-	BatchWindow         time.Duration
-	Seed                int64
+	// rounding); MaxInstances bounds each function's processes and
+	// StreamConcurrency each event stream's batches in flight (0: as many
+	// as MaxInstances).
+	Batch, MaxInstances, StreamConcurrency int
+	BatchWindow                            time.Duration
+	// APILatency is every emulated API call's round trip, real-cloud
+	// (scaled like every delay, without rounding).
+	APILatency time.Duration
+	Seed       int64
 	// Timeout bounds the run (wall clock).
 	Timeout time.Duration
+	// instances, when set, is a scaling run's size (Run).
+	instances int
 }
 
 // Burst is what one burst run measured. Durations are seconds of the local
@@ -43,6 +52,10 @@ type Burst struct {
 	Batch                int     `json:"batch"`
 	BatchWindowSeconds   float64 `json:"batch_window_seconds"`
 	MaxInstances         int     `json:"max_instances"`
+	StreamConcurrency    int     `json:"stream_concurrency"`
+	// APILatencyMs is every emulated API call's round trip, real-cloud
+	// milliseconds (the run used it divided by the scale).
+	APILatencyMs float64 `json:"api_latency_ms"`
 
 	Accepted  int            `json:"accepted"`
 	Instances int            `json:"instances"`
@@ -52,9 +65,11 @@ type Burst struct {
 	Settled   bool           `json:"settled"`
 	Seconds   float64        `json:"seconds"`
 
-	Calls               map[string]int `json:"calls"`
-	HBRCalls            int            `json:"hbr_calls"`
-	HBRCallsPerInstance float64        `json:"hbr_calls_per_instance"`
+	Calls map[string]int `json:"calls"`
+	// CallsByFunction splits Calls by the function that made them.
+	CallsByFunction     map[string]map[string]int `json:"calls_by_function"`
+	HBRCalls            int                       `json:"hbr_calls"`
+	HBRCallsPerInstance float64                   `json:"hbr_calls_per_instance"`
 	// HBRCallsRatioVsNaive compares HBRCallsPerInstance with the naive
 	// model's for the same scenario.
 	HBRCallsRatioVsNaive float64 `json:"hbr_calls_ratio_vs_naive"`
@@ -92,15 +107,31 @@ type Burst struct {
 	InstallSlotsPerInstance   float64 `json:"install_slots_per_instance"`
 	OutcomeRecordsPerInstance float64 `json:"outcome_records_per_instance"`
 	// RunningToOutcomeRealP99 is the p99 from an instance's first Running
-	// event to its first outcome record, multiplied back by the scale.
-	RunningToOutcomeRealP99 float64 `json:"running_to_outcome_real_p99_seconds"`
+	// event to its first outcome record, multiplied back by the scale;
+	// RunningToOutcomeReal all the percentiles of it.
+	RunningToOutcomeRealP99 float64     `json:"running_to_outcome_real_p99_seconds"`
+	RunningToOutcomeReal    Percentiles `json:"running_to_outcome_real_seconds"`
+	// Breakdown splits Running → outcome into its phases; PollLag says how
+	// late DescribeTask calls came against the schedule (real seconds).
+	Breakdown *Breakdown  `json:"running_to_outcome_breakdown,omitempty"`
+	PollLag   Percentiles `json:"poll_lag_real_seconds"`
+	// WithoutRecord counts accepted instances whose ledger holds no final
+	// record for their latest generation at the end.
+	WithoutRecord int `json:"without_record"`
+	DeadLettered  int `json:"dead_lettered"`
 	// Conflicts counts record pairs of one instance that disagree where
 	// neither supersedes the other.
 	Conflicts int `json:"duplicated_outcomes"`
 
 	// PeakRSSMB is the largest VmHWM of each function's processes (MiB).
 	PeakRSSMB map[string]float64 `json:"peak_rss_mb"`
-	Errors    int                `json:"errors"`
+	// Processes counts the processes each function started: a new one
+	// starts only when every other is busy, so this is its peak
+	// concurrency (at most MaxInstances).
+	Processes map[string]int `json:"processes"`
+	// CPU says how busy the machine was during the run.
+	CPU    CPU `json:"cpu"`
+	Errors int `json:"errors"`
 }
 
 // RunBurst pushes the scenario through the local cloud with the functions'
@@ -110,7 +141,11 @@ func RunBurst(ctx context.Context, cfg BurstConfig) (Burst, error) {
 	if err != nil {
 		return Burst{}, err
 	}
-	b := Burst{Name: cfg.Name, Batch: cfg.Batch, BatchWindowSeconds: cfg.BatchWindow.Seconds(), MaxInstances: cfg.MaxInstances}
+	b := Burst{Name: cfg.Name, Batch: cfg.Batch, BatchWindowSeconds: cfg.BatchWindow.Seconds(), MaxInstances: cfg.MaxInstances,
+		StreamConcurrency: rc.streamConcurrency, APILatencyMs: ms(cfg.APILatency)}
+	if b.StreamConcurrency == 0 {
+		b.StreamConcurrency = cfg.MaxInstances
+	}
 	if cfg.Coalesce > 0 {
 		b.CoalesceSeconds, b.CoalesceLocalSeconds = cfg.Coalesce.Seconds(), cfg.Scale.Delay(cfg.Coalesce).Seconds()
 	}
@@ -130,7 +165,7 @@ func (cfg BurstConfig) scaled() (runConfig, error) {
 	if err != nil {
 		return runConfig{}, err
 	}
-	env := map[string]string{}
+	env := scaledEnv(cfg.Scale, cfg.Real)
 	if cfg.Coalesce > 0 {
 		env["INSTALL_COALESCE_DELAY"] = cfg.Scale.Delay(cfg.Coalesce).String()
 	}
@@ -140,8 +175,30 @@ func (cfg BurstConfig) scaled() (runConfig, error) {
 	return runConfig{
 		binaries: cfg.Binaries, plan: plan, timing: local, env: env,
 		batch: cfg.Batch, window: windowOf(cfg.Scale, cfg.BatchWindow), maxInstances: cfg.MaxInstances,
+		streamConcurrency: cfg.StreamConcurrency, apiLatency: cfg.Scale.Span(cfg.APILatency), retry: cfg.Scale.Retry(),
 		seed: cfg.Seed, timeout: cfg.Timeout,
 	}, nil
+}
+
+// scaledEnv holds the functions' settings that are real-cloud durations or
+// rates the local cloud does not scale itself: the ledger lease (its
+// default adds an unscaled 5 min) and the reconcile sweep's rate.
+func scaledEnv(s Scale, real localcloud.Timing) map[string]string {
+	lease := real.ReadinessTimeout + real.TaskTimeout + real.Margin + config.LeaseSlack
+	return map[string]string{
+		"LEDGER_LEASE":   max(s.Delay(lease), time.Minute).String(),
+		"RECONCILE_RATE": strconv.Itoa(int(math.Ceil(float64(reconcileRate()) * float64(s)))),
+	}
+}
+
+// reconcileRate is RECONCILE_RATE's default (instances per minute), from
+// package config.
+func reconcileRate() int {
+	n, err := strconv.Atoi(configDefault("RECONCILE_RATE"))
+	if err != nil || n <= 0 {
+		return 600
+	}
+	return n
 }
 
 func (b *Burst) fill(obs observation, t localcloud.Timing, s Scale) {
@@ -156,6 +213,14 @@ func (b *Burst) fill(obs observation, t localcloud.Timing, s Scale) {
 		b.RunningToOutcomeRealP99 = r.RunningToOutcomeRealP99
 	}
 	b.Settled, b.Seconds, b.Calls, b.Errors = obs.settled, round(obs.elapsed.Seconds(), 1), r.Calls, len(r.Errors)
+	b.CallsByFunction, b.WithoutRecord, b.DeadLettered = r.CallsByFunction, r.WithoutRecord, r.DeadLettered
+	b.Processes, b.CPU = obs.processes, obs.cpu
+	var running []time.Duration
+	for _, secs := range r.RunningToOutcome {
+		running = append(running, s.Real(time.Duration(secs*float64(time.Second))))
+	}
+	b.RunningToOutcomeReal = percentiles(running)
+	b.Breakdown, b.PollLag = breakdown(obs, s), pollLag(obs, t, s)
 	for k, n := range r.Calls {
 		if strings.HasPrefix(k, "hbr.") {
 			b.HBRCalls += n
@@ -164,7 +229,7 @@ func (b *Burst) fill(obs observation, t localcloud.Timing, s Scale) {
 	b.HBRCallsPerInstance = ratio(float64(b.HBRCalls), float64(b.Installed))
 	b.MNSSends = r.Calls["mns.SendMessage"]
 	b.MNSSendsPerInstance = ratio(float64(b.MNSSends), float64(b.Instances))
-	b.Invocations = r.Invocations["install"] + r.Invocations["poller"]
+	b.Invocations = r.Invocations["install"] + r.Invocations["poller"] + r.Invocations["reconcile"]
 	b.InvocationsPer = ratio(float64(b.Invocations), float64(b.Instances))
 
 	b.InstallCalls = r.Calls["hbr.InstallBackupClients"]

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sort"
@@ -23,10 +24,14 @@ type ChaosConfig struct {
 	// HBR emulator knows).
 	Policy string
 	// Batch and BatchWindow are the poller trigger's CountBasedWindow and
-	// TimeBasedWindow (real-cloud).
-	Batch, MaxInstances int
-	BatchWindow         time.Duration
-	Seed                int64
+	// TimeBasedWindow (real-cloud); MaxInstances bounds each function's
+	// processes and StreamConcurrency each event stream's batches in
+	// flight (0: as many as MaxInstances).
+	Batch, MaxInstances, StreamConcurrency int
+	BatchWindow                            time.Duration
+	// APILatency is every emulated API call's round trip (real-cloud).
+	APILatency time.Duration
+	Seed       int64
 	// Timeout bounds the run; what has no outcome by then is lost.
 	Timeout time.Duration
 	Faults  Faults
@@ -48,14 +53,37 @@ type Faults struct {
 	Duplicate float64 `json:"duplicate_rate"`
 	// Crash is the share of poller invocations whose processes are killed.
 	Crash float64 `json:"poller_crash_rate"`
+	// InstallCrash is the share of the install function's
+	// InstallBackupClients calls right after which its processes are
+	// killed: a death between the install call and the poll message.
+	InstallCrash float64 `json:"install_crash_rate"`
+	// ForeignClients is the share of instances, per status of
+	// localcloud.ForeignStatuses, on which another installer creates a
+	// client inside the launch window.
+	ForeignClients float64 `json:"foreign_client_share_per_status"`
+	// Restarts is the share of instances whose installs fail every attempt
+	// and that ECS announces again (a new StateChange Running event)
+	// RestartAfterSeconds (real-cloud) after their failure is recorded.
+	Restarts            float64 `json:"restart_share"`
+	RestartAfterSeconds float64 `json:"restart_after_seconds"`
+	// OutageSeconds is how long every MNS send fails, once, in local
+	// (wall-clock) seconds: the functions' own send retries (200 ms, then
+	// 400 ms) and the platform's redelivery run on the wall clock too, and
+	// an outage scaled down with the delays (0.5 s at 1:10) would end
+	// within those retries and test nothing. 5 s here is the harsher
+	// reading: as long against the scaled delays as a 50 s outage at 1:10.
+	OutageSeconds float64 `json:"mns_outage_seconds"`
 }
 
 // DefaultFaults are the issue's faults: throttling storms, 5 % HBR 5xx,
-// MNS send failures, duplicate deliveries and poller crashes.
+// MNS send failures, duplicate deliveries, poller crashes, kills between
+// an install call and its poll message, clients of other installers, restarts
+// after a failure and a 5 s MNS send outage.
 func DefaultFaults() Faults {
 	return Faults{
 		HBRServerErrors: 0.05, HBRThrottle: 0.02, StormSeconds: 1.5, StormEverySeconds: 8,
-		MNSSendFail: 0.05, Duplicate: 0.05, Crash: 0.02,
+		MNSSendFail: 0.05, Duplicate: 0.05, Crash: 0.02, InstallCrash: 0.02,
+		ForeignClients: 0.01, Restarts: 0.01, RestartAfterSeconds: 180, OutageSeconds: 5,
 	}
 }
 
@@ -75,6 +103,12 @@ type Chaos struct {
 	Scale    float64 `json:"scale"`
 	Scenario string  `json:"scenario"`
 	Faults   Faults  `json:"faults"`
+	// APILatencyMs is every emulated API call's round trip, real-cloud
+	// milliseconds (the run used it divided by the scale); MaxInstances
+	// and StreamConcurrency the local cloud's bounds.
+	APILatencyMs      float64 `json:"api_latency_ms"`
+	MaxInstances      int     `json:"max_instances"`
+	StreamConcurrency int     `json:"stream_concurrency"`
 
 	// Accepted counts accepted (job, instance) pairs; Instances distinct
 	// instances.
@@ -90,8 +124,16 @@ type Chaos struct {
 	// repeats (at-least-once delivery allows them).
 	Lost               int `json:"lost"`
 	DuplicatedOutcomes int `json:"duplicated_outcomes"`
-	ForkedOutcomes     int `json:"forked_outcomes"`
-	RepeatedOutcomes   int `json:"repeated_outcomes"`
+	// ReportDuplicatedOutcomes is the local cloud's count of conflicts
+	// across jobs (localcloud.Report.DuplicatedOutcomes), which follows a
+	// single supersedes link: it counts a third generation against the
+	// first as a conflict. DuplicatedOutcomes follows the chain.
+	ReportDuplicatedOutcomes int `json:"report_duplicated_outcomes"`
+	// WithoutRecord counts accepted instances whose ledger holds no final
+	// record for their latest generation when the run ends.
+	WithoutRecord    int `json:"without_record"`
+	ForkedOutcomes   int `json:"forked_outcomes"`
+	RepeatedOutcomes int `json:"repeated_outcomes"`
 	// LongestChain is the most job messages sent for one job (its id in
 	// LongestChainJob); LongestTaskChain the most poll messages for one task.
 	LongestChain     int    `json:"longest_chain"`
@@ -113,40 +155,89 @@ type Chaos struct {
 	// EventsPerInstance is events published per distinct instance.
 	EventsPerInstance float64 `json:"events_per_instance"`
 	// FaultsFired counts the injected faults that fired (see
-	// localcloud.Report.Faults).
+	// localcloud.Report.Faults), with the run's own: "mns_outage" and
+	// "mns_outage_failed_sends", "restarts", "reconcile_sweeps".
 	FaultsFired map[string]int `json:"faults_fired"`
+	// Restarts says how the restarted instances ended; ForeignClients how
+	// the instances other installers put a client on did, by the client's
+	// status.
+	Restarts       RestartReport             `json:"restarts"`
+	ForeignClients map[string]map[string]int `json:"foreign_clients"`
+	// Sweeps are the reconcile sweeps the run invoked, as the daily timer
+	// would, to finish chains only a takeover could (their leases passed).
+	Sweeps            []Sweep `json:"reconcile_sweeps"`
+	OutageFailedSends int     `json:"mns_outage_failed_sends"`
 
 	DeadLettered int            `json:"dead_lettered"`
+	DeadLetters  []string       `json:"dead_letter_samples,omitempty"`
 	Calls        map[string]int `json:"calls"`
-	Invocations  map[string]int `json:"invocations"`
+	// CallsByFunction splits Calls by the function that made them.
+	CallsByFunction map[string]map[string]int `json:"calls_by_function"`
+	Invocations     map[string]int            `json:"invocations"`
+	// Processes is each function's peak concurrency (processes started);
+	// CPU how busy the machine was.
+	Processes    map[string]int `json:"processes"`
+	CPU          CPU            `json:"cpu"`
 	Errors       int            `json:"errors"`
 	ErrorSamples []string       `json:"error_samples,omitempty"`
 	Settled      bool           `json:"settled"`
 	Seconds      float64        `json:"seconds"`
-	// Pass is false on any loss, conflicting duplicate, poll past a deadline
-	// or a run that did not settle.
+	// LastOutcomeSeconds is when the last outcome record came (local
+	// seconds from the start): the rest of Seconds is the run making sure
+	// nothing moves any more.
+	LastOutcomeSeconds float64 `json:"last_outcome_seconds"`
+	// Pass is false on any loss, conflicting duplicate, instance without a
+	// final record, restart not superseding its failure, poll past a
+	// deadline or a run that did not settle.
 	Pass bool `json:"pass"`
+}
+
+// RestartReport is how the instances announced again after a failure
+// ended: each must end with a record of a later generation that names
+// the failure it supersedes (not a conflict).
+type RestartReport struct {
+	// Instances were picked to fail every install; Failed reached a first
+	// failure record, Restarted were announced again after it.
+	Instances int `json:"instances"`
+	Failed    int `json:"failed"`
+	Restarted int `json:"restarted"`
+	// Superseded ended with a record of another job naming the first
+	// failure (or its job) in supersedes, from a ledger generation above 1.
+	Superseded int `json:"superseded"`
+	// Problems names a few restart instances that did not.
+	Problems []string `json:"problems,omitempty"`
 }
 
 // RunChaos runs the soak and checks what must hold.
 func RunChaos(ctx context.Context, cfg ChaosConfig) (Chaos, error) {
+	f := cfg.Faults
+	sc := cfg.Scenario
+	sc.ForeignClients, sc.Restarts = f.ForeignClients, f.Restarts
 	rc, err := BurstConfig{
-		Binaries: cfg.Binaries, Scenario: cfg.Scenario, Scale: cfg.Scale, Real: cfg.Real, Coalesce: cfg.Coalesce, Policy: cfg.Policy,
-		Batch: cfg.Batch, MaxInstances: cfg.MaxInstances, BatchWindow: cfg.BatchWindow, Seed: cfg.Seed, Timeout: cfg.Timeout,
+		Binaries: cfg.Binaries, Scenario: sc, Scale: cfg.Scale, Real: cfg.Real, Coalesce: cfg.Coalesce, Policy: cfg.Policy,
+		Batch: cfg.Batch, MaxInstances: cfg.MaxInstances, StreamConcurrency: cfg.StreamConcurrency, BatchWindow: cfg.BatchWindow,
+		APILatency: cfg.APILatency, Seed: cfg.Seed, Timeout: cfg.Timeout,
 	}.scaled()
 	if err != nil {
 		return Chaos{}, err
 	}
-	f := cfg.Faults
 	rc.hbrFaults = hbrsim.Faults{ThrottleRate: f.HBRThrottle, ServerErrorRate: f.HBRServerErrors}
 	rc.storm, rc.stormEvery = seconds(f.StormSeconds), seconds(f.StormEverySeconds)
 	rc.mnsFaults = mnssim.Faults{SendFailRate: f.MNSSendFail}
-	rc.dup, rc.crash = f.Duplicate, f.Crash
+	rc.dup, rc.crash, rc.installCrash = f.Duplicate, f.Crash, f.InstallCrash
+	rc.soak = &soak{
+		restarts: rc.plan.Restarts, restartAfter: cfg.Scale.Span(seconds(f.RestartAfterSeconds)),
+		outage: seconds(f.OutageSeconds), outageAt: cfg.Scale.Span(sc.Arrival/2 + time.Minute),
+		// Nothing moves for longer than the platform's retries take.
+		quiet:     max(5*time.Second, 3*rc.retry.MaxDelay),
+		maxSweeps: 3, retry: rc.retry.MaxDelay,
+	}
 	obs, err := run(ctx, rc)
 	if err != nil {
 		return Chaos{}, err
 	}
-	c := Chaos{Machine: ThisMachine(), Seed: cfg.Seed, Scale: float64(cfg.Scale), Faults: f, Scenario: cfg.Scenario.describe(cfg.Scale)}
+	c := Chaos{Machine: ThisMachine(), Seed: cfg.Seed, Scale: float64(cfg.Scale), Faults: f, Scenario: sc.describe(cfg.Scale),
+		APILatencyMs: ms(cfg.APILatency), MaxInstances: cfg.MaxInstances, StreamConcurrency: cmp.Or(cfg.StreamConcurrency, cfg.MaxInstances)}
 	c.fill(obs)
 	return c, nil
 }
@@ -156,21 +247,100 @@ func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Se
 func (c *Chaos) fill(obs observation) {
 	r := obs.report
 	c.Accepted, c.Instances, c.Outcomes = r.Accepted, len(r.Outcomes), r.ByOutcome
-	c.Lost, c.RepeatedOutcomes = r.Lost, r.Repeated
+	c.Lost, c.RepeatedOutcomes, c.WithoutRecord = r.Lost, r.Repeated, r.WithoutRecord
 	c.DeadLettered, c.Calls, c.Invocations = r.DeadLettered, r.Calls, r.Invocations
+	c.CallsByFunction, c.Processes, c.CPU = r.CallsByFunction, obs.processes, obs.cpu
+	for _, d := range r.DeadLetters {
+		if len(c.DeadLetters) < 5 {
+			c.DeadLetters = append(c.DeadLetters, d.Source+": "+d.Reason)
+		}
+	}
 	c.Errors, c.Settled, c.Seconds = len(r.Errors), obs.settled, round(obs.elapsed.Seconds(), 1)
 	c.ErrorSamples = sampleErrors(r.Errors, 5)
 
 	c.DuplicatedOutcomes, c.ForkedOutcomes, c.ConflictSamples = conflicts(obs.records, 6)
 	// Conflicts across jobs of one instance count too (issue 9): records
-	// that disagree where neither supersedes the other.
-	c.DuplicatedOutcomes = max(c.DuplicatedOutcomes, r.DuplicatedOutcomes)
+	// that disagree where neither supersedes the other, through any chain
+	// of supersedes. The local cloud's own count follows one link only.
+	across, samples := instanceConflicts(obs.records, 6-len(c.ConflictSamples))
+	c.DuplicatedOutcomes = max(c.DuplicatedOutcomes, across)
+	c.ConflictSamples = append(c.ConflictSamples, samples...)
+	c.ReportDuplicatedOutcomes = r.DuplicatedOutcomes
 	c.EventsPerInstance, c.FaultsFired = r.EventsPerInstance, r.Faults
+	if c.FaultsFired == nil {
+		c.FaultsFired = map[string]int{}
+	}
+	c.Sweeps, c.OutageFailedSends = obs.soak.Sweeps, obs.soak.OutageFailedSends
+	if c.Faults.OutageSeconds > 0 {
+		c.FaultsFired["mns_outage"] = 1
+		c.FaultsFired["mns_outage_failed_sends"] = obs.soak.OutageFailedSends
+	}
+	if len(c.Sweeps) > 0 {
+		c.FaultsFired["reconcile_sweeps"] = len(c.Sweeps)
+	}
+	c.Restarts = restartReport(obs)
+	for _, rec := range obs.records {
+		c.LastOutcomeSeconds = max(c.LastOutcomeSeconds, round(rec.At.Sub(obs.start).Seconds(), 1))
+	}
+	c.ForeignClients = foreignReport(obs)
 	c.LongestChain, c.LongestChainJob, c.LongestTaskChain = chains(obs.sends)
 	calls, overshoot, closest := pastDeadline(obs.calls, obs.sends)
 	c.PastDeadlineCalls, c.PastDeadline = calls, calls > 0
 	c.MaxOvershootMs, c.ClosestToDeadlineMs = ms(overshoot), ms(closest)
-	c.Pass = c.Lost == 0 && c.DuplicatedOutcomes == 0 && !c.PastDeadline && c.Settled
+	c.Pass = c.Lost == 0 && c.DuplicatedOutcomes == 0 && c.WithoutRecord == 0 && !c.PastDeadline && c.Settled &&
+		c.Restarts.Superseded == c.Restarts.Instances
+}
+
+// restartReport checks that every restart instance ended with a record of
+// a later generation superseding its first failure.
+func restartReport(obs observation) RestartReport {
+	rr := RestartReport{Instances: len(obs.plan.Restarts), Failed: len(obs.failed), Restarted: len(obs.restarted)}
+	byInstance := map[string][]localcloud.Record{}
+	for _, r := range obs.records {
+		byInstance[r.InstanceID] = append(byInstance[r.InstanceID], r)
+	}
+	for _, id := range obs.plan.Restarts {
+		first, failed := obs.failed[id]
+		ok := false
+		for _, r := range byInstance[id] {
+			if failed && r.JobID != first.JobID && (r.Supersedes == first.JobID+"/"+first.Outcome || r.Supersedes == first.JobID) {
+				ok = true
+			}
+		}
+		switch st := obs.ledger[id]; {
+		case ok && st.generation > 1 && st.final:
+			rr.Superseded++
+		case len(rr.Problems) >= 5:
+		case !failed:
+			rr.Problems = append(rr.Problems, fmt.Sprintf("%s: no failure recorded (%d records)", id, len(byInstance[id])))
+		case obs.restarted[id].IsZero():
+			rr.Problems = append(rr.Problems, fmt.Sprintf("%s: %s, never restarted", id, first.Outcome))
+		default:
+			rr.Problems = append(rr.Problems, fmt.Sprintf("%s: %s, restarted, then %d records, ledger generation %d (final %v)",
+				id, first.Outcome, len(byInstance[id]), st.generation, st.final))
+		}
+	}
+	return rr
+}
+
+// foreignReport counts how the instances other installers put a client on
+// ended, by the client's status.
+func foreignReport(obs observation) map[string]map[string]int {
+	if obs.plan.World == nil || len(obs.plan.World.Clients) == 0 {
+		return nil
+	}
+	out := map[string]map[string]int{}
+	for _, fc := range obs.plan.World.Clients {
+		if out[fc.Status] == nil {
+			out[fc.Status] = map[string]int{}
+		}
+		outcome := "LOST"
+		if o, ok := obs.report.Outcomes[fc.ID]; ok {
+			outcome = o.Outcome
+		}
+		out[fc.Status][outcome]++
+	}
+	return out
 }
 
 // chains counts the job messages sent per job id and the poll messages sent
@@ -261,6 +431,80 @@ func conflicts(records []localcloud.Record, n int) (duplicated, forked int, samp
 	return duplicated, forked, samples
 }
 
+// instanceConflicts counts the pairs of one instance's records that
+// disagree on the decision (outcome or code) where neither supersedes the
+// other, and describes up to n of them. A record supersedes another when
+// it, or a record of its job and decision, names the other as
+// "<jobId>/<OUTCOME>" or names its job alone (a takeover) — and, unlike
+// localcloud.Report.DuplicatedOutcomes, it supersedes whatever that one
+// supersedes: a third generation (a sweep after a restart) settles the
+// first as well as the second.
+func instanceConflicts(records []localcloud.Record, n int) (count int, samples []string) {
+	type decision struct{ job, outcome, code string }
+	names := map[decision]map[string]bool{}
+	byInstance := map[string][]localcloud.Record{}
+	var order []string
+	for _, r := range records {
+		d := decision{r.JobID, r.Outcome, r.Code}
+		if names[d] == nil {
+			names[d] = map[string]bool{}
+		}
+		if r.Supersedes != "" {
+			names[d][r.Supersedes] = true
+		}
+		if byInstance[r.InstanceID] == nil {
+			order = append(order, r.InstanceID)
+		}
+		byInstance[r.InstanceID] = append(byInstance[r.InstanceID], r)
+	}
+	direct := func(a, b localcloud.Record) bool {
+		m := names[decision{a.JobID, a.Outcome, a.Code}]
+		return m[b.JobID+"/"+b.Outcome] || m[b.JobID]
+	}
+	for _, id := range order {
+		recs := byInstance[id]
+		// reach[i][j]: record i supersedes record j, directly or through
+		// others (the records of one instance are few).
+		reach := make([][]bool, len(recs))
+		for i := range recs {
+			reach[i] = make([]bool, len(recs))
+			for j := range recs {
+				reach[i][j] = i != j && direct(recs[i], recs[j])
+			}
+		}
+		for k := range recs {
+			for i := range recs {
+				for j := range recs {
+					if reach[i][k] && reach[k][j] {
+						reach[i][j] = true
+					}
+				}
+			}
+		}
+		for i, a := range recs {
+			for j := i + 1; j < len(recs); j++ {
+				b := recs[j]
+				if (a.Outcome == b.Outcome && a.Code == b.Code) || reach[i][j] || reach[j][i] {
+					continue
+				}
+				count++
+				if len(samples) < n {
+					samples = append(samples, fmt.Sprintf("conflicting %s: %s %s/%s (%s; supersedes %q) ≠ %s %s/%s (%s; supersedes %q)", id,
+						a.JobID, a.Outcome, a.Code, clip(a.Reason, 80), a.Supersedes, b.JobID, b.Outcome, b.Code, clip(b.Reason, 80), b.Supersedes))
+				}
+			}
+		}
+	}
+	return count, samples
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
 func sampleErrors(errs []string, n int) []string {
 	seen := map[string]bool{}
 	var out []string
@@ -289,6 +533,13 @@ func (sc Scenario) describe(s Scale) string {
 		if sc.FailOnce+sc.Gone+sc.Expire+sc.Cancel+sc.Hung > 0 {
 			d += fmt.Sprintf("; %.0f%% fail once, %.0f%% gone, %.0f%% expire, %.0f%% cancelled, %.0f%% hang past the deadline",
 				100*sc.FailOnce, 100*sc.Gone, 100*sc.Expire, 100*sc.Cancel, 100*sc.Hung)
+		}
+		if sc.ForeignClients > 0 {
+			d += fmt.Sprintf("; on %g%% of instances per status another installer creates an ACTIVATED, INSTALLING (→ ACTIVATED), INSTALL_FAILED, UPGRADING (→ ACTIVATED) or STOPPED client 2–10 s after the launch",
+				100*sc.ForeignClients)
+		}
+		if sc.Restarts > 0 {
+			d += fmt.Sprintf("; %g%% fail every install and are announced again after their failure", 100*sc.Restarts)
 		}
 		return d + fmt.Sprintf(" (real-cloud time; run at 1:%g)", float64(s))
 	}

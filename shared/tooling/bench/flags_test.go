@@ -17,6 +17,7 @@ func testText() FlagText {
 	return FlagText{
 		JSON: "json help", Quick: "quick help", Seed: "seed help", Coalesce: "coalesce help",
 		MaxInstances: "max help", Timeout: "timeout help", CoalesceDefault: 30 * time.Second, TimeoutDefault: time.Minute,
+		ScaleDefault: 10, MaxInstancesDefault: 64,
 	}
 }
 
@@ -30,11 +31,15 @@ func TestFlags(t *testing.T) {
 		instances  int
 	}{
 		{name: "defaults", wantOK: true, instances: DefaultScenario().Instances,
-			want: Flags{Seed: 1, Scale: 30, Coalesce: 30 * time.Second, Batch: 50, BatchWindow: 5 * time.Second, MaxInstances: 4, Timeout: time.Minute}},
+			want: Flags{Seed: 1, Scale: 10, APILatency: DefaultAPILatency, Coalesce: 30 * time.Second, Batch: 50, BatchWindow: 5 * time.Second, MaxInstances: 64, Timeout: time.Minute}},
 		{name: "quick", args: []string{"-quick", "-seed", "7", "-coalesce", "0"}, wantOK: true, instances: QuickScenario().Instances,
-			want: Flags{Quick: true, Seed: 7, Scale: 30, Batch: 50, BatchWindow: 5 * time.Second, MaxInstances: 4, Timeout: time.Minute}},
+			want: Flags{Quick: true, Seed: 7, Scale: 10, APILatency: DefaultAPILatency, Batch: 50, BatchWindow: 5 * time.Second, MaxInstances: 64, Timeout: time.Minute}},
 		{name: "instances override", args: []string{"-quick", "-instances", "40", "-json", "-out", "x.json"}, wantOK: true, instances: 40,
-			want: Flags{JSON: true, Out: "x.json", Quick: true, Instances: 40, Seed: 1, Scale: 30, Coalesce: 30 * time.Second, Batch: 50, BatchWindow: 5 * time.Second, MaxInstances: 4, Timeout: time.Minute}},
+			want: Flags{JSON: true, Out: "x.json", Quick: true, Instances: 40, Seed: 1, Scale: 10, APILatency: DefaultAPILatency, Coalesce: 30 * time.Second, Batch: 50, BatchWindow: 5 * time.Second, MaxInstances: 64, Timeout: time.Minute}},
+		{name: "local cloud", args: []string{"-api-latency", "250ms", "-scale", "5", "-max-instances", "8", "-stream-concurrency", "3", "-cpuprofile", "cpu.out"}, wantOK: true,
+			instances: DefaultScenario().Instances,
+			want: Flags{Seed: 1, Scale: 5, APILatency: 250 * time.Millisecond, Coalesce: 30 * time.Second, Batch: 50, BatchWindow: 5 * time.Second,
+				MaxInstances: 8, StreamConcurrency: 3, Timeout: time.Minute, CPUProfile: "cpu.out"}},
 		{name: "help", args: []string{"-h"}, wantStatus: 0},
 		{name: "bad flag", args: []string{"-nope"}, wantStatus: 2},
 	}
@@ -66,6 +71,9 @@ func TestFlagsHelpTexts(t *testing.T) {
 	}
 	assert.Equal(t, "30s", fs.Lookup("coalesce").DefValue)
 	assert.Equal(t, "1m0s", fs.Lookup("timeout").DefValue)
+	assert.Equal(t, "100ms", fs.Lookup("api-latency").DefValue)
+	assert.Equal(t, "10", fs.Lookup("scale").DefValue)
+	assert.Equal(t, "64", fs.Lookup("max-instances").DefValue)
 }
 
 type table struct{ N int }

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -17,7 +18,10 @@ import (
 type Config struct {
 	// ModuleDir is the module root.
 	ModuleDir string
-	// Scenario is the burst; Scale its speed-up; Seed draws it.
+	// Scenario is the burst at its largest size; Scale its speed-up; Seed
+	// draws it. Above BaseInstances, the launch world is measured at
+	// BaseInstances (every burst and the naive run) and once more at the
+	// scenario's size, the same way, for the scaling table.
 	Scenario Scenario
 	Scale    Scale
 	Seed     int64
@@ -30,14 +34,43 @@ type Config struct {
 	// TimeBasedWindow (real-cloud), the same in both runs.
 	Batch       int
 	BatchWindow time.Duration
-	// MaxInstances bounds each function's processes in the bursts.
-	MaxInstances int
+	// MaxInstances bounds each function's processes in the bursts;
+	// StreamConcurrency each event stream's batches in flight (0: as many
+	// as MaxInstances).
+	MaxInstances, StreamConcurrency int
+	// APILatency is every emulated API call's round trip (real-cloud).
+	APILatency time.Duration
 	// BenchTime is `go test -benchtime` for the handler benchmarks.
 	BenchTime string
-	// Timeout bounds each burst run.
+	// Timeout bounds each burst run of BaseInstances; a larger one gets
+	// as many times more as it has instances more.
 	Timeout time.Duration
 	// Progress receives one line per step (nil: none).
 	Progress io.Writer
+	// BurstBinaries, when set, are the function binaries the bursts run
+	// (say, unstripped ones to profile with perf); sizes and cold starts
+	// always measure the binaries built with make build's flags.
+	BurstBinaries map[string]string
+	// Skip names steps not to run: "cold" (cold starts and sizes),
+	// "handler" (the handler benchmarks), "naive", "bind" (the binding
+	// run). Their goals are left out.
+	Skip map[string]bool
+}
+
+// Steps Config.Skip may name.
+var Steps = []string{"cold", "handler", "naive", "bind"}
+
+// BaseInstances is the size every burst runs at and the first row of the
+// scaling table: the size the economy goals were set for.
+const BaseInstances = 1000
+
+// Sizes are the instance counts of the scaling table: BaseInstances and the
+// scenario's size when it is larger, else the scenario's size alone.
+func (cfg Config) Sizes() []int {
+	if n := cfg.Scenario.Instances; n > BaseInstances {
+		return []int{BaseInstances, n}
+	}
+	return []int{cfg.Scenario.Instances}
 }
 
 // Doc is the `make bench` JSON document. The top-level figures come from the
@@ -50,6 +83,13 @@ type Doc struct {
 	Seed     int64   `json:"seed"`
 	Scale    float64 `json:"scale"`
 	Scenario string  `json:"scenario"`
+	// APILatencyMs is every emulated API call's round trip, in real-cloud
+	// milliseconds (the runs used it divided by the scale).
+	APILatencyMs float64 `json:"api_latency_ms"`
+	// MaxInstances and StreamConcurrency are the local cloud's bounds in
+	// every burst: processes per function, batches in flight per stream.
+	MaxInstances      int `json:"max_instances"`
+	StreamConcurrency int `json:"stream_concurrency"`
 	// Timing is the functions' timing in the bursts (local seconds).
 	Timing map[string]float64 `json:"timing_local_seconds"`
 
@@ -77,13 +117,22 @@ type Doc struct {
 	// (real-cloud seconds; the run's resolution is the scale's second).
 	BindCallsPerInstance float64 `json:"bind_calls_per_instance"`
 	BindAddedP99Seconds  float64 `json:"bind_added_p99_seconds"`
-	Goals                []Goal  `json:"goals"`
+	// CallsByFunction is the default burst's calls, by the function that
+	// made them.
+	CallsByFunction map[string]map[string]int `json:"calls_by_function"`
+	// Scaling is the launch world at each size of Config.Sizes, measured
+	// the same way.
+	Scaling []ScalingRow `json:"scaling"`
+	Goals   []Goal       `json:"goals"`
 
 	ColdStart        map[string]ColdStart `json:"cold_start"`
 	BinarySizes      map[string]int64     `json:"binary_size_bytes"`
 	BinarySizeRatios map[string]float64   `json:"binary_size_ratios"`
 	Handler          []GoBench            `json:"handler_benchmarks"`
-	Bursts           []Burst              `json:"bursts"`
+	// HandlerError says why the handler benchmarks did not run (the rest
+	// of the document stands).
+	HandlerError string  `json:"handler_benchmarks_error,omitempty"`
+	Bursts       []Burst `json:"bursts"`
 	// Naive is the naive policy run on the same launch world (RunNaive);
 	// NaiveModel is the older per-instance model of it, for comparison
 	// (Naive is the model when the scenario is not the launch world).
@@ -105,9 +154,12 @@ func Run(ctx context.Context, cfg Config) (Doc, error) {
 		return Doc{}, err
 	}
 	local := cfg.Scale.Timing(rt)
+	sizes := cfg.Sizes()
+	base := cfg.Scenario.WithInstances(sizes[0])
 	doc := Doc{
 		Machine: ThisMachine(), Date: began.UTC().Format(time.RFC3339), Seed: cfg.Seed, Scale: float64(cfg.Scale),
-		Scenario: cfg.Scenario.describe(cfg.Scale), Timing: timingSeconds(local),
+		Scenario: base.describe(cfg.Scale), Timing: timingSeconds(local), APILatencyMs: ms(cfg.APILatency),
+		MaxInstances: cfg.MaxInstances, StreamConcurrency: cmp.Or(cfg.StreamConcurrency, cfg.MaxInstances),
 	}
 
 	dir, err := os.MkdirTemp("", "hbr-bench-")
@@ -130,27 +182,37 @@ func Run(ctx context.Context, cfg Config) (Doc, error) {
 		doc.BinarySizeRatioVsSDK = max(doc.BinarySizeRatioVsSDK, ratio(float64(doc.BinarySizes[fn]), float64(doc.BinarySizes[SDKBaseline])))
 	}
 
-	say("cold starts: %d runs per binary, interleaved", max(cfg.ColdRuns, 1))
-	if doc.ColdStart, err = MeasureColdStart(ctx, ColdConfig{Binaries: bins, ModuleDir: cfg.ModuleDir, Runs: cfg.ColdRuns}); err != nil {
-		return Doc{}, err
-	}
-	for _, fn := range localcloud.Functions {
-		doc.ColdStartRatio = max(doc.ColdStartRatio, doc.ColdStart[fn].NextRatio)
-		doc.ColdStartRatioVsSDK = max(doc.ColdStartRatioVsSDK, ratio(doc.ColdStart[fn].NextMs, doc.ColdStart[SDKBaseline].NextMs))
-		doc.FirstAnswerRatio = max(doc.FirstAnswerRatio, doc.ColdStart[fn].AnswerRatio)
-	}
-
-	say("handler benchmarks: go test -bench . -benchmem -benchtime %s ./shared/handler", cfg.BenchTime)
-	if doc.Handler, err = RunGoBench(ctx, cfg.ModuleDir, "./shared/handler", cfg.BenchTime); err != nil {
-		return Doc{}, err
+	if !cfg.Skip["cold"] {
+		say("cold starts: %d runs per binary, interleaved", max(cfg.ColdRuns, 1))
+		if doc.ColdStart, err = MeasureColdStart(ctx, ColdConfig{Binaries: bins, ModuleDir: cfg.ModuleDir, Runs: cfg.ColdRuns}); err != nil {
+			return Doc{}, err
+		}
+		for _, fn := range localcloud.Functions {
+			doc.ColdStartRatio = max(doc.ColdStartRatio, doc.ColdStart[fn].NextRatio)
+			doc.ColdStartRatioVsSDK = max(doc.ColdStartRatioVsSDK, ratio(doc.ColdStart[fn].NextMs, doc.ColdStart[SDKBaseline].NextMs))
+			doc.FirstAnswerRatio = max(doc.FirstAnswerRatio, doc.ColdStart[fn].AnswerRatio)
+		}
 	}
 
-	plan, err := cfg.Scenario.Plan(cfg.Scale, cfg.Seed, 3*(local.TaskTimeout+local.Margin))
+	if !cfg.Skip["handler"] {
+		say("handler benchmarks: go test -bench . -benchmem -benchtime %s ./shared/handler", cfg.BenchTime)
+		if doc.Handler, err = RunGoBench(ctx, cfg.ModuleDir, "./shared/handler", cfg.BenchTime); err != nil {
+			if ctx.Err() != nil {
+				return Doc{}, err
+			}
+			// The product's benchmarks are the product's to keep working;
+			// the other measurements do not depend on them.
+			doc.HandlerError = clipLines(err.Error(), 6)
+			say("handler benchmarks failed, reported in the document: %s", clipLines(err.Error(), 3))
+		}
+	}
+
+	plan, err := base.Plan(cfg.Scale, cfg.Seed, 3*(local.TaskTimeout+local.Margin))
 	if err != nil {
 		return Doc{}, err
 	}
 	doc.Naive = naiveCost(plan.Behaviors, cfg.Scale, rt.MaxAttempts)
-	if plan.World != nil {
+	if plan.World != nil && !cfg.Skip["naive"] {
 		say("naive run: the same launch world, on a virtual clock")
 		model := doc.Naive
 		if doc.Naive, err = RunNaive(ctx, plan, cfg.Scale, rt.MaxAttempts, cfg.Seed); err != nil {
@@ -159,26 +221,47 @@ func Run(ctx context.Context, cfg Config) (Doc, error) {
 		doc.NaiveModel = &model
 	}
 	// The binding run: the same world with BACKUP_POLICY_ID set (issue 11's
-	// figures: the calls binding adds, and the latency).
-	runs := []BurstConfig{{Name: "default", Coalesce: DefaultCoalesce()}, {Name: "bind", Coalesce: DefaultCoalesce(), Policy: BenchPolicy}}
+	// figures: the calls binding adds, and the latency). The larger sizes
+	// of the scaling table run like the default one.
+	runs := []BurstConfig{{Name: "default", Coalesce: DefaultCoalesce()}}
+	if !cfg.Skip["bind"] {
+		runs = append(runs, BurstConfig{Name: "bind", Coalesce: DefaultCoalesce(), Policy: BenchPolicy})
+	}
 	if cfg.Coalesce > 0 {
 		runs = append(runs, BurstConfig{Name: "coalesce", Coalesce: cfg.Coalesce})
 	}
+	for _, n := range sizes[1:] {
+		runs = append(runs, BurstConfig{Name: fmt.Sprintf("default-%d", n), Coalesce: DefaultCoalesce(), instances: n})
+	}
+	burstBins := bins
+	if cfg.BurstBinaries != nil {
+		burstBins = cfg.BurstBinaries
+	}
 	for _, bc := range runs {
-		bc.Binaries, bc.Scenario, bc.Scale, bc.Real = bins, cfg.Scenario, cfg.Scale, rt
-		bc.Batch, bc.BatchWindow = cfg.Batch, cfg.BatchWindow
-		bc.MaxInstances, bc.Seed, bc.Timeout = cfg.MaxInstances, cfg.Seed, cfg.Timeout
-		say("burst %q: %d instances, batch %d, coalesce %s", bc.Name, cfg.Scenario.Instances, bc.Batch, bc.Coalesce)
+		bc.Binaries, bc.Scenario, bc.Scale, bc.Real = burstBins, base, cfg.Scale, rt
+		bc.Batch, bc.BatchWindow, bc.APILatency = cfg.Batch, cfg.BatchWindow, cfg.APILatency
+		bc.MaxInstances, bc.StreamConcurrency, bc.Seed, bc.Timeout = cfg.MaxInstances, cfg.StreamConcurrency, cfg.Seed, cfg.Timeout
+		if bc.instances > 0 {
+			bc.Scenario = cfg.Scenario.WithInstances(bc.instances)
+			bc.Timeout = time.Duration(float64(cfg.Timeout) * float64(bc.instances) / float64(base.Instances))
+		}
+		say("burst %q: %d instances, batch %d, coalesce %s, API latency %s real, at 1:%g, at most %s",
+			bc.Name, bc.Scenario.Instances, bc.Batch, bc.Coalesce, bc.APILatency, float64(cfg.Scale), bc.Timeout)
 		b, err := RunBurst(ctx, bc)
 		if err != nil {
 			return Doc{}, fmt.Errorf("burst %s: %w", bc.Name, err)
 		}
-		b.HBRCallsRatioVsNaive = ratio(b.HBRCallsPerInstance, doc.Naive.HBRCallsPerInstance)
+		if bc.instances == 0 {
+			b.HBRCallsRatioVsNaive = ratio(b.HBRCallsPerInstance, doc.Naive.HBRCallsPerInstance)
+		}
+		say("burst %q: %.0f s, lost %d; CPU: this run %.0f%% of the machine on average (p90 %.0f%%), the whole machine %.0f%% (p90 %.0f%%)",
+			b.Name, b.Seconds, b.Lost, 100*b.CPU.OwnMean, 100*b.CPU.OwnP90, 100*b.CPU.BusyMean, 100*b.CPU.BusyP90)
 		doc.Bursts = append(doc.Bursts, b)
 	}
 
 	def := doc.Bursts[0]
-	if bind := doc.Bursts[1]; bind.Name == "bind" {
+	if len(doc.Bursts) > 1 && doc.Bursts[1].Name == "bind" {
+		bind := doc.Bursts[1]
 		doc.BindCallsPerInstance = bind.BindCallsPerInstance
 		doc.BindAddedP99Seconds = round(bind.RunningToOutcomeRealP99-def.RunningToOutcomeRealP99, 1)
 	}
@@ -186,20 +269,37 @@ func Run(ctx context.Context, cfg Config) (Doc, error) {
 	doc.HBRCallsRatioVsNaive = def.HBRCallsRatioVsNaive
 	doc.DescribeTaskRatioVsMinimum = def.DescribeTaskRatio
 	doc.OutcomeLatencyP99 = def.OutcomeLatency.P99
-	for _, v := range def.PeakRSSMB {
-		doc.PeakRSSMB = max(doc.PeakRSSMB, v)
+	doc.CallsByFunction = def.CallsByFunction
+	for _, b := range doc.Bursts {
+		for _, v := range b.PeakRSSMB {
+			doc.PeakRSSMB = max(doc.PeakRSSMB, v)
+		}
 	}
 	doc.EventsPerInstance, doc.InstallSlotsPerInstance = def.EventsPerInstance, def.InstallSlotsPerInstance
 	doc.OutcomeRecordsPerInstance, doc.RunningToOutcomeRealP99 = def.OutcomeRecordsPerInstance, def.RunningToOutcomeRealP99
-	doc.Goals = []Goal{
-		goal("cold_start_ratio", doc.ColdStartRatio, 1.25, "×", "process start → first GET /next, median, worst function vs minimal"),
-		goal("binary_size_ratio", doc.BinarySizeRatio, 1.8, "×", "stripped (make build flags), worst function vs minimal"),
-		goal("cold_start_ratio_vs_sdk_baseline", doc.ColdStartRatioVsSDK, 1.15, "×", "first GET /next, worst function vs a binary linking the same three SDKs and doing nothing"),
-		goal("binary_size_ratio_vs_sdk_baseline", doc.BinarySizeRatioVsSDK, 1.15, "×", "stripped size, worst function vs the SDK baseline"),
+	doc.Scaling = append(doc.Scaling, scalingRow(def))
+	for _, b := range doc.Bursts {
+		if strings.HasPrefix(b.Name, "default-") {
+			doc.Scaling = append(doc.Scaling, scalingRow(b))
+		}
+	}
+	if !cfg.Skip["cold"] {
+		doc.Goals = append(doc.Goals,
+			goal("cold_start_ratio", doc.ColdStartRatio, 1.25, "×", "process start → first GET /next, median, worst function vs minimal"),
+			goal("binary_size_ratio", doc.BinarySizeRatio, 1.8, "×", "stripped (make build flags), worst function vs minimal"),
+			goal("cold_start_ratio_vs_sdk_baseline", doc.ColdStartRatioVsSDK, 1.15, "×", "first GET /next, worst function vs a binary linking the same SDKs (FC runtime, core RPC, MNS, OSS v2) and doing nothing"),
+			goal("binary_size_ratio_vs_sdk_baseline", doc.BinarySizeRatioVsSDK, 1.15, "×", "stripped size, worst function vs the SDK baseline"),
+		)
+	}
+	doc.Goals = append(doc.Goals,
 		goal("hbr_calls_ratio_vs_naive", doc.HBRCallsRatioVsNaive, 0.3, "×", "HBR calls per installed instance, default policy vs naive (run on the same world; the model otherwise)"),
 		goal("describe_task_ratio_vs_minimum", doc.DescribeTaskRatioVsMinimum, 1.1, "×", "sum of DescribeTask calls / sum of per-task schedule minimum"),
 		goal("outcome_latency_p99_seconds", doc.OutcomeLatencyP99, def.LatencyGoalSeconds, "s", "task completion → INSTALLED record, in the scaled run; goal = scaled poll interval + 2 s"),
-		goal("peak_rss_mb", doc.PeakRSSMB, 48, "MiB", "VmHWM, worst function's processes during the burst"),
+		goal("peak_rss_mb", doc.PeakRSSMB, 48, "MiB", "VmHWM, worst function process in any burst"),
+	)
+	if doc.HandlerError != "" {
+		doc.Goals = append(doc.Goals, Goal{Name: "handler_benchmarks_ran", Value: 0, Limit: 1, AtLeast: true, Met: false,
+			Note: "go test -bench ./shared/handler failed (see handler_benchmarks_error)"})
 	}
 	if cfg.Scenario.World {
 		latencyGoal := (cfg.Scenario.TaskMax + 45*time.Second).Seconds()
@@ -209,18 +309,33 @@ func Run(ctx context.Context, cfg Config) (Doc, error) {
 			goal("install_slots_per_instance", doc.InstallSlotsPerInstance, 1.05, "×", "instance IDs sent to InstallBackupClients / instances installed"),
 			goal("outcome_records_per_instance", doc.OutcomeRecordsPerInstance, 1.0, "×", "outcome records / distinct instances"),
 			goal("hbr_calls_per_instance", doc.HBRCallsPerInstance, 1.5, "", "every HBR call / instances installed"),
-			goal("bind_calls_per_instance", doc.BindCallsPerInstance, 0.1, "", "binding run (BACKUP_POLICY_ID set): Create/DescribePolicyBindings calls / instances installed"),
-			goal("bind_added_p99_seconds", doc.BindAddedP99Seconds, 5, "s", "binding run's Running → outcome p99 minus the default run's (real; resolution = the scale)"),
 			goal("running_to_outcome_real_p99_seconds", doc.RunningToOutcomeRealP99, latencyGoal, "s",
 				"first Running event → first outcome record, × scale; goal = longest install task + 45 s"),
 		)
+		if !cfg.Skip["bind"] {
+			doc.Goals = append(doc.Goals,
+				goal("bind_calls_per_instance", doc.BindCallsPerInstance, 0.1, "", "binding run (BACKUP_POLICY_ID set): Create/DescribePolicyBindings calls / instances installed"),
+				goal("bind_added_p99_seconds", doc.BindAddedP99Seconds, 5, "s", "binding run's Running → outcome p99 minus the default run's (real; resolution = the scale)"))
+		}
+		doc.Goals = append(doc.Goals, scalingGoals(doc.Scaling)...)
 	}
-	if !def.Settled || def.Lost > 0 {
-		doc.Goals = append(doc.Goals, Goal{Name: "burst settled without loss", Value: float64(def.Lost), Limit: 0, Met: false,
-			Note: fmt.Sprintf("settled=%v lost=%d", def.Settled, def.Lost)})
+	for _, b := range doc.Bursts {
+		if !b.Settled || b.Lost > 0 {
+			doc.Goals = append(doc.Goals, Goal{Name: "burst " + b.Name + " settled without loss", Value: float64(b.Lost), Limit: 0, Met: false,
+				Note: fmt.Sprintf("settled=%v lost=%d", b.Settled, b.Lost)})
+		}
 	}
 	doc.Seconds = round(time.Since(began).Seconds(), 1)
 	return doc, nil
+}
+
+// clipLines keeps the first n lines of s.
+func clipLines(s string, n int) string {
+	lines := strings.SplitN(s, "\n", n+1)
+	if len(lines) > n {
+		lines = append(lines[:n], "…")
+	}
+	return strings.Join(lines, "\n")
 }
 
 func timingSeconds(t localcloud.Timing) map[string]float64 {
@@ -237,18 +352,28 @@ func timingSeconds(t localcloud.Timing) map[string]float64 {
 func (d Doc) PrintTable(w io.Writer) {
 	fmt.Fprintf(w, "%s — %d × %s, %s/%s, %s — %s, %.0f s\n", orDefault(d.Command, "make bench"), d.Machine.CPUs, d.Machine.CPU,
 		d.Machine.GOOS, d.Machine.GOARCH, d.Machine.Go, d.Date, d.Seconds)
-	fmt.Fprintf(w, "scenario: %s, seed %d\n\n", d.Scenario, d.Seed)
+	fmt.Fprintf(w, "scenario: %s, seed %d\n", d.Scenario, d.Seed)
+	fmt.Fprintf(w, "local cloud: API latency %g ms real (%g ms local), up to %d processes per function, %d batches in flight per stream\n\n",
+		d.APILatencyMs, round(d.APILatencyMs/d.Scale, 2), d.MaxInstances, d.StreamConcurrency)
 
 	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
-	fmt.Fprintln(tw, "GOAL\tVALUE\tLIMIT\tMET\tHOW")
+	fmt.Fprintln(tw, "GOAL\tVALUE\tLIMIT\tMET?\tHOW")
 	for _, g := range d.Goals {
-		op := "≤"
-		if g.AtLeast {
-			op = "≥"
+		limit := fmt.Sprintf("≤ %g", g.Limit)
+		switch {
+		case g.AtLeast:
+			limit = fmt.Sprintf("≥ %g", g.Limit)
+		case g.Low != 0:
+			limit = fmt.Sprintf("%g–%g", g.Low, g.Limit)
 		}
-		fmt.Fprintf(tw, "%s\t%g %s\t%s %g\t%s\t%s\n", g.Name, g.Value, g.Unit, op, g.Limit, yesNo(g.Met), g.Note)
+		met := "met"
+		if !g.Met {
+			met = "missed"
+		}
+		fmt.Fprintf(tw, "%s\t%g %s\t%s\t%s\t%s\n", g.Name, g.Value, g.Unit, limit, met, g.Note)
 	}
 	_ = tw.Flush()
+	printScaling(w, d.Scaling, d.Scale)
 
 	fmt.Fprintf(w, "\nCold start and size (median of %d fresh processes each, interleaved; ratios to minimal)\n", d.ColdStart[Minimal].Runs)
 	tw = tabwriter.NewWriter(w, 0, 2, 2, ' ', tabwriter.AlignRight)
@@ -261,6 +386,9 @@ func (d Doc) PrintTable(w io.Writer) {
 	_ = tw.Flush()
 
 	fmt.Fprintln(w, "\nWarm handler cost (go test -bench ./shared/handler, real adapters against in-process emulators)")
+	if d.HandlerError != "" {
+		fmt.Fprintf(w, "not measured: %s\n", d.HandlerError)
+	}
 	tw = tabwriter.NewWriter(w, 0, 2, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "BENCHMARK\tITERATIONS\tNS/OP\tB/OP\tALLOCS/OP\t")
 	for _, b := range d.Handler {
@@ -300,7 +428,26 @@ func (d Doc) PrintTable(w io.Writer) {
 	row("install slots per installed instance", "-", func(b Burst) string { return fmt.Sprint(b.InstallSlotsPerInstance) })
 	row("outcome records per instance", "-", func(b Burst) string { return fmt.Sprint(b.OutcomeRecordsPerInstance) })
 	row("conflicting records", "-", func(b Burst) string { return fmt.Sprint(b.Conflicts) })
-	row("Running → outcome p99, real s", "-", func(b Burst) string { return fmt.Sprint(b.RunningToOutcomeRealP99) })
+	row("Running → outcome p50 / p99, real s", "-", func(b Burst) string {
+		return fmt.Sprintf("%.0f / %.0f", b.RunningToOutcomeReal.P50, b.RunningToOutcomeReal.P99)
+	})
+	row("  p50 phases: heartbeat, install call, task (own), record", "-", func(b Burst) string {
+		if b.Breakdown == nil {
+			return "-"
+		}
+		k := b.Breakdown
+		return fmt.Sprintf("%.0f + %.0f + %.0f (%.0f) + %.0f", k.ToHeartbeat.P50, k.ToInstall.P50, k.Task.P50, k.OwnInstall.P50, k.ToRecord.P50)
+	})
+	row("  slowest 1 %, mean phases", "-", func(b Burst) string {
+		if b.Breakdown == nil {
+			return "-"
+		}
+		k := b.Breakdown.Slowest
+		return fmt.Sprintf("%.0f + %.0f + %.0f (%.0f) + %.0f", k.ToHeartbeat, k.ToInstall, k.Task, k.OwnInstall, k.ToRecord)
+	})
+	row("DescribeTask lag behind the schedule p50 / p90, real s", "-", func(b Burst) string {
+		return fmt.Sprintf("%.1f / %.1f", b.PollLag.P50, b.PollLag.P90)
+	})
 	row("backup-policy binding calls per installed instance", "-", func(b Burst) string { return fmt.Sprint(round(b.BindCallsPerInstance, 3)) })
 	row("HBR calls", fmt.Sprint(d.Naive.HBRCalls), func(b Burst) string { return fmt.Sprint(b.HBRCalls) })
 	row("HBR calls per installed instance", fmt.Sprint(d.Naive.HBRCallsPerInstance), func(b Burst) string { return fmt.Sprint(b.HBRCallsPerInstance) })
@@ -313,6 +460,12 @@ func (d Doc) PrintTable(w io.Writer) {
 	row("  ratio vs minimum", "-", func(b Burst) string { return fmt.Sprint(b.DescribeTaskRatio) })
 	row("MNS sends per instance", "0", func(b Burst) string { return fmt.Sprint(b.MNSSendsPerInstance) })
 	row("FC invocations per instance", "-", func(b Burst) string { return fmt.Sprint(b.InvocationsPer) })
+	row("processes install / poller (peak concurrency)", "-", func(b Burst) string {
+		return fmt.Sprintf("%d / %d", b.Processes["install"], b.Processes["poller"])
+	})
+	row("CPU: this run mean / p90 of the machine", "-", func(b Burst) string {
+		return fmt.Sprintf("%.0f%% / %.0f%%", 100*b.CPU.OwnMean, 100*b.CPU.OwnP90)
+	})
 	row("outcome latency p50 / p99 / max", fmt.Sprintf("lag %gs real", d.Naive.DetectionLagSeconds), func(b Burst) string {
 		return fmt.Sprintf("%.2f / %.2f / %.2f", b.OutcomeLatency.P50, b.OutcomeLatency.P99, b.OutcomeLatency.Max)
 	})
@@ -332,6 +485,13 @@ func (d Doc) PrintTable(w io.Writer) {
 	})
 	row("wall time (s)", "-", func(b Burst) string { return fmt.Sprint(b.Seconds) })
 	_ = tw.Flush()
+	for _, b := range d.Bursts {
+		fmt.Fprintf(w, "calls by function, %s:", b.Name)
+		for _, fn := range sortedKeys(b.CallsByFunction) {
+			fmt.Fprintf(w, " %s %v;", fn, b.CallsByFunction[fn])
+		}
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintf(w, "naive: %s\n", d.Naive.Model)
 	if m := d.NaiveModel; m != nil {
 		fmt.Fprintf(w, "naive model, for comparison: %d HBR calls, %g per installed instance (%s)\n", m.HBRCalls, m.HBRCallsPerInstance, m.Model)
@@ -344,8 +504,13 @@ func (c Chaos) PrintTable(w io.Writer) {
 		c.Machine.GOOS, c.Machine.GOARCH, c.Machine.Go, c.Seconds)
 	fmt.Fprintf(w, "scenario: %s, seed %d\n", c.Scenario, c.Seed)
 	f := c.Faults
-	fmt.Fprintf(w, "faults: HBR 5xx %.0f%%, throttling %.0f%% plus storms of %gs every %gs (90%% throttled), MNS send failures %.0f%%, duplicate deliveries %.0f%%, poller crashes %.0f%% of invocations\n\n",
-		100*f.HBRServerErrors, 100*f.HBRThrottle, f.StormSeconds, f.StormEverySeconds, 100*f.MNSSendFail, 100*f.Duplicate, 100*f.Crash)
+	fmt.Fprintf(w, "faults: HBR 5xx %.0f%%, throttling %.0f%% plus storms of %gs every %gs (90%% throttled), MNS send failures %.0f%% and one outage of %gs (local), duplicate deliveries %.0f%%, "+
+		"poller crashes %.0f%% of invocations, install kills after %.0f%% of install calls, clients of other installers on %.0f%% of instances per status, "+
+		"%.0f%% failing for good and restarted %gs (real) after their failure\n",
+		100*f.HBRServerErrors, 100*f.HBRThrottle, f.StormSeconds, f.StormEverySeconds, 100*f.MNSSendFail, f.OutageSeconds, 100*f.Duplicate,
+		100*f.Crash, 100*f.InstallCrash, 100*f.ForeignClients, 100*f.Restarts, f.RestartAfterSeconds)
+	fmt.Fprintf(w, "local cloud: API latency %g ms real, up to %d processes per function, %d batches in flight per stream\n\n",
+		c.APILatencyMs, c.MaxInstances, c.StreamConcurrency)
 	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
 	fmt.Fprintf(tw, "accepted (job, instance)\t%d\n", c.Accepted)
 	fmt.Fprintf(tw, "instances\t%d\n", c.Instances)
@@ -360,9 +525,21 @@ func (c Chaos) PrintTable(w io.Writer) {
 		fmt.Fprintf(tw, "  %s\t%d\n", k, c.Outcomes[k])
 	}
 	fmt.Fprintf(tw, "lost (must be 0)\t%d\n", c.Lost)
+	fmt.Fprintf(tw, "without a final ledger record (must be 0)\t%d\n", c.WithoutRecord)
 	fmt.Fprintf(tw, "duplicated terminal outcomes (must be 0)\t%d\n", c.DuplicatedOutcomes)
 	fmt.Fprintf(tw, "forked jobs: same verdict, different reason\t%d\n", c.ForkedOutcomes)
 	fmt.Fprintf(tw, "identical repeated outcomes (allowed)\t%d\n", c.RepeatedOutcomes)
+	r := c.Restarts
+	fmt.Fprintf(tw, "restarts after a failure: superseded / instances (must be all)\t%d / %d (failed %d, restarted %d)\n",
+		r.Superseded, r.Instances, r.Failed, r.Restarted)
+	for _, status := range sortedKeys(c.ForeignClients) {
+		fmt.Fprintf(tw, "  another installer's %s client: ended as\t%v\n", status, c.ForeignClients[status])
+	}
+	fmt.Fprintf(tw, "MNS sends failed in the outage\t%d\n", c.OutageFailedSends)
+	fmt.Fprintf(tw, "reconcile sweeps (timer-like, after leases passed)\t%d\n", len(c.Sweeps))
+	for _, sw := range c.Sweeps {
+		fmt.Fprintf(tw, "  at %gs, %d stuck, waited %gs for their leases, queued %d\t%s\n", sw.AtSeconds, sw.Stuck, sw.WaitedSeconds, sw.Queued, strings.Join(sw.Samples, " "))
+	}
 	fmt.Fprintf(tw, "polled past deadline (must be no)\t%s (%d calls, max overshoot %.0f ms; closest call in time %.0f ms before)\n",
 		yesNo(c.PastDeadline), c.PastDeadlineCalls, c.MaxOvershootMs, c.ClosestToDeadlineMs)
 	fmt.Fprintf(tw, "longest message chain for one job\t%d (%s)\n", c.LongestChain, c.LongestChainJob)
@@ -370,12 +547,22 @@ func (c Chaos) PrintTable(w io.Writer) {
 	fmt.Fprintf(tw, "dead-lettered\t%d\n", c.DeadLettered)
 	fmt.Fprintf(tw, "HBR calls: install / describe\t%d / %d\n", c.Calls["hbr.InstallBackupClients"], c.Calls["hbr.DescribeTask"])
 	fmt.Fprintf(tw, "MNS sends\t%d\n", c.Calls["mns.SendMessage"])
-	fmt.Fprintf(tw, "FC invocations: install / poller\t%d / %d\n", c.Invocations["install"], c.Invocations["poller"])
+	fmt.Fprintf(tw, "FC invocations: install / poller / reconcile\t%d / %d / %d\n", c.Invocations["install"], c.Invocations["poller"], c.Invocations["reconcile"])
+	fmt.Fprintf(tw, "processes (peak concurrency): install / poller / reconcile\t%d / %d / %d\n", c.Processes["install"], c.Processes["poller"], c.Processes["reconcile"])
+	fmt.Fprintf(tw, "calls by function\t%v\n", c.CallsByFunction)
+	fmt.Fprintf(tw, "CPU: this run mean / p90 of the machine; whole machine mean / p90\t%.0f%% / %.0f%%; %.0f%% / %.0f%%\n",
+		100*c.CPU.OwnMean, 100*c.CPU.OwnP90, 100*c.CPU.BusyMean, 100*c.CPU.BusyP90)
 	fmt.Fprintf(tw, "function errors logged\t%d\n", c.Errors)
-	fmt.Fprintf(tw, "settled\t%s\n", yesNo(c.Settled))
+	fmt.Fprintf(tw, "settled\t%s (last outcome at %gs)\n", yesNo(c.Settled), c.LastOutcomeSeconds)
 	_ = tw.Flush()
 	for _, e := range c.ConflictSamples {
 		fmt.Fprintf(w, "  %s\n", e)
+	}
+	for _, e := range c.Restarts.Problems {
+		fmt.Fprintf(w, "  restart problem: %s\n", e)
+	}
+	for _, e := range c.DeadLetters {
+		fmt.Fprintf(w, "  dead letter: %s\n", e)
 	}
 	for _, e := range c.ErrorSamples {
 		fmt.Fprintf(w, "  error sample: %s\n", e)
@@ -412,4 +599,14 @@ func orDefault(s, d string) string {
 		return d
 	}
 	return s
+}
+
+// sortedKeys returns a map's keys in order.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

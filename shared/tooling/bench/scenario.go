@@ -10,6 +10,7 @@ import (
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/config"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/ebsim"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/hbrsim"
 )
 
@@ -40,14 +41,29 @@ const BenchPolicy = "po-0000bench00000001"
 
 // DefaultCoalesce is INSTALL_COALESCE_DELAY's default, from package config.
 func DefaultCoalesce() time.Duration {
+	d, err := time.ParseDuration(configDefault("INSTALL_COALESCE_DELAY"))
+	if err != nil {
+		return 0
+	}
+	return d
+}
+
+// configDefault is a variable's documented default in package config ("" if
+// it has none).
+func configDefault(name string) string {
 	for _, v := range config.Variables() {
-		if v.Name == "INSTALL_COALESCE_DELAY" {
-			if d, err := time.ParseDuration(v.Default); err == nil {
-				return d
-			}
+		if v.Name == name {
+			return v.Default
 		}
 	}
-	return 0
+	return ""
+}
+
+// Retry is the platform's retry of a failed push, scaled: s.yaml's
+// BACKOFF_RETRY (3 retries, 10–20 s apart) for the event streams, which the
+// local cloud's bus applies to events too.
+func (s Scale) Retry() ebsim.RetryPolicy {
+	return ebsim.RetryPolicy{Retries: 3, MinDelay: s.Span(10 * time.Second), MaxDelay: s.Span(20 * time.Second)}
 }
 
 // RealTiming is the functions' default timing, read from package config's
@@ -114,7 +130,17 @@ type Scenario struct {
 	// are gone, whose task expires or is cancelled, or whose install hangs
 	// past the job deadline.
 	FailOnce, Gone, Expire, Cancel, Hung float64
+	// ForeignClients is the share of instances, per status of
+	// localcloud.ForeignStatuses, on which another installer creates a
+	// client inside the launch window (the world's); they install
+	// normally otherwise. Restarts is the share of instances whose installs
+	// fail every attempt and that are announced again after their failure
+	// (Plan.Restarts; the chaos run publishes the events).
+	ForeignClients, Restarts float64
 }
+
+// FailForever is the FailInstalls of an instance whose installs all fail.
+const FailForever = 1 << 20
 
 // DefaultScenario is the launch world (issue 9): 1000 instances launched
 // over five minutes, half the launches single instances and the rest
@@ -172,6 +198,9 @@ type Plan struct {
 	IDs []string
 	// World, when set, replaces Arrivals: the run plays it.
 	World *localcloud.World
+	// Restarts lists the instances whose installs all fail and that the
+	// chaos run announces again after their failure, sorted.
+	Restarts []string
 }
 
 // Plan draws the events, their arrival times and each instance's behaviour.
@@ -234,7 +263,7 @@ func (sc Scenario) Plan(s Scale, seed int64, hung time.Duration) (Plan, error) {
 func (sc Scenario) worldPlan(s Scale, seed int64, hung time.Duration) (Plan, error) {
 	w, err := localcloud.NewWorld(localcloud.LaunchOptions{
 		Instances: sc.Instances, Seed: seed, Speedup: float64(s), SingleShare: sc.SingleShare,
-		Span: sc.Arrival, DuplicateRate: sc.Duplicate,
+		Span: sc.Arrival, DuplicateRate: sc.Duplicate, ForeignClients: sc.ForeignClients,
 	})
 	if err != nil {
 		return Plan{}, fmt.Errorf("scenario: %w", err)
@@ -245,33 +274,66 @@ func (sc Scenario) worldPlan(s Scale, seed int64, hung time.Duration) (Plan, err
 		TaskMin: s.Span(sc.TaskMin), TaskMax: s.Span(sc.TaskMax),
 	}
 	p.Behaviors = mix.Behaviors(p.IDs, seed)
+	// An instance another installer puts a client on installs normally
+	// otherwise, so that what it ends as says how its client was judged.
+	foreign := map[string]bool{}
+	for _, fc := range w.Clients {
+		foreign[fc.ID] = true
+	}
 	var healthy []string
 	for _, in := range w.Instances {
 		b := p.Behaviors[in.ID]
 		b.ReadyAfter = in.Heartbeat - in.Launched
+		if foreign[in.ID] {
+			b.Gone, b.TaskEnd, b.FailInstalls = false, "", 0
+		}
 		p.Behaviors[in.ID] = b
-		if !b.Gone && b.TaskEnd == "" {
+		if !b.Gone && b.TaskEnd == "" && !foreign[in.ID] {
 			healthy = append(healthy, in.ID)
 		}
 	}
 	sort.Strings(healthy)
-	sc.hang(p, healthy, rand.New(rand.NewPCG(uint64(seed), 0xbe9c5)), hung)
+	rest := sc.hang(p, healthy, rand.New(rand.NewPCG(uint64(seed), 0xbe9c5)), hung)
+	if n := share(sc.Restarts, sc.Instances, len(rest)); n > 0 {
+		rng := rand.New(rand.NewPCG(uint64(seed), 0xbe9c6))
+		rng.Shuffle(len(rest), func(i, j int) { rest[i], rest[j] = rest[j], rest[i] })
+		for _, id := range rest[:n] {
+			b := p.Behaviors[id]
+			b.FailInstalls = FailForever
+			p.Behaviors[id] = b
+			p.Restarts = append(p.Restarts, id)
+		}
+		sort.Strings(p.Restarts)
+	}
 	return p, nil
+}
+
+// share is the number of instances a share of total stands for: at least
+// one when the share is positive, at most limit.
+func share(x float64, total, limit int) int {
+	if x <= 0 {
+		return 0
+	}
+	return min(max(int(math.Round(x*float64(total))), 1), limit)
 }
 
 // hang gives exactly the share of hung installs (at least one when asked
 // for) an install time of hung, so that every run exercises the job
-// deadline.
-func (sc Scenario) hang(p Plan, healthy []string, rng *rand.Rand, hung time.Duration) {
-	if sc.Hung > 0 && len(healthy) > 0 {
-		rng.Shuffle(len(healthy), func(i, j int) { healthy[i], healthy[j] = healthy[j], healthy[i] })
-		n := min(max(int(math.Round(sc.Hung*float64(sc.Instances))), 1), len(healthy))
-		for _, id := range healthy[:n] {
-			b := p.Behaviors[id]
-			b.InstallDuration = hung
-			p.Behaviors[id] = b
-		}
+// deadline. It returns the healthy instances left, sorted.
+func (sc Scenario) hang(p Plan, healthy []string, rng *rand.Rand, hung time.Duration) []string {
+	n := share(sc.Hung, sc.Instances, len(healthy))
+	if n == 0 {
+		return healthy
 	}
+	rng.Shuffle(len(healthy), func(i, j int) { healthy[i], healthy[j] = healthy[j], healthy[i] })
+	for _, id := range healthy[:n] {
+		b := p.Behaviors[id]
+		b.InstallDuration = hung
+		p.Behaviors[id] = b
+	}
+	rest := append([]string(nil), healthy[n:]...)
+	sort.Strings(rest)
+	return rest
 }
 
 func runningEvent(id string) []byte {
