@@ -222,10 +222,11 @@ func (s *session) client(ctx context.Context, region string) (HBR, error) {
 	if cl, ok := s.hbr[region]; ok {
 		return cl, nil
 	}
-	cl, err := s.cloud.HBR(ctx, region)
+	first, err := s.cloud.HBR(ctx, region)
 	if err != nil {
 		return nil, err
 	}
+	cl := newHBRPool(first, hbrParallel, func(ctx context.Context) (HBR, error) { return s.cloud.HBR(ctx, region) })
 	s.hbr[region] = cl
 	return cl, nil
 }

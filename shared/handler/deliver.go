@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fanout"
@@ -251,28 +252,40 @@ func (d *Deps) sendTo(ctx context.Context, s *session, queue func(context.Contex
 		}
 		return 0, fmt.Errorf("build the queue client: %w", err)
 	}
-	var failed []error
-	for _, n := range next {
-		body, err := job.Encode(n.Message)
+	// Sends go out side by side (each is a ~100 ms round trip, and a
+	// poller batch makes one per task); what they became is handled in
+	// order afterwards.
+	ids := make([]string, len(next))
+	errs := make([]error, len(next))
+	bugs := make([]error, len(next))
+	fanout.Each(len(next), d.Workers, func(i int) {
+		body, err := job.Encode(next[i].Message)
 		if err != nil {
-			// A message we built ourselves does not validate: a bug. End its
-			// instances rather than lose them.
-			log.ErrorContext(ctx, "cannot encode a job message", slog.String("error", err.Error()))
-			d.abandon(ctx, s, n, fault.Wrap("handler.send", fault.Invalid, "InternalError", err))
-			continue
+			// A message we built ourselves does not validate: a bug.
+			bugs[i] = fault.Wrap("handler.send", fault.Invalid, "InternalError", err)
+			return
 		}
-		id, err := sendWithRetry(ctx, q, taskqueue.Message{Body: body, Delay: n.Delay}, d.Sleep)
-		if err != nil {
+		ids[i], errs[i] = sendWithRetry(ctx, q, taskqueue.Message{Body: body, Delay: next[i].Delay}, d.Sleep)
+	})
+	var failed []error
+	for i, n := range next {
+		err := errs[i]
+		switch {
+		case bugs[i] != nil:
+			// End its instances rather than lose them.
+			log.ErrorContext(ctx, "cannot encode a job message", slog.String("error", bugs[i].Error()))
+			d.abandon(ctx, s, n, bugs[i])
+		case err != nil:
 			log.ErrorContext(ctx, "cannot queue job message", slog.String("message", n.Message.Describe()),
 				slog.String("error", err.Error()), slog.String("class", fault.KindOf(err).String()))
 			failed = append(failed, err)
 			if !fault.Is(err, fault.Retryable) && !fault.IsContext(err) {
 				d.abandon(ctx, s, n, err)
 			}
-			continue
+		default:
+			sent++
+			d.logQueued(ctx, n, ids[i])
 		}
-		sent++
-		d.logQueued(ctx, n, id)
 	}
 	if len(failed) > 0 {
 		return sent, fmt.Errorf("%d of %d job messages could not be queued: %w", len(failed), len(next), failed[0])
@@ -387,10 +400,16 @@ func notice(r outcome.Record) map[string]any {
 // with the rest, with its retries (or ends its instances, or fails the
 // invocation); after one failure the invocation stops trying early.
 func (d *Deps) queueNow(s *session) func(context.Context, install.Next) error {
+	// The install step calls it from several chunks at once; once a send
+	// has failed, the others go the way of the step's ordinary follow-ups.
+	var mu sync.Mutex
 	var broken error
 	return func(ctx context.Context, n install.Next) error {
-		if broken != nil {
-			return broken
+		mu.Lock()
+		err := broken
+		mu.Unlock()
+		if err != nil {
+			return err
 		}
 		q, err := s.cloud.Queue(ctx)
 		var id string
@@ -401,7 +420,9 @@ func (d *Deps) queueNow(s *session) func(context.Context, install.Next) error {
 			}
 		}
 		if err != nil {
+			mu.Lock()
 			broken = err
+			mu.Unlock()
 			return err
 		}
 		s.mu.Lock()

@@ -106,13 +106,14 @@ func (d *Deps) defaults() {
 // pollService is the poll step over the invocation's clients, with the
 // binding step it ends with.
 func (d *Deps) pollService(s *session, l install.Ledger) *poll.Service {
-	return &poll.Service{Tasks: s.tasks, Install: d.installService(s, l), Now: d.Now,
+	return &poll.Service{Tasks: s.tasks, Parallel: hbrParallel, Install: d.installService(s, l), Now: d.Now,
 		Protect: &protect.Service{HBR: s.binder, Settings: d.Protect, Audit: d.Audit}}
 }
 
 func (d *Deps) installService(s *session, l install.Ledger) *install.Service {
 	return &install.Service{HBR: s.installer, ECS: s.inventory, Ledger: l, Scope: d.Scope, Audit: d.Audit,
-		Policy: d.Policy, Now: d.Now, Jitter: d.Jitter, Reinstall: d.Reinstall, Started: d.queueNow(s), Workers: d.Workers}
+		Policy: d.Policy, Now: d.Now, Jitter: d.Jitter, Reinstall: d.Reinstall, Started: d.queueNow(s), Workers: d.Workers,
+		Chunks: hbrParallel}
 }
 
 // Install handles the install function's two triggers: EventBridge ECS

@@ -261,6 +261,10 @@ type Service struct {
 	// anyway; by default an instance in one of them ends as SKIPPED naming
 	// the status.
 	Reinstall map[string]bool
+	// Chunks bounds the install calls (of up to 20 instances each) made at
+	// once (fanout.DefaultWorkers for 0). The Installer, Ledger and
+	// Started must then be safe for concurrent use.
+	Chunks int
 	// Workers bounds the ledger calls made at once (fanout.DefaultWorkers
 	// when 0).
 	Workers int
@@ -603,8 +607,14 @@ func (s *Service) process(ctx context.Context, cl Installer, region string, c []
 		res.Merge(s.wouldInstall(ctx, region, rest, retries))
 		return res
 	}
-	for _, chunk := range job.Chunk(rest, job.MaxInstances) {
-		res.Merge(s.installChunk(ctx, cl, region, chunk, retries, true))
+	// Chunks are installed side by side: each is a few round trips (the
+	// ledger's reservations, the call, the task's record), and a batch of
+	// a large launch holds dozens of them.
+	chunks := job.Chunk(rest, job.MaxInstances)
+	each := make([]Result, len(chunks))
+	fanout.Each(len(chunks), s.Chunks, func(i int) { each[i] = s.installChunk(ctx, cl, region, chunks[i], retries, true) })
+	for _, r := range each {
+		res.Merge(r)
 	}
 	return res
 }

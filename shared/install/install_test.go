@@ -3,6 +3,8 @@ package install
 import (
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -63,17 +65,23 @@ func testLedger(now func() time.Time) *ledger.Ledger {
 
 func newService(inst installFunc, now time.Time) (*Service, *[][]string) {
 	var calls [][]string
+	var mu sync.Mutex
 	clock := func() time.Time { return now }
 	return &Service{
 		HBR: func(context.Context, string) (Installer, error) {
 			return installFunc(func(ids []string) (hbr.InstallResult, error) {
+				mu.Lock()
 				calls = append(calls, append([]string(nil), ids...))
+				mu.Unlock()
 				return inst(ids)
 			}), nil
 		},
 		Ledger: testLedger(clock),
 		Policy: testPolicy(),
 		Now:    clock,
+		// One chunk at a time, so that tests can name the calls in order;
+		// TestChunksAreInstalledSideBySide covers Chunks > 1.
+		Chunks: 1,
 	}, &calls
 }
 
@@ -137,6 +145,35 @@ func TestInstallChunksAndSchedulesFirstPoll(t *testing.T) {
 		_, err := job.Encode(n.Message)
 		assert.NoError(t, err, "every message the step builds validates")
 	}
+}
+
+func TestChunksAreInstalledSideBySide(t *testing.T) {
+	var live, peak atomic.Int32
+	s, calls := newService(func(ids []string) (hbr.InstallResult, error) {
+		n := live.Add(1)
+		defer live.Add(-1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		time.Sleep(20 * time.Millisecond)
+		return allValid(ids)
+	}, t0)
+	s.Chunks = 3
+	res := s.Install(context.Background(), "cn-hangzhou", instances(200), 0)
+	require.Len(t, *calls, 10)
+	assert.Equal(t, int32(3), peak.Load(), "at most Chunks calls at once, and more than one")
+	seen := map[string]int{}
+	for _, c := range *calls {
+		assert.Len(t, c, 20)
+		for _, id := range c {
+			seen[id]++
+		}
+	}
+	assert.Len(t, seen, 200)
+	for id, n := range seen {
+		assert.Equal(t, 1, n, "%s installed once", id)
+	}
+	assert.Len(t, res.Next, 10, "one poll message per task")
+	assert.Empty(t, res.Outcomes)
 }
 
 func TestInstallPerInstanceCodes(t *testing.T) {

@@ -187,7 +187,7 @@ func TestBindingKeepsWhatTheRecordSaid(t *testing.T) {
 		return nil
 	}}
 	f := &fakeHBR{task: task("expired", hbr.ClientResult{InstanceID: "i-1", ClientID: "c-1", ClientStatus: "UNKNOWN"})}
-	twin := &twinHBR{fakeHBR: *f, client: hbr.BackupClient{InstanceID: "i-1", ClientID: "c-1", Status: "ACTIVATED"}}
+	twin := &twinHBR{fakeHBR: fakeHBR{task: f.task}, client: hbr.BackupClient{InstanceID: "i-1", ClientID: "c-1", Status: "ACTIVATED"}}
 	s := newService(f, t0.Add(2*time.Minute))
 	s.Tasks = func(context.Context, string) (TaskReader, error) { return twin, nil }
 	s.Install.HBR = func(context.Context, string) (install.Installer, error) { return twin, nil }

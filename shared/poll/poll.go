@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fanout"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbr"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/install"
@@ -42,8 +43,13 @@ type TaskReader interface {
 
 // Service runs the poll step.
 type Service struct {
-	// Tasks returns the task reader for a region.
+	// Tasks returns the task reader for a region. Handle polls several
+	// tasks at once, so the reader, and the Install service's clients,
+	// must be safe for concurrent use.
 	Tasks func(ctx context.Context, region string) (TaskReader, error)
+	// Parallel bounds the tasks polled at once (fanout.DefaultWorkers for
+	// 0).
+	Parallel int
 	// Install is the install step's service, for its policy and its
 	// client checks (Confirm); the poll step never installs with it.
 	Install *install.Service
@@ -72,6 +78,7 @@ func (s *Service) Handle(ctx context.Context, msgs []job.Message) install.Result
 	seen := map[string]bool{}
 	deadline := map[string]time.Time{}
 	binds := map[string][]job.Message{}
+	var polls []job.Message
 	for _, m := range msgs {
 		k := key(m)
 		if seen[k] {
@@ -85,8 +92,16 @@ func (s *Service) Handle(ctx context.Context, msgs []job.Message) install.Result
 			for _, in := range m.Instances {
 				deadline[in.JobID+"/"+in.ID] = m.Deadline
 			}
-			res.Merge(s.poll(ctx, m))
+			polls = append(polls, m)
 		}
+	}
+	// Each task is polled on its own: a batch of tasks waits for its
+	// slowest DescribeTask, not for the sum of them (the HBR clients are
+	// lent one per call, see Tasks).
+	each := make([]install.Result, len(polls))
+	fanout.Each(len(polls), s.Parallel, func(i int) { each[i] = s.poll(ctx, polls[i]) })
+	for _, r := range each {
+		res.Merge(r)
 	}
 	res = s.bind(ctx, res, deadline)
 	for _, region := range slices.Sorted(maps.Keys(binds)) {
@@ -246,7 +261,7 @@ func (s *Service) settle(ctx context.Context, m job.Message, res install.Result,
 		next.Retries = 0
 		next.LastError = ""
 		next.SentAt = now
-		res.Next = append(res.Next, install.Next{Message: next, Delay: clampToDeadline(s.policy().PollInterval, m.Deadline, now)})
+		res.Next = append(res.Next, install.Next{Message: next, Delay: clampToDeadline(s.nextPoll(m.TaskStartedAt, now), m.Deadline, now)})
 	}
 	for _, part := range job.Chunk(again, job.MaxInstances) {
 		by := part[0].ReadyBy
@@ -260,6 +275,29 @@ func (s *Service) settle(ctx context.Context, m job.Message, res install.Result,
 			Instances: part, SentAt: now}, Delay: time.Second})
 	}
 	return res
+}
+
+// nextPoll is the delay to a task's next poll. Polls keep to the task's
+// own grid, FirstPollDelay after it started and every PollInterval after
+// that, rather than PollInterval after this poll: the queue's delivery
+// and the batch window add a few seconds to every poll, which would
+// otherwise add up over a task's life (a 3-minute task would be polled
+// less often than the schedule says and its outcome seen later). The next
+// grid point at least half an interval away is taken, so a poll that ran
+// late never makes the next one follow in a burst. A message without the
+// task's start (from an older version) waits PollInterval.
+func (s *Service) nextPoll(started, now time.Time) time.Duration {
+	p := s.policy()
+	if started.IsZero() || p.PollInterval <= 0 {
+		return p.PollInterval
+	}
+	first := started.Add(p.FirstPollDelay)
+	earliest := now.Add(p.PollInterval / 2)
+	if !first.Before(earliest) {
+		return first.Sub(now)
+	}
+	k := (earliest.Sub(first) + p.PollInterval - 1) / p.PollInterval
+	return first.Add(k * p.PollInterval).Sub(now)
 }
 
 type decision struct {

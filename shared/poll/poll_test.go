@@ -3,6 +3,8 @@ package poll
 import (
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,12 +24,15 @@ var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 // never call InstallBackupClients: the fake records it if it does.
 type fakeHBR struct {
 	task      func(id string) (hbr.Task, error)
+	mu        sync.Mutex
 	described []string
 	installed [][]string
 }
 
 func (f *fakeHBR) DescribeTask(_ context.Context, id string) (hbr.Task, error) {
+	f.mu.Lock()
 	f.described = append(f.described, id)
+	f.mu.Unlock()
 	return f.task(id)
 }
 
@@ -36,6 +41,8 @@ func (f *fakeHBR) DescribeBackupClients(context.Context, []string) ([]hbr.Backup
 }
 
 func (f *fakeHBR) InstallBackupClients(_ context.Context, ids []string) (hbr.InstallResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.installed = append(f.installed, ids)
 	return hbr.InstallResult{}, fault.Wrap("fake", fault.Permanent, "PollerInstalled", fmt.Errorf("the poller must not install"))
 }
@@ -251,4 +258,65 @@ func TestFailureVerdictsAreConfirmedAgainstTheClient(t *testing.T) {
 			assert.Equal(t, tt.want, res.Outcomes[0].Outcome)
 		})
 	}
+}
+
+// Polls keep to the task's grid (first poll 60 s after the start, then
+// every 30 s): a poll that ran late does not push every later one back,
+// and one that ran very late skips a grid point rather than follow in a
+// burst.
+func TestNextPollKeepsToTheTasksGrid(t *testing.T) {
+	s := newService(&fakeHBR{}, t0)
+	for _, tc := range []struct {
+		name    string
+		started time.Time
+		now     time.Duration // since t0
+		want    time.Duration
+	}{
+		{"on time", t0, 60 * time.Second, 30 * time.Second},
+		{"5 s late", t0, 65 * time.Second, 25 * time.Second},
+		{"15 s late: still the next point", t0, 105 * time.Second, 15 * time.Second},
+		{"20 s late: the point after", t0, 110 * time.Second, 40 * time.Second},
+		{"early, before the first poll", t0, 10 * time.Second, 50 * time.Second},
+		{"an older message without the start", time.Time{}, 65 * time.Second, 30 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, s.nextPoll(tc.started, t0.Add(tc.now)))
+		})
+	}
+}
+
+func TestStillRunningIsPolledOnTheGrid(t *testing.T) {
+	now := t0.Add(67 * time.Second) // the first poll, delivered 7 s late
+	s := newService(&fakeHBR{task: task("running", hbr.ClientResult{InstanceID: "i-a", ClientStatus: "INSTALLING"})}, now)
+	res := s.Handle(context.Background(), []job.Message{pollMsg("i-a")})
+	require.Len(t, res.Next, 1)
+	assert.Equal(t, 23*time.Second, res.Next[0].Delay, "due 90 s after the start, not 30 s after this poll")
+	assert.Equal(t, 1, res.Next[0].Message.PollCount)
+}
+
+// A batch's tasks are polled side by side: it waits for the slowest
+// DescribeTask, not for the sum of them.
+func TestTasksOfABatchArePolledAtOnce(t *testing.T) {
+	var live, peak atomic.Int32
+	f := &fakeHBR{task: func(id string) (hbr.Task, error) {
+		n := live.Add(1)
+		defer live.Add(-1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		time.Sleep(20 * time.Millisecond)
+		return hbr.Task{TaskID: id, Description: "completed", Progress: 100,
+			Results: []hbr.ClientResult{{InstanceID: "i-" + id, ClientStatus: "ACTIVATED", ClientID: "c-" + id}}}, nil
+	}}
+	s := newService(f, t0.Add(time.Minute))
+	s.Parallel = 4
+	var msgs []job.Message
+	for i := range 12 {
+		m := pollMsg(fmt.Sprintf("i-t-%02d", i))
+		m.TaskID = fmt.Sprintf("t-%02d", i)
+		msgs = append(msgs, m)
+	}
+	res := s.Handle(context.Background(), msgs)
+	assert.Len(t, res.Outcomes, 12, "every task's instance ends")
+	assert.Len(t, f.described, 12)
+	assert.Equal(t, int32(4), peak.Load(), "at most Parallel at once, and more than one")
 }
