@@ -36,10 +36,12 @@ type sweepCloud struct {
 	clients   []hbr.BackupClient
 	listErr   error
 	sendErr   error
-	journal   []string
-	sent      []job.Message
-	lists     int
-	store     *ledgertest.Store
+	// clientErrs fail the next DescribeBackupClients calls, one each.
+	clientErrs []error
+	journal    []string
+	sent       []job.Message
+	lists      int
+	store      *ledgertest.Store
 }
 
 func (f *sweepCloud) note(s string) {
@@ -82,6 +84,14 @@ func (f *sweepCloud) InstallBackupClients(context.Context, []string) (hbr.Instal
 }
 
 func (f *sweepCloud) DescribeBackupClients(_ context.Context, ids []string) ([]hbr.BackupClient, error) {
+	f.mu.Lock()
+	if len(f.clientErrs) > 0 {
+		err := f.clientErrs[0]
+		f.clientErrs = f.clientErrs[1:]
+		f.mu.Unlock()
+		return nil, err
+	}
+	f.mu.Unlock()
 	var out []hbr.BackupClient
 	for _, c := range f.clients {
 		for _, id := range ids {
@@ -402,4 +412,35 @@ func TestReconcilePartEndsBeforeTheDeadline(t *testing.T) {
 			assert.Equal(t, tc.want, h.stopper(ctx)())
 		})
 	}
+}
+
+// A throttled DescribeBackupClients call is made again after a short pause
+// (the handler's Sleep) and the sweep completes; before, one throttled call
+// among a region's hundred failed the whole sweep.
+func TestReconcileRetriesAThrottledPage(t *testing.T) {
+	t.Parallel()
+	c, rec, d, buf := sweepFixture(t)
+	c.clientErrs = []error{
+		fault.Wrap("hbr.DescribeBackupClients", fault.Retryable, "Throttling.User", errors.New("slow down")),
+		fault.Wrap("hbr.DescribeBackupClients", fault.Retryable, "ServiceUnavailable", errors.New("503")),
+	}
+	var mu sync.Mutex
+	var paused []time.Duration
+	d.Sleep = func(p time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		paused = append(paused, p)
+	}
+	rep, err := NewReconcile(d, 600, 1000).Handle(context.Background(), []byte(`{}`))
+	require.NoError(t, err)
+	assert.True(t, rep.Complete)
+	assert.Equal(t, 3, rep.Enqueued)
+	assert.Equal(t, 2, rep.Retries)
+	assert.Len(t, rec.accepted, 3)
+	require.Len(t, paused, 2)
+	assert.InDelta(t, 150*time.Millisecond, paused[0], float64(50*time.Millisecond), "200 ms, jittered over [100, 200]")
+	assert.InDelta(t, 300*time.Millisecond, paused[1], float64(100*time.Millisecond), "400 ms, jittered over [200, 400]")
+	line := logLine(t, buf, "coverage")
+	assert.Equal(t, "INFO", line["level"])
+	assert.Equal(t, 2.0, line["retries"])
 }

@@ -18,10 +18,14 @@
 //
 // Like package install, the Service makes read-only cloud calls but sends
 // and logs nothing: it returns the messages in an install.Result and the
-// caller (package handler) delivers them. Sweep returns the listing errors
-// as the adapters classified them (shared/fault: Retryable for throttling,
-// 5xx and network trouble, Permanent or Invalid otherwise), and an Invalid
-// error for a malformed region or sweep id; nothing is enqueued then.
+// caller (package handler) delivers them. Each read call that fails
+// transiently (fault.Retryable: throttling, 5xx, network trouble,
+// timeouts) is made again a few times with a short jittered back-off
+// (ReadAttempts, RetryBase); a call that still fails fails the part. Sweep
+// returns the listing errors as the adapters classified them (shared/fault:
+// Retryable for throttling, 5xx and network trouble, Permanent or Invalid
+// otherwise), naming the call, and an Invalid error for a malformed region
+// or sweep id; nothing is enqueued then.
 package reconcile
 
 import (
@@ -137,6 +141,11 @@ type Service struct {
 	Ledger Ledger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Sleep pauses between the retries of a read call that failed
+	// retryably (see ReadAttempts); nil means time.Sleep. Jitter spreads
+	// each pause; nil means uniformly over [d/2, d].
+	Sleep  func(time.Duration)
+	Jitter func(time.Duration) time.Duration
 }
 
 // Report is a sweep's coverage report. Total = Covered + Installing +
@@ -181,6 +190,10 @@ type Report struct {
 	// run).
 	Unrecorded  int `json:"unrecorded"`
 	StaleClaims int `json:"staleClaims"`
+	// Retries counts the read calls (listing pages, client and binding
+	// lookups, ledger reads) made again after a transient failure
+	// (throttling, 5xx, a timeout).
+	Retries int `json:"retries"`
 	// Truncated says that more running instances were listed than Max.
 	Truncated bool `json:"truncated"`
 	// SpreadSeconds is the delay of the last message: how long the poller
@@ -224,22 +237,31 @@ func (s *Service) stale(ctx context.Context, rep *Report) ([]string, error) {
 		return nil, nil
 	}
 	var open []string
-	err := s.Ledger.Scan(ctx, rep.Region, func(sum ledger.Summary) error {
-		if !sum.Final {
-			open = append(open, sum.Instance)
-		}
-		return nil
+	n, err := s.retry(ctx, "scan the instance ledger of "+rep.Region, func() error {
+		open = open[:0]
+		return s.Ledger.Scan(ctx, rep.Region, func(sum ledger.Summary) error {
+			if !sum.Final {
+				open = append(open, sum.Instance)
+			}
+			return nil
+		})
 	})
+	rep.Retries += n
 	if err != nil {
-		return nil, fmt.Errorf("scan the instance ledger of %s: %w", rep.Region, err)
+		return nil, err
 	}
 	rep.Unrecorded += len(open)
 	now := s.now()
 	var out []string
 	for _, id := range open {
-		st, err := s.Ledger.Load(ctx, rep.Region, id)
+		var st ledger.State
+		n, err := s.retry(ctx, "read the instance ledger of "+id, func() (err error) {
+			st, err = s.Ledger.Load(ctx, rep.Region, id)
+			return err
+		})
+		rep.Retries += n
 		if err != nil {
-			return nil, fmt.Errorf("read the instance ledger of %s: %w", id, err)
+			return nil, err
 		}
 		if st.Generation > 0 && st.Final == nil && now.After(st.LeaseUntil()) && job.ValidInstanceID(id) {
 			out = append(out, id)
@@ -344,9 +366,14 @@ func (s *Service) run(ctx context.Context, rep Report, at time.Time, token strin
 		if pages > 0 && token != "" && s.Stop != nil && s.Stop() {
 			break
 		}
-		page, err := cl.ListInstancesPage(ctx, ecs.StatusRunning, token)
+		var page ecs.Page
+		n, err := s.retry(ctx, "list the running instances of "+rep.Region, func() (err error) {
+			page, err = cl.ListInstancesPage(ctx, ecs.StatusRunning, token)
+			return err
+		})
+		rep.Retries += n
 		if err != nil {
-			return Part{Report: rep}, fmt.Errorf("list the running instances of %s: %w", rep.Region, err)
+			return Part{Report: rep}, err
 		}
 		instances := dedupe(page.Instances)
 		rep.Listed += len(instances)
@@ -440,7 +467,7 @@ func dedupe(in []ecs.Instance) []ecs.Instance {
 // count classifies instances into rep and returns the missing ones' ids and
 // the covered ones that should be bound to a backup policy and are not.
 func (s *Service) count(ctx context.Context, rep *Report, instances []ecs.Instance) (missing, unbound []string, err error) {
-	clients, err := s.clients(ctx, rep.Region, instances)
+	clients, err := s.clients(ctx, rep, instances)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -475,7 +502,7 @@ func (s *Service) count(ctx context.Context, rep *Report, instances []ecs.Instan
 		}
 		missing = append(missing, in.ID)
 	}
-	unbound, err = s.unbound(ctx, rep.Region, due)
+	unbound, err = s.unbound(ctx, rep, due)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -484,23 +511,29 @@ func (s *Service) count(ctx context.Context, rep *Report, instances []ecs.Instan
 }
 
 // unbound returns the instances of ids that HBR lists no backup-policy
-// binding for (MaxClientIDs a call).
-func (s *Service) unbound(ctx context.Context, region string, ids []string) ([]string, error) {
+// binding for (MaxClientIDs a call, each retried when it fails
+// transiently).
+func (s *Service) unbound(ctx context.Context, rep *Report, ids []string) ([]string, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
 	if s.Bindings == nil {
 		return nil, fault.Invalidf("reconcile.unbound", "backup policies are configured but no binding lister is")
 	}
-	bl, err := s.Bindings(ctx, region)
+	bl, err := s.Bindings(ctx, rep.Region)
 	if err != nil {
 		return nil, fmt.Errorf("build the HBR client: %w", err)
 	}
 	var out []string
 	for chunk := range slices.Chunk(ids, MaxClientIDs) {
-		bound, err := bl.DescribePolicyBindings(ctx, chunk)
+		var bound map[string]string
+		n, err := s.retry(ctx, fmt.Sprintf("describe the policy bindings of %d instances", len(chunk)), func() (err error) {
+			bound, err = bl.DescribePolicyBindings(ctx, chunk)
+			return err
+		})
+		rep.Retries += n
 		if err != nil {
-			return nil, fmt.Errorf("describe the policy bindings of %d instances: %w", len(chunk), err)
+			return nil, err
 		}
 		for _, id := range chunk {
 			if bound[id] == "" {
@@ -526,9 +559,10 @@ func appendNew(list []string, ids ...string) []string {
 	return list
 }
 
-// clients asks HBR for the clients of instances, MaxClientIDs ids a call,
-// and keeps one per instance: ACTIVATED over INSTALLING over the rest.
-func (s *Service) clients(ctx context.Context, region string, instances []ecs.Instance) (map[string]hbr.BackupClient, error) {
+// clients asks HBR for the clients of instances, MaxClientIDs ids a call
+// (each retried when it fails transiently), and keeps one per instance:
+// ACTIVATED over INSTALLING over the rest.
+func (s *Service) clients(ctx context.Context, rep *Report, instances []ecs.Instance) (map[string]hbr.BackupClient, error) {
 	out := map[string]hbr.BackupClient{}
 	if len(instances) == 0 {
 		return out, nil
@@ -536,7 +570,7 @@ func (s *Service) clients(ctx context.Context, region string, instances []ecs.In
 	if s.HBR == nil {
 		return nil, fault.Invalidf("reconcile.clients", "no HBR client configured")
 	}
-	cl, err := s.HBR(ctx, region)
+	cl, err := s.HBR(ctx, rep.Region)
 	if err != nil {
 		return nil, fmt.Errorf("build the HBR client: %w", err)
 	}
@@ -545,9 +579,14 @@ func (s *Service) clients(ctx context.Context, region string, instances []ecs.In
 		ids[i] = in.ID
 	}
 	for chunk := range slices.Chunk(ids, MaxClientIDs) {
-		got, err := cl.DescribeBackupClients(ctx, chunk)
+		var got []hbr.BackupClient
+		n, err := s.retry(ctx, fmt.Sprintf("describe the backup clients of %d instances", len(chunk)), func() (err error) {
+			got, err = cl.DescribeBackupClients(ctx, chunk)
+			return err
+		})
+		rep.Retries += n
 		if err != nil {
-			return nil, fmt.Errorf("describe the backup clients of %d instances: %w", len(chunk), err)
+			return nil, err
 		}
 		for _, bc := range got {
 			if prev, ok := out[bc.InstanceID]; !ok || rank(bc.Status) < rank(prev.Status) {

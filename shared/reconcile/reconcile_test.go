@@ -102,6 +102,7 @@ func service(t *testing.T, instances []ecs.Instance, cl *clientsFake, rules scop
 		Policy: policy,
 		Rate:   600,
 		Now:    func() time.Time { return t0 },
+		Sleep:  func(time.Duration) {},
 	}
 }
 
