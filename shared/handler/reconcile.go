@@ -79,7 +79,7 @@ func (h *Reconcile) service(ctx context.Context, s *session) (*reconcile.Service
 	}
 	return &reconcile.Service{
 		ECS: s.lister, HBR: s.clientLister, Scope: h.Scope, Policy: h.Policy,
-		Rate: h.Rate, Max: h.Max, Now: h.Now, Sleep: h.Sleep, Stop: h.stopper(ctx),
+		Rate: h.Rate, Max: h.Max, Now: h.Now, Sleep: h.Sleep, Stop: h.stopper(ctx), Workers: h.Workers,
 		Protect: h.Protect, Bindings: s.bindingLister, Ledger: l,
 	}, nil
 }

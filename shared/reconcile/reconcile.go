@@ -33,9 +33,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecs"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fanout"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbr"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ident"
@@ -139,6 +141,10 @@ type Service struct {
 	// are queued like missing instances, and the install function takes
 	// them over.
 	Ledger Ledger
+	// Workers bounds the ledger reads a sweep makes at once (the
+	// unrecorded instances are read one by one); ≤ 0 means
+	// fanout.DefaultWorkers.
+	Workers int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Sleep pauses between the retries of a read call that failed
@@ -231,7 +237,8 @@ type Ledger interface {
 }
 
 // stale returns the instances of region whose latest ledger generation has
-// no final record and whose lease has passed.
+// no final record and whose lease has passed. It scans the region's keys,
+// then reads the unrecorded instances' ledgers, Workers at a time.
 func (s *Service) stale(ctx context.Context, rep *Report) ([]string, error) {
 	if s.Ledger == nil {
 		return nil, nil
@@ -251,20 +258,35 @@ func (s *Service) stale(ctx context.Context, rep *Report) ([]string, error) {
 		return nil, err
 	}
 	rep.Unrecorded += len(open)
-	now := s.now()
-	var out []string
-	for _, id := range open {
-		var st ledger.State
-		n, err := s.retry(ctx, "read the instance ledger of "+id, func() (err error) {
-			st, err = s.Ledger.Load(ctx, rep.Region, id)
+	states := make([]ledger.State, len(open))
+	errs := make([]error, len(open))
+	retries := make([]int, len(open))
+	var failed atomic.Bool
+	fanout.Each(len(open), s.Workers, func(i int) {
+		if failed.Load() {
+			return // the part fails anyway: no more reads
+		}
+		retries[i], errs[i] = s.retry(ctx, "read the instance ledger of "+open[i], func() (err error) {
+			states[i], err = s.Ledger.Load(ctx, rep.Region, open[i])
 			return err
 		})
+		if errs[i] != nil {
+			failed.Store(true)
+		}
+	})
+	for _, n := range retries {
 		rep.Retries += n
+	}
+	for _, err := range errs {
 		if err != nil {
 			return nil, err
 		}
-		if st.Generation > 0 && st.Final == nil && now.After(st.LeaseUntil()) && job.ValidInstanceID(id) {
-			out = append(out, id)
+	}
+	now := s.now()
+	var out []string
+	for i, st := range states {
+		if st.Generation > 0 && st.Final == nil && now.After(st.LeaseUntil()) && job.ValidInstanceID(open[i]) {
+			out = append(out, open[i])
 		}
 	}
 	rep.StaleClaims += len(out)
