@@ -10,6 +10,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecs"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/job"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ledger"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ledger/ledgertest"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/scope"
@@ -126,4 +128,92 @@ func TestStaleClaimsAreReadConcurrently(t *testing.T) {
 	assert.Equal(t, 40, part.Report.StaleClaims)
 	assert.Equal(t, dead, idsOf(part.Result), "the dead claims, in the ledger's order")
 	assert.True(t, part.Report.Complete)
+}
+
+// When Stop says the invocation's time is running out, the ledger pass
+// stops reading and the part ends with a continuation that goes on with
+// the pass, after the last instance read, in the next part; the listing
+// starts once the pass is done. Before, the pass read on until the
+// invocation's deadline failed the whole sweep.
+func TestLedgerPassStopsBeforeTheBudgetAndContinues(t *testing.T) {
+	t.Parallel()
+	dead, live, recorded := numbered("dead", 100), numbered("live", 30), numbered("done", 10)
+	l, g, now := staleLedger(t, dead, live, recorded, 0)
+	var instances []ecs.Instance
+	for _, id := range numbered("run", 150) {
+		instances = append(instances, running(id, nil))
+	}
+	svc := service(t, instances, &clientsFake{}, scope.Rules{})
+	svc.Ledger, svc.Workers = l, 4
+	svc.Now = func() time.Time { return now }
+	var mu sync.Mutex
+	asked := 0
+	svc.Stop = func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		asked++
+		return asked%40 == 0 // the time of about 44 reads
+	}
+
+	part, err := svc.Sweep(context.Background(), "cn-hangzhou", "s1", now, false)
+	require.NoError(t, err)
+	queued := map[string]int{}
+	var ledgerParts int
+	for {
+		for _, id := range idsOf(part.Result) {
+			queued[id]++
+		}
+		if part.Next == nil {
+			break
+		}
+		if part.Next.Sweep.Token == startToken {
+			ledgerParts++
+			assert.Zero(t, part.Report.Listed, "part %d: the listing waits for the ledger pass", part.Report.Parts)
+			assert.Less(t, part.Report.Unrecorded, 130)
+		}
+		body, err := job.Encode(*part.Next)
+		require.NoError(t, err, "a continuation of the ledger pass is a valid job message")
+		m, err := job.Decode(body)
+		require.NoError(t, err)
+		part, err = svc.Continue(context.Background(), m)
+		require.NoError(t, err)
+	}
+	rep := part.Report
+	assert.GreaterOrEqual(t, ledgerParts, 2, "130 reads at about 44 a part")
+	assert.True(t, rep.Complete)
+	assert.Equal(t, 130, rep.Unrecorded, "each unrecorded instance counted once over all parts")
+	assert.Equal(t, 100, rep.StaleClaims)
+	assert.Equal(t, 150, rep.Listed)
+	assert.Equal(t, 150, rep.Missing)
+	for _, id := range dead {
+		assert.Equal(t, 1, queued[id], "%s is queued once", id)
+	}
+	for _, id := range append(live, recorded...) {
+		assert.Zero(t, queued[id], "%s is not queued", id)
+	}
+	_, read := g.stats()
+	for _, id := range append(dead, live...) {
+		assert.Equal(t, 1, read[id], "%s is read once over all parts", id)
+	}
+	assert.Len(t, read, 130)
+}
+
+// scanOrder is the order ledger.Scan visits instances in: that of their
+// keys, "<instance>/g…".
+func TestScanOrder(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		a, b string
+		want int
+	}{
+		{"i-a", "i-b", -1},
+		{"i-a-b", "i-a", -1}, // "i-a-b/…" < "i-a/…"
+		{"i-a0", "i-a", 1},
+		{"i-a", "i-a", 0},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, scanOrder(tt.a, tt.b), "%s vs %s", tt.a, tt.b)
+		keys := []string{tt.a + "/g000001/claim", tt.b + "/g000001/claim"}
+		assert.Equal(t, tt.want, strings.Compare(keys[0], keys[1]), "the keys sort alike")
+	}
 }
