@@ -79,7 +79,7 @@ func (h *Reconcile) service(ctx context.Context, s *session) (*reconcile.Service
 	}
 	return &reconcile.Service{
 		ECS: s.lister, HBR: s.clientLister, Scope: h.Scope, Policy: h.Policy,
-		Rate: h.Rate, Max: h.Max, Now: h.Now, Stop: h.stopper(ctx),
+		Rate: h.Rate, Max: h.Max, Now: h.Now, Sleep: h.Sleep, Stop: h.stopper(ctx), Workers: h.Workers,
 		Protect: h.Protect, Bindings: s.bindingLister, Ledger: l,
 	}, nil
 }
@@ -292,7 +292,7 @@ func (h *Reconcile) logReport(ctx context.Context, timer bool, rep reconcile.Rep
 		slog.Int("enqueued", rep.Enqueued), slog.Int("messages", rep.Messages),
 		slog.Any("excluded", rep.Excluded), slog.Any("clientStatus", rep.ClientStatus),
 		slog.Int("unbound", rep.Unbound), slog.Int("bindQueued", rep.BindQueued),
-		slog.Int("unrecorded", rep.Unrecorded), slog.Int("staleClaims", rep.StaleClaims),
+		slog.Int("unrecorded", rep.Unrecorded), slog.Int("staleClaims", rep.StaleClaims), slog.Int("retries", rep.Retries),
 		slog.Bool("truncated", rep.Truncated), slog.Float64("spreadSeconds", rep.SpreadSeconds),
 		slog.Int("parts", rep.Parts), slog.Bool("complete", rep.Complete),
 	}

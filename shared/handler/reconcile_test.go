@@ -23,6 +23,7 @@ import (
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ledger"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ledger/ledgertest"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/outcome"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/reconcile"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/scope"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/taskqueue"
 )
@@ -36,10 +37,14 @@ type sweepCloud struct {
 	clients   []hbr.BackupClient
 	listErr   error
 	sendErr   error
-	journal   []string
-	sent      []job.Message
-	lists     int
-	store     *ledgertest.Store
+	// clientErrs fail the next DescribeBackupClients calls, one each.
+	clientErrs []error
+	// storeDelay slows every call of the ledger's store down.
+	storeDelay time.Duration
+	journal    []string
+	sent       []job.Message
+	lists      int
+	store      *ledgertest.Store
 }
 
 func (f *sweepCloud) note(s string) {
@@ -61,7 +66,26 @@ func (f *sweepCloud) Store(context.Context) (ledger.Store, error) {
 	if f.store == nil {
 		f.store = ledgertest.New()
 	}
+	if f.storeDelay > 0 {
+		return slowStore{Store: f.store, delay: f.storeDelay}, nil
+	}
 	return f.store, nil
+}
+
+// slowStore is a ledger store whose every call takes delay.
+type slowStore struct {
+	ledger.Store
+	delay time.Duration
+}
+
+func (s slowStore) List(ctx context.Context, prefix, after string, max int) ([]string, bool, error) {
+	time.Sleep(s.delay)
+	return s.Store.List(ctx, prefix, after, max)
+}
+
+func (s slowStore) Get(ctx context.Context, key string) ([]byte, error) {
+	time.Sleep(s.delay)
+	return s.Store.Get(ctx, key)
 }
 func (f *sweepCloud) Topic(context.Context) (Publisher, error) { return nil, nil }
 
@@ -82,6 +106,14 @@ func (f *sweepCloud) InstallBackupClients(context.Context, []string) (hbr.Instal
 }
 
 func (f *sweepCloud) DescribeBackupClients(_ context.Context, ids []string) ([]hbr.BackupClient, error) {
+	f.mu.Lock()
+	if len(f.clientErrs) > 0 {
+		err := f.clientErrs[0]
+		f.clientErrs = f.clientErrs[1:]
+		f.mu.Unlock()
+		return nil, err
+	}
+	f.mu.Unlock()
 	var out []hbr.BackupClient
 	for _, c := range f.clients {
 		for _, id := range ids {
@@ -402,4 +434,101 @@ func TestReconcilePartEndsBeforeTheDeadline(t *testing.T) {
 			assert.Equal(t, tc.want, h.stopper(ctx)())
 		})
 	}
+}
+
+// A throttled DescribeBackupClients call is made again after a short pause
+// (the handler's Sleep) and the sweep completes; before, one throttled call
+// among a region's hundred failed the whole sweep.
+func TestReconcileRetriesAThrottledPage(t *testing.T) {
+	t.Parallel()
+	c, rec, d, buf := sweepFixture(t)
+	c.clientErrs = []error{
+		fault.Wrap("hbr.DescribeBackupClients", fault.Retryable, "Throttling.User", errors.New("slow down")),
+		fault.Wrap("hbr.DescribeBackupClients", fault.Retryable, "ServiceUnavailable", errors.New("503")),
+	}
+	var mu sync.Mutex
+	var paused []time.Duration
+	d.Sleep = func(p time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		paused = append(paused, p)
+	}
+	rep, err := NewReconcile(d, 600, 1000).Handle(context.Background(), []byte(`{}`))
+	require.NoError(t, err)
+	assert.True(t, rep.Complete)
+	assert.Equal(t, 3, rep.Enqueued)
+	assert.Equal(t, 2, rep.Retries)
+	assert.Len(t, rec.accepted, 3)
+	require.Len(t, paused, 2)
+	assert.InDelta(t, 150*time.Millisecond, paused[0], float64(50*time.Millisecond), "200 ms, jittered over [100, 200]")
+	assert.InDelta(t, 300*time.Millisecond, paused[1], float64(100*time.Millisecond), "400 ms, jittered over [200, 400]")
+	line := logLine(t, buf, "coverage")
+	assert.Equal(t, "INFO", line["level"])
+	assert.Equal(t, 2.0, line["retries"])
+}
+
+// With a slow ledger store and many unrecorded instances, a part stops
+// reading before its invocation's deadline and queues a continuation; the
+// next parts read on from there and the sweep completes. Before, the reads
+// ran into the deadline and the sweep failed every time.
+func TestReconcileLedgerPassEndsBeforeTheDeadlineAndContinues(t *testing.T) {
+	t.Parallel()
+	const timeout = 1200 * time.Millisecond // a quarter kept: reads stop ~300 ms before
+	c, rec, d, buf := sweepFixture(t)
+	store, err := c.Store(context.Background())
+	require.NoError(t, err)
+	l := &ledger.Ledger{Store: store, Now: func() time.Time { return t0.Add(-time.Hour) }}
+	dead := make([]string, 1500)
+	for i := range dead {
+		dead[i] = "i-dead" + strconv.Itoa(10000+i)
+		_, err := l.Claim(context.Background(), ledger.Announcement{Region: "cn-hangzhou", Instance: dead[i], Job: "j-" + dead[i]})
+		require.NoError(t, err)
+	}
+	c.storeDelay = 10 * time.Millisecond // a read: a listing and the claim, 20 ms
+	h := NewReconcile(d, 600, 1000)
+
+	part := func(run func(ctx context.Context) (reconcile.Report, error)) reconcile.Report {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		start := time.Now()
+		rep, err := run(ctx)
+		require.NoError(t, err)
+		assert.Less(t, time.Since(start), timeout, "part %d ends before its deadline", rep.Parts)
+		return rep
+	}
+	rep := part(func(ctx context.Context) (reconcile.Report, error) { return h.Handle(ctx, []byte(`{"sweepId":"s1"}`)) })
+	require.False(t, rep.Complete, "1 500 reads do not fit in one part")
+	assert.Positive(t, rep.Unrecorded)
+	assert.Less(t, rep.Unrecorded, len(dead))
+	assert.Zero(t, rep.Listed, "the listing waits for the ledger pass")
+	assert.Equal(t, "INFO", logLine(t, buf, "sweep part")["level"])
+	handled := map[int]bool{}
+	for !rep.Complete && rep.Parts < 10 {
+		var next *job.Message
+		c.mu.Lock()
+		for _, m := range c.sent {
+			if m.Kind == job.KindSweep && !handled[m.Sweep.Part] {
+				next = &m
+			}
+		}
+		c.mu.Unlock()
+		require.NotNil(t, next, "part %d queued its continuation", rep.Parts)
+		handled[next.Sweep.Part] = true
+		rep = part(func(ctx context.Context) (reconcile.Report, error) { return h.Continue(ctx, *next) })
+	}
+	assert.True(t, rep.Complete)
+	assert.Equal(t, len(dead), rep.Unrecorded)
+	assert.Equal(t, len(dead), rep.StaleClaims)
+	assert.Equal(t, 3, rep.Missing)
+	assert.Equal(t, len(dead)+3, rep.Enqueued)
+	accepted := map[string]int{}
+	for _, a := range rec.accepted {
+		accepted[a.InstanceID]++
+	}
+	assert.Len(t, accepted, len(dead)+3)
+	for id, n := range accepted {
+		assert.Equal(t, 1, n, "%s is accepted once", id)
+	}
+	assert.Equal(t, true, logLine(t, buf, "coverage")["complete"])
 }

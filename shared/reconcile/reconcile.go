@@ -10,18 +10,23 @@
 // unrecorded and stale claims. The same sweep is the backfill for instances
 // that existed before the deployment, and a dry run only reports.
 //
-// A sweep covers a region of any size: it lists the instances a page at a
-// time and, when Stop says the invocation's time is running out, returns a
-// continuation (a job.KindSweep message carrying the listing token and the
-// running totals) that Continue picks up in the next invocation. The last
-// part's Report covers the whole region.
+// A sweep covers a region of any size: it reads the ledger of the
+// unrecorded instances, then lists the instances a page at a time and,
+// when Stop says the invocation's time is running out, returns a
+// continuation (a job.KindSweep message carrying the listing token, where
+// the ledger pass stands and the running totals) that Continue picks up in
+// the next invocation. The last part's Report covers the whole region.
 //
 // Like package install, the Service makes read-only cloud calls but sends
 // and logs nothing: it returns the messages in an install.Result and the
-// caller (package handler) delivers them. Sweep returns the listing errors
-// as the adapters classified them (shared/fault: Retryable for throttling,
-// 5xx and network trouble, Permanent or Invalid otherwise), and an Invalid
-// error for a malformed region or sweep id; nothing is enqueued then.
+// caller (package handler) delivers them. Each read call that fails
+// transiently (fault.Retryable: throttling, 5xx, network trouble,
+// timeouts) is made again a few times with a short jittered back-off
+// (ReadAttempts, RetryBase); a call that still fails fails the part. Sweep
+// returns the listing errors as the adapters classified them (shared/fault:
+// Retryable for throttling, 5xx and network trouble, Permanent or Invalid
+// otherwise), naming the call, and an Invalid error for a malformed region
+// or sweep id; nothing is enqueued then.
 package reconcile
 
 import (
@@ -29,9 +34,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ecs"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fanout"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/hbr"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/ident"
@@ -117,9 +126,11 @@ type Service struct {
 	// Max bounds the instances one sweep looks at, over all its parts (the
 	// first Max running instances listed); Max ≤ 0 means no bound.
 	Max int
-	// Stop is asked after each page whether the invocation must end now
-	// (its time is running out); the sweep then returns a continuation.
-	// Nil never stops.
+	// Stop is asked after each page, and before each ledger read of the
+	// ledger pass past its first Workers, whether the invocation must end
+	// now (its time is running out); the sweep then returns a
+	// continuation. It is asked by one goroutine at a time. Nil never
+	// stops.
 	Stop func() bool
 	// Protect says which backup policy each instance is bound to. When it
 	// names any, covered instances (ACTIVATED) that should be bound are
@@ -130,13 +141,23 @@ type Service struct {
 	// Bindings returns the binding lister for a region; needed with
 	// Protect.
 	Bindings func(ctx context.Context, region string) (BindingLister, error)
-	// Ledger, when set, is read in a sweep's first part for claims whose
-	// lease passed without a final record (an owner's chain died): they
-	// are queued like missing instances, and the install function takes
-	// them over.
+	// Ledger, when set, is read before the listing starts (the ledger
+	// pass: in the sweep's first part, and in the next ones when Stop cut
+	// it short) for claims whose lease passed without a final record (an
+	// owner's chain died): they are queued like missing instances, and the
+	// install function takes them over.
 	Ledger Ledger
+	// Workers bounds the ledger reads a sweep makes at once (the
+	// unrecorded instances are read one by one); ≤ 0 means
+	// fanout.DefaultWorkers.
+	Workers int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Sleep pauses between the retries of a read call that failed
+	// retryably (see ReadAttempts); nil means time.Sleep. Jitter spreads
+	// each pause; nil means uniformly over [d/2, d].
+	Sleep  func(time.Duration)
+	Jitter func(time.Duration) time.Duration
 }
 
 // Report is a sweep's coverage report. Total = Covered + Installing +
@@ -181,6 +202,10 @@ type Report struct {
 	// run).
 	Unrecorded  int `json:"unrecorded"`
 	StaleClaims int `json:"staleClaims"`
+	// Retries counts the read calls (listing pages, client and binding
+	// lookups, ledger reads) made again after a transient failure
+	// (throttling, 5xx, a timeout).
+	Retries int `json:"retries"`
 	// Truncated says that more running instances were listed than Max.
 	Truncated bool `json:"truncated"`
 	// SpreadSeconds is the delay of the last message: how long the poller
@@ -217,36 +242,99 @@ type Ledger interface {
 	Load(ctx context.Context, region, instance string) (ledger.State, error)
 }
 
-// stale returns the instances of region whose latest ledger generation has
-// no final record and whose lease has passed.
-func (s *Service) stale(ctx context.Context, rep *Report) ([]string, error) {
+// stale is a part's ledger pass: it returns the instances of the region
+// whose latest ledger generation has no final record and whose lease has
+// passed. It scans the region's keys and reads the ledgers of the
+// unrecorded instances that come after after in the scan's order ("" for
+// all), Workers at a time. From the Workers-th read on it asks stop (nil:
+// never), one read at a time, before each read; once stop says the
+// invocation's time is running out it reads no more, and next is the last
+// instance read: the pass continues after it in the next part. next is ""
+// when the pass is done.
+func (s *Service) stale(ctx context.Context, rep *Report, after string, stop func() bool) (ids []string, next string, err error) {
 	if s.Ledger == nil {
-		return nil, nil
+		return nil, "", nil
 	}
 	var open []string
-	err := s.Ledger.Scan(ctx, rep.Region, func(sum ledger.Summary) error {
-		if !sum.Final {
-			open = append(open, sum.Instance)
-		}
-		return nil
+	n, err := s.retry(ctx, "scan the instance ledger of "+rep.Region, func() error {
+		open = open[:0]
+		return s.Ledger.Scan(ctx, rep.Region, func(sum ledger.Summary) error {
+			if !sum.Final && (after == "" || scanOrder(sum.Instance, after) > 0) {
+				open = append(open, sum.Instance)
+			}
+			return nil
+		})
 	})
+	rep.Retries += n
 	if err != nil {
-		return nil, fmt.Errorf("scan the instance ledger of %s: %w", rep.Region, err)
+		return nil, "", err
 	}
-	rep.Unrecorded += len(open)
-	now := s.now()
-	var out []string
-	for _, id := range open {
-		st, err := s.Ledger.Load(ctx, rep.Region, id)
+	workers := s.Workers
+	if workers <= 0 {
+		workers = fanout.DefaultWorkers
+	}
+	states := make([]ledger.State, len(open))
+	errs := make([]error, len(open))
+	retries := make([]int, len(open))
+	// Each read takes the next instance in order, so the instances read
+	// are always the first done of open, whenever the pass stops.
+	var mu sync.Mutex
+	done, stopped := 0, false
+	take := func() (int, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		// The first reads of a part are always made, so that a sweep
+		// moves on however little time a part has.
+		if !stopped && done >= workers && stop != nil {
+			stopped = stop()
+		}
+		if stopped || done >= len(open) {
+			return 0, false
+		}
+		done++
+		return done - 1, true
+	}
+	var failed atomic.Bool
+	fanout.Each(len(open), workers, func(int) {
+		i, ok := take()
+		if !ok || failed.Load() {
+			return
+		}
+		retries[i], errs[i] = s.retry(ctx, "read the instance ledger of "+open[i], func() (err error) {
+			states[i], err = s.Ledger.Load(ctx, rep.Region, open[i])
+			return err
+		})
+		if errs[i] != nil {
+			failed.Store(true) // the part fails anyway: no more reads
+		}
+	})
+	for _, n := range retries {
+		rep.Retries += n
+	}
+	for _, err := range errs {
 		if err != nil {
-			return nil, fmt.Errorf("read the instance ledger of %s: %w", id, err)
-		}
-		if st.Generation > 0 && st.Final == nil && now.After(st.LeaseUntil()) && job.ValidInstanceID(id) {
-			out = append(out, id)
+			return nil, "", err
 		}
 	}
-	rep.StaleClaims += len(out)
-	return out, nil
+	if done < len(open) {
+		next = open[done-1] // done ≥ 1: the first reads are always made
+	}
+	now := s.now()
+	for i, st := range states[:done] {
+		if st.Generation > 0 && st.Final == nil && now.After(st.LeaseUntil()) && job.ValidInstanceID(open[i]) {
+			ids = append(ids, open[i])
+		}
+	}
+	rep.Unrecorded += done
+	rep.StaleClaims += len(ids)
+	return ids, next, nil
+}
+
+// scanOrder compares two instance ids in the order ledger.Scan visits
+// them, the order of their keys ("<instance>/g…"): "i-a-b" comes before
+// "i-a", since '-' sorts before '/'.
+func scanOrder(a, b string) int {
+	return strings.Compare(a+"/", b+"/")
 }
 
 // Part is what one invocation of a sweep produced.
@@ -282,7 +370,7 @@ func (s *Service) Sweep(ctx context.Context, region, sweepID string, at time.Tim
 	case !ValidSweepID(sweepID):
 		return Part{Report: rep}, fault.Invalidf(op, "sweep id %q: want 1..%d letters, digits or _.:+- starting with a letter or digit", sweepID, MaxSweepIDLen)
 	}
-	return s.run(ctx, rep, at, "")
+	return s.run(ctx, rep, at, "", pass{pending: true})
 }
 
 // Continue runs the next part of the sweep that m (a job.KindSweep message
@@ -295,12 +383,13 @@ func (s *Service) Continue(ctx context.Context, m job.Message) (Part, error) {
 		return Part{}, fault.Invalidf(op, "not a sweep continuation: %s", m.Describe())
 	}
 	st := m.Sweep
-	var rep Report
+	var tot totals
 	if len(st.Report) > 0 {
-		if err := json.Unmarshal(st.Report, &rep); err != nil {
+		if err := json.Unmarshal(st.Report, &tot); err != nil {
 			return Part{}, fault.Invalidf(op, "sweep %s: running totals do not read: %v", st.ID, err)
 		}
 	}
+	rep := tot.Report
 	rep.Region, rep.SweepID, rep.DryRun, rep.Parts = m.Region, st.ID, st.DryRun, st.Part
 	if rep.Excluded == nil {
 		rep.Excluded = map[string]int{}
@@ -319,34 +408,72 @@ func (s *Service) Continue(ctx context.Context, m job.Message) (Part, error) {
 			st.ID, rep.StartedAt.Format(time.RFC3339), m.Deadline.Format(time.RFC3339))
 	case st.Part >= job.MaxSweepParts-1:
 		return Part{Report: rep}, fault.Invalidf(op, "sweep %s has run %d parts, the most allowed", st.ID, st.Part)
+	case (tot.LedgerAfter != "") != (st.Token == startToken):
+		return Part{Report: rep}, fault.Invalidf(op, "sweep %s: a continuation of the ledger pass needs both its token and where it stands", st.ID)
 	}
-	return s.run(ctx, rep, st.At, st.Token)
+	if tot.LedgerAfter != "" {
+		return s.run(ctx, rep, st.At, "", pass{pending: true, after: tot.LedgerAfter})
+	}
+	return s.run(ctx, rep, st.At, st.Token, pass{})
 }
 
-// run lists pages from token on until the listing ends, Max is reached or
-// Stop says to stop, and counts and enqueues what it finds.
-func (s *Service) run(ctx context.Context, rep Report, at time.Time, token string) (Part, error) {
+// startToken is the listing token of a continuation whose listing has not
+// started: its part continues the ledger pass (totals.LedgerAfter), then
+// lists from the first page. A job.Sweep needs a token, and ECS's
+// NextTokens are hex strings.
+const startToken = "reconcile:ledger-pass"
+
+// totals is what a continuation carries in job.Sweep.Report: the running
+// Report and, while the ledger pass is not done, where it stands.
+type totals struct {
+	Report
+	// LedgerAfter is the last instance the ledger pass read: the next part
+	// reads on after it. Empty once the pass is done.
+	LedgerAfter string `json:"ledgerAfter,omitempty"`
+}
+
+// pass is where a part stands in the ledger pass: pending until it is
+// done, continuing after the instance after ("" from the start).
+type pass struct {
+	pending bool
+	after   string
+}
+
+// run makes the ledger pass when it is pending, then, unless Stop ended
+// the pass, lists pages from token on until the listing ends, Max is
+// reached or Stop says to stop, and counts and enqueues what it finds.
+func (s *Service) run(ctx context.Context, rep Report, at time.Time, token string, lp pass) (Part, error) {
 	rep.Parts++
 	cl, err := s.lister(ctx, rep.Region)
 	if err != nil {
 		return Part{Report: rep}, err
 	}
 	var missing, unbound []string
-	if rep.Parts == 1 {
-		stale, err := s.stale(ctx, &rep)
+	if lp.pending {
+		stale, after, err := s.stale(ctx, &rep, lp.after, s.Stop)
 		if err != nil {
 			return Part{Report: rep}, err
 		}
 		missing = append(missing, stale...)
+		if after != "" {
+			// The time is up: the pass goes on, and the listing starts,
+			// in the next part.
+			return s.end(rep, at, missing, nil, startToken, after)
+		}
 	}
 	for pages := 0; ; pages++ {
 		// At least one page per part, so a sweep always moves on.
 		if pages > 0 && token != "" && s.Stop != nil && s.Stop() {
 			break
 		}
-		page, err := cl.ListInstancesPage(ctx, ecs.StatusRunning, token)
+		var page ecs.Page
+		n, err := s.retry(ctx, "list the running instances of "+rep.Region, func() (err error) {
+			page, err = cl.ListInstancesPage(ctx, ecs.StatusRunning, token)
+			return err
+		})
+		rep.Retries += n
 		if err != nil {
-			return Part{Report: rep}, fmt.Errorf("list the running instances of %s: %w", rep.Region, err)
+			return Part{Report: rep}, err
 		}
 		instances := dedupe(page.Instances)
 		rep.Listed += len(instances)
@@ -366,6 +493,13 @@ func (s *Service) run(ctx context.Context, rep Report, at time.Time, token strin
 			break
 		}
 	}
+	return s.end(rep, at, missing, unbound, token, "")
+}
+
+// end builds a part's messages for the missing and unbound instances and,
+// unless the listing is done (token ""), the continuation that goes on
+// from token (and, while the ledger pass is not done, after ledgerAfter).
+func (s *Service) end(rep Report, at time.Time, missing, unbound []string, token, ledgerAfter string) (Part, error) {
 	part := Part{}
 	if !rep.DryRun && len(missing) > 0 {
 		part.Result = s.enqueue(rep.Region, rep.SweepID, at, missing, rep.Messages, rep.StartedAt)
@@ -390,7 +524,7 @@ func (s *Service) run(ctx context.Context, rep Report, at time.Time, token strin
 		part.Report = rep
 		return part, nil
 	}
-	next, err := s.continuation(rep, at, token)
+	next, err := s.continuation(rep, at, token, ledgerAfter)
 	if err != nil {
 		return Part{Report: rep}, err
 	}
@@ -399,8 +533,8 @@ func (s *Service) run(ctx context.Context, rep Report, at time.Time, token strin
 }
 
 // continuation is the message that carries the sweep to its next part.
-func (s *Service) continuation(rep Report, at time.Time, token string) (job.Message, error) {
-	totals, err := json.Marshal(rep)
+func (s *Service) continuation(rep Report, at time.Time, token, ledgerAfter string) (job.Message, error) {
+	body, err := json.Marshal(totals{Report: rep, LedgerAfter: ledgerAfter})
 	if err != nil {
 		return job.Message{}, fault.Wrap("reconcile.continuation", fault.Invalid, "", err)
 	}
@@ -408,7 +542,7 @@ func (s *Service) continuation(rep Report, at time.Time, token string) (job.Mess
 	return job.Message{
 		Version: job.SweepVersion, Kind: job.KindSweep, Region: rep.Region,
 		Deadline: rep.StartedAt.Add(SweepLifetime), OriginEventID: OriginPrefix + rep.SweepID, SentAt: now,
-		Sweep: &job.Sweep{ID: rep.SweepID, At: at, DryRun: rep.DryRun, Token: token, Part: rep.Parts, Report: totals},
+		Sweep: &job.Sweep{ID: rep.SweepID, At: at, DryRun: rep.DryRun, Token: token, Part: rep.Parts, Report: body},
 	}, nil
 }
 
@@ -440,7 +574,7 @@ func dedupe(in []ecs.Instance) []ecs.Instance {
 // count classifies instances into rep and returns the missing ones' ids and
 // the covered ones that should be bound to a backup policy and are not.
 func (s *Service) count(ctx context.Context, rep *Report, instances []ecs.Instance) (missing, unbound []string, err error) {
-	clients, err := s.clients(ctx, rep.Region, instances)
+	clients, err := s.clients(ctx, rep, instances)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -475,7 +609,7 @@ func (s *Service) count(ctx context.Context, rep *Report, instances []ecs.Instan
 		}
 		missing = append(missing, in.ID)
 	}
-	unbound, err = s.unbound(ctx, rep.Region, due)
+	unbound, err = s.unbound(ctx, rep, due)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -484,23 +618,29 @@ func (s *Service) count(ctx context.Context, rep *Report, instances []ecs.Instan
 }
 
 // unbound returns the instances of ids that HBR lists no backup-policy
-// binding for (MaxClientIDs a call).
-func (s *Service) unbound(ctx context.Context, region string, ids []string) ([]string, error) {
+// binding for (MaxClientIDs a call, each retried when it fails
+// transiently).
+func (s *Service) unbound(ctx context.Context, rep *Report, ids []string) ([]string, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
 	if s.Bindings == nil {
 		return nil, fault.Invalidf("reconcile.unbound", "backup policies are configured but no binding lister is")
 	}
-	bl, err := s.Bindings(ctx, region)
+	bl, err := s.Bindings(ctx, rep.Region)
 	if err != nil {
 		return nil, fmt.Errorf("build the HBR client: %w", err)
 	}
 	var out []string
 	for chunk := range slices.Chunk(ids, MaxClientIDs) {
-		bound, err := bl.DescribePolicyBindings(ctx, chunk)
+		var bound map[string]string
+		n, err := s.retry(ctx, fmt.Sprintf("describe the policy bindings of %d instances", len(chunk)), func() (err error) {
+			bound, err = bl.DescribePolicyBindings(ctx, chunk)
+			return err
+		})
+		rep.Retries += n
 		if err != nil {
-			return nil, fmt.Errorf("describe the policy bindings of %d instances: %w", len(chunk), err)
+			return nil, err
 		}
 		for _, id := range chunk {
 			if bound[id] == "" {
@@ -526,9 +666,10 @@ func appendNew(list []string, ids ...string) []string {
 	return list
 }
 
-// clients asks HBR for the clients of instances, MaxClientIDs ids a call,
-// and keeps one per instance: ACTIVATED over INSTALLING over the rest.
-func (s *Service) clients(ctx context.Context, region string, instances []ecs.Instance) (map[string]hbr.BackupClient, error) {
+// clients asks HBR for the clients of instances, MaxClientIDs ids a call
+// (each retried when it fails transiently), and keeps one per instance:
+// ACTIVATED over INSTALLING over the rest.
+func (s *Service) clients(ctx context.Context, rep *Report, instances []ecs.Instance) (map[string]hbr.BackupClient, error) {
 	out := map[string]hbr.BackupClient{}
 	if len(instances) == 0 {
 		return out, nil
@@ -536,7 +677,7 @@ func (s *Service) clients(ctx context.Context, region string, instances []ecs.In
 	if s.HBR == nil {
 		return nil, fault.Invalidf("reconcile.clients", "no HBR client configured")
 	}
-	cl, err := s.HBR(ctx, region)
+	cl, err := s.HBR(ctx, rep.Region)
 	if err != nil {
 		return nil, fmt.Errorf("build the HBR client: %w", err)
 	}
@@ -545,9 +686,14 @@ func (s *Service) clients(ctx context.Context, region string, instances []ecs.In
 		ids[i] = in.ID
 	}
 	for chunk := range slices.Chunk(ids, MaxClientIDs) {
-		got, err := cl.DescribeBackupClients(ctx, chunk)
+		var got []hbr.BackupClient
+		n, err := s.retry(ctx, fmt.Sprintf("describe the backup clients of %d instances", len(chunk)), func() (err error) {
+			got, err = cl.DescribeBackupClients(ctx, chunk)
+			return err
+		})
+		rep.Retries += n
 		if err != nil {
-			return nil, fmt.Errorf("describe the backup clients of %d instances: %w", len(chunk), err)
+			return nil, err
 		}
 		for _, bc := range got {
 			if prev, ok := out[bc.InstanceID]; !ok || rank(bc.Status) < rank(prev.Status) {

@@ -102,6 +102,7 @@ func service(t *testing.T, instances []ecs.Instance, cl *clientsFake, rules scop
 		Policy: policy,
 		Rate:   600,
 		Now:    func() time.Time { return t0 },
+		Sleep:  func(time.Duration) {},
 	}
 }
 
@@ -472,6 +473,10 @@ func TestContinueRefusesWhatCannotEnd(t *testing.T) {
 		"too many parts":    func(m *job.Message) { m.Sweep.Part = job.MaxSweepParts - 1 },
 		"not a sweep":       func(m *job.Message) { m.Kind = job.KindPoll },
 		"bad totals":        func(m *job.Message) { m.Sweep.Report = []byte(`[1]`) },
+		"ledger pass without its token": func(m *job.Message) {
+			m.Sweep.Report = []byte(`{"ledgerAfter":"i-c0001"}`)
+		},
+		"start token without the ledger pass": func(m *job.Message) { m.Sweep.Token = startToken },
 	}
 	for name, mutate := range tests {
 		t.Run(name, func(t *testing.T) {
