@@ -225,7 +225,8 @@ type Record struct {
 	Attempts   int     `json:"attempts"`
 	Elapsed    float64 `json:"elapsedSeconds"`
 	// Supersedes names the earlier record of the instance this one
-	// corrects, as "<jobId>/<OUTCOME>"; "" when it corrects none.
+	// corrects, as "<jobId>/<OUTCOME>", or the dead owner it took over, as
+	// "<jobId>"; "" when it corrects none.
 	Supersedes string `json:"supersedes"`
 	At         time.Time
 }
