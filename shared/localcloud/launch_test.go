@@ -143,6 +143,12 @@ func TestJudgeCountsConflictsAndRepeats(t *testing.T) {
 		{"correction repeated without the field", []Record{rec("a", "FAILED", "X", ""), rec("b", "INSTALLED", "", "a/FAILED"), rec("b", "INSTALLED", "", "")}, 0, 1},
 		{"correction names another record", []Record{rec("a", "FAILED", "X", ""), rec("b", "INSTALLED", "", "c/FAILED")}, 1, 0},
 		{"three ways", []Record{rec("a", "FAILED", "X", ""), rec("b", "INSTALLED", "", ""), rec("c", "NOT_READY", "Y", "")}, 3, 0},
+		// A restart (generation 2), then a sweep (generation 3): each names
+		// the one before, and the third settles the first too.
+		{"third generation", []Record{rec("a", "FAILED", "X", ""), rec("b", "FAILED", "X", "a/FAILED"), rec("c", "CANCELLED", "Z", "b/FAILED")}, 0, 1},
+		{"takeover then correction", []Record{rec("a", "TIMEOUT", "T", ""), rec("b", "FAILED", "X", "a"), rec("c", "INSTALLED", "", "b/FAILED")}, 0, 0},
+		{"a chain in any order", []Record{rec("c", "INSTALLED", "", "b/FAILED"), rec("b", "FAILED", "X", "a/FAILED"), rec("a", "FAILED", "Y", "")}, 0, 0},
+		{"a chain does not settle an outsider", []Record{rec("a", "FAILED", "X", ""), rec("b", "FAILED", "Y", "a/FAILED"), rec("c", "INSTALLED", "", "b/FAILED"), rec("d", "NOT_READY", "N", "")}, 3, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -28,7 +28,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/cloudauth"
@@ -225,7 +224,8 @@ type Record struct {
 	Attempts   int     `json:"attempts"`
 	Elapsed    float64 `json:"elapsedSeconds"`
 	// Supersedes names the earlier record of the instance this one
-	// corrects, as "<jobId>/<OUTCOME>"; "" when it corrects none.
+	// corrects, as "<jobId>/<OUTCOME>", or the dead owner it took over, as
+	// "<jobId>"; "" when it corrects none.
 	Supersedes string `json:"supersedes"`
 	At         time.Time
 }
@@ -241,11 +241,38 @@ func credsOf(fn string) cloudauth.Credentials {
 	return cloudauth.Credentials{AccessKeyID: "LTAI5tLocal" + fn, AccessKeySecret: "local-secret-" + fn, SecurityToken: "local-sts-" + fn}
 }
 
-// principals are every function's key pairs, named after the functions.
-func principals() callers.Set {
+// slotCredsOf is the key pair of the processes in instance slot i of
+// function fn: named after the function like credsOf, but its own, so that
+// an emulator's call tells which process made it (see crashAfter).
+func slotCredsOf(fn string, i int) cloudauth.Credentials {
+	c := credsOf(fn)
+	suffix := "-" + strconv.Itoa(i)
+	return cloudauth.Credentials{AccessKeyID: c.AccessKeyID + suffix, AccessKeySecret: c.AccessKeySecret + suffix, SecurityToken: c.SecurityToken + suffix}
+}
+
+// slotOf returns the instance slot whose key pair has access key id id, or
+// -1 when id is not a slot's.
+func slotOf(fn, id string) int {
+	rest, ok := strings.CutPrefix(id, credsOf(fn).AccessKeyID+"-")
+	if !ok {
+		return -1
+	}
+	i, err := strconv.Atoi(rest)
+	if err != nil {
+		return -1
+	}
+	return i
+}
+
+// principals are every function's key pairs, the function's and each of
+// its slots' (slots of them), named after the functions.
+func principals(slots int) callers.Set {
 	var set callers.Set
 	for _, fn := range Functions {
 		set = append(set, callers.Principal{Name: fn, Credentials: credsOf(fn)})
+		for i := range slots {
+			set = append(set, callers.Principal{Name: fn, Credentials: slotCredsOf(fn, i)})
+		}
 	}
 	return set
 }
@@ -315,7 +342,7 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 		}
 	}()
 
-	who := principals()
+	who := principals(opts.MaxInstances)
 	c.HBR = hbrsim.New(hbrsim.Options{AccessKeyID: creds.AccessKeyID, AccessKeySecret: creds.AccessKeySecret, SecurityToken: creds.SecurityToken,
 		Principals: who, Latency: opts.APILatency, Seed: opts.Seed})
 	c.HBR.SetDefault(opts.Behavior)
@@ -398,6 +425,7 @@ func Start(ctx context.Context, opts Options) (*Cloud, error) {
 			Name: functionPrefix + fn, Binary: opts.Binaries[fn], Env: env,
 			Timeout: opts.FunctionTimeout, Region: opts.Region, AccountID: opts.AccountID,
 			Credentials: credsOf(fn), MaxInstances: opts.MaxInstances, Output: c.onOutput,
+			InstanceCredentials: func(i int) cloudauth.Credentials { return slotCredsOf(fn, i) },
 		})
 		if err != nil {
 			return nil, fmt.Errorf("start function %s: %w", fn, err)
@@ -604,7 +632,7 @@ func (c *Cloud) onHBRCall(call hbrsim.Call) {
 			c.mu.Unlock()
 		}
 		if call.TaskID != "" && call.Principal == "install" && c.installCrash != nil {
-			c.installCrash.maybe()
+			c.installCrash.maybe(slotOf("install", call.Params["AccessKeyId"]))
 		}
 	}
 	c.entry("hbr", text)
@@ -747,8 +775,10 @@ func (c *Cloud) onOutput(function string, _ int, line []byte) {
 	}
 }
 
-// crashAfter kills a function's processes right after some of their calls
+// crashAfter kills a function's process right after some of its calls
 // return: the process dies between a call and what it meant to do next.
+// Only the process that made the call dies, as when Function Compute loses
+// one instance; the invocations on the others go on.
 type crashAfter struct {
 	fn      *fcsim.Function
 	rate    float64
@@ -757,23 +787,23 @@ type crashAfter struct {
 	rng     *rand.Rand
 }
 
-func (c *crashAfter) maybe() {
+// maybe kills, at the configured rate, the process of instance slot slot
+// (-1: a call not made by one of the function's slots, never killed).
+func (c *crashAfter) maybe(slot int) {
+	if slot < 0 {
+		return
+	}
 	c.mu.Lock()
 	crash := c.rng.Float64() < c.rate
 	c.mu.Unlock()
-	if !crash {
-		return
-	}
-	c.onCrash()
-	for _, in := range c.fn.Instances() {
-		if in.Alive && in.PID > 0 {
-			_ = syscall.Kill(in.PID, syscall.SIGKILL)
-		}
+	if crash && c.fn.Kill(slot) {
+		c.onCrash()
 	}
 }
 
-// crashing kills the poller's processes during some invocations, the way an
-// out-of-memory kill or a crash in a goroutine would.
+// crashing kills the poller's process during some invocations, the way an
+// out-of-memory kill or a crash in a goroutine would: only the process that
+// took the invocation dies.
 type crashing struct {
 	fn      *fcsim.Function
 	rate    float64
@@ -787,18 +817,12 @@ func (c *crashing) Invoke(ctx context.Context, payload []byte, opts fcsim.Invoke
 	crash := c.rng.Float64() < c.rate
 	delay := time.Duration(c.rng.IntN(5)) * time.Millisecond
 	c.mu.Unlock()
-	if crash {
+	opts.Crash, opts.CrashAfter = crash, delay
+	res, err := c.fn.Invoke(ctx, payload, opts)
+	if crash && err == nil && res.Err != nil && res.Err.Type == fcsim.ErrorTypeInstanceCrashed {
 		c.onCrash()
-		go func() {
-			time.Sleep(delay)
-			for _, in := range c.fn.Instances() {
-				if in.PID > 0 {
-					_ = syscall.Kill(in.PID, syscall.SIGKILL)
-				}
-			}
-		}()
 	}
-	return c.fn.Invoke(ctx, payload, opts)
+	return res, err
 }
 
 func describeEvent(e []byte) string {

@@ -53,8 +53,10 @@ type Report struct {
 	WithoutRecord int `json:"without_record"`
 	// DuplicatedOutcomes counts conflicts: per instance, pairs of records
 	// that disagree on the decision (outcome or code) where neither
-	// supersedes the other (Record.Supersedes names "<jobId>/<OUTCOME>" of
-	// the record it corrects). Repeated counts records identical in
+	// supersedes the other, through any chain of supersedes
+	// (Record.Supersedes names "<jobId>/<OUTCOME>" of the record it
+	// corrects, or "<jobId>" of a dead owner it took over; see Conflicts).
+	// Repeated counts records identical in
 	// (outcome, code) to an earlier record of the instance, which
 	// at-least-once delivery allows.
 	DuplicatedOutcomes int `json:"duplicated_outcomes"`
@@ -302,12 +304,28 @@ type RecordLine struct {
 }
 
 // judge counts an instance's conflicting record pairs and identical
-// repeats (see Report.DuplicatedOutcomes). A record supersedes another when
-// it, or a record of the same job and decision, names the other as
-// "<jobId>/<OUTCOME>", or names its job alone (a takeover).
+// repeats (see Report.DuplicatedOutcomes).
 func judge(recs []Record) (conflicts, repeats int) {
+	seen := map[[2]string]bool{}
+	for _, a := range recs {
+		if seen[[2]string{a.Outcome, a.Code}] {
+			repeats++
+		}
+		seen[[2]string{a.Outcome, a.Code}] = true
+	}
+	return len(Conflicts(recs)), repeats
+}
+
+// Conflicts returns the pairs {i, j} (i < j) of one instance's records
+// that disagree on the decision (outcome or code) where neither supersedes
+// the other. A record supersedes another when it, or a record of the same
+// job and decision, names the other as "<jobId>/<OUTCOME>", or names its
+// job alone (a takeover) — and it supersedes whatever that one supersedes,
+// through any chain: a third generation (a sweep after a restart) settles
+// the first as well as the second.
+func Conflicts(recs []Record) [][2]int {
 	type decision struct{ job, outcome, code string }
-	names := map[decision]map[string]bool{} // decision → records it supersedes
+	names := map[decision]map[string]bool{} // decision → records it names
 	for _, r := range recs {
 		d := decision{r.JobID, r.Outcome, r.Code}
 		if names[d] == nil {
@@ -319,23 +337,41 @@ func judge(recs []Record) (conflicts, repeats int) {
 	}
 	// "<jobId>/<OUTCOME>" names one record; a bare "<jobId>" (a takeover of
 	// a dead owner) names any record of that job.
-	supersedes := func(a, b Record) bool {
+	direct := func(a, b Record) bool {
 		n := names[decision{a.JobID, a.Outcome, a.Code}]
 		return n[b.JobID+"/"+b.Outcome] || n[b.JobID]
 	}
-	seen := map[[2]string]bool{}
-	for i, a := range recs {
-		if seen[[2]string{a.Outcome, a.Code}] {
-			repeats++
+	// reach[i][j]: record i supersedes record j, directly or through
+	// others (an instance has few records).
+	reach := make([][]bool, len(recs))
+	for i := range recs {
+		reach[i] = make([]bool, len(recs))
+		for j := range recs {
+			reach[i][j] = i != j && direct(recs[i], recs[j])
 		}
-		seen[[2]string{a.Outcome, a.Code}] = true
-		for _, b := range recs[i+1:] {
-			if (a.Outcome != b.Outcome || a.Code != b.Code) && !supersedes(a, b) && !supersedes(b, a) {
-				conflicts++
+	}
+	for k := range recs {
+		for i := range recs {
+			if !reach[i][k] {
+				continue
+			}
+			for j := range recs {
+				if reach[k][j] {
+					reach[i][j] = true
+				}
 			}
 		}
 	}
-	return conflicts, repeats
+	var out [][2]int
+	for i, a := range recs {
+		for j := i + 1; j < len(recs); j++ {
+			b := recs[j]
+			if (a.Outcome != b.Outcome || a.Code != b.Code) && !reach[i][j] && !reach[j][i] {
+				out = append(out, [2]int{i, j})
+			}
+		}
+	}
+	return out
 }
 
 // Superseded reports whether a later record of the same instance names this

@@ -71,7 +71,14 @@ func (s *Server) describeInstances(req rpcsim.Request) (map[string]any, *rpcsim.
 	// copy only the page's, so a listing of n instances in pages costs
 	// O(n) per page and no allocation beyond the page.
 	s.mu.Lock()
-	sorted := s.sortedIDsLocked()
+	// Named IDs are looked up, not searched for: a call costs O(ids named),
+	// whatever the size of the region.
+	var sorted []string
+	if ids != nil {
+		sorted = s.lookupSortedLocked(ids)
+	} else {
+		sorted = s.sortedIDsLocked()
+	}
 	start := 0
 	if after != "" {
 		start, _ = slices.BinarySearch(sorted, after)
@@ -89,7 +96,6 @@ func (s *Server) describeInstances(req rpcsim.Request) (map[string]any, *rpcsim.
 		in := s.instances[id]
 		switch {
 		case in.RegionID != region,
-			ids != nil && !slices.Contains(ids, id),
 			status != "" && in.Status != status,
 			p["VpcId"] != "" && in.VpcID != p["VpcId"],
 			p["ResourceGroupId"] != "" && in.ResourceGroupID != p["ResourceGroupId"]:
@@ -272,11 +278,18 @@ func (s *Server) describeCloudAssistantStatus(req rpcsim.Request) (map[string]an
 	now := req.Time
 
 	s.mu.Lock()
+	// Named IDs are looked up (O(ids named)); without any, the region is
+	// listed in order.
+	var candidates []string
+	if len(ids) > 0 {
+		candidates = s.lookupSortedLocked(ids)
+	} else {
+		candidates = s.sortedIDsLocked()
+	}
 	var match []Instance
-	for _, id := range slices.Sorted(maps.Keys(s.instances)) {
+	for _, id := range candidates {
 		in := s.instances[id]
-		if in.RegionID != region || (len(ids) > 0 && !slices.Contains(ids, id)) ||
-			(osType != "" && !strings.EqualFold(osType, in.OSType)) {
+		if in.RegionID != region || (osType != "" && !strings.EqualFold(osType, in.OSType)) {
 			continue
 		}
 		match = append(match, *in)

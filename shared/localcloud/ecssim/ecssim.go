@@ -151,17 +151,50 @@ type Server struct {
 
 	mu        sync.Mutex
 	instances map[string]*Instance
-	// sorted caches the sorted keys of instances; nil when stale.
-	sorted []string
+	// sorted holds keys of instances in order; pending the keys added
+	// since, merged in when a listing needs the order. A call naming its
+	// instances never does, so a launch that adds instances between such
+	// calls pays nothing for the order.
+	sorted, pending []string
 }
 
-// sortedIDsLocked returns the instance IDs in order, rebuilding the cache
-// when an instance was added or removed since.
+// sortedIDsLocked returns the instance IDs in order, merging the pending
+// ones in first: O(n + k log k) for k pending, once. s.mu is held.
 func (s *Server) sortedIDsLocked() []string {
-	if s.sorted == nil {
-		s.sorted = slices.Sorted(maps.Keys(s.instances))
+	if len(s.pending) == 0 {
+		return s.sorted
 	}
+	fresh := s.pending
+	s.pending = nil
+	slices.Sort(fresh)
+	merged := make([]string, 0, len(s.sorted)+len(fresh))
+	i, j := 0, 0
+	for i < len(s.sorted) && j < len(fresh) {
+		if s.sorted[i] < fresh[j] {
+			merged = append(merged, s.sorted[i])
+			i++
+		} else {
+			merged = append(merged, fresh[j])
+			j++
+		}
+	}
+	merged = append(merged, s.sorted[i:]...)
+	s.sorted = append(merged, fresh[j:]...)
 	return s.sorted
+}
+
+// lookupSortedLocked returns the instances among ids (duplicates and
+// unknown IDs dropped), sorted by ID: what a scan of the sorted IDs
+// filtered by ids would visit, in O(len(ids) log len(ids)). s.mu is held.
+func (s *Server) lookupSortedLocked(ids []string) []string {
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if s.instances[id] != nil {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // New returns an emulator with no instances; serve it with Start or as an
@@ -243,7 +276,7 @@ func (s *Server) SetInstances(ins ...Instance) {
 		}
 		in.Tags = maps.Clone(in.Tags)
 		if s.instances[in.ID] == nil {
-			s.sorted = nil
+			s.pending = append(s.pending, in.ID)
 		}
 		s.instances[in.ID] = &in
 	}
@@ -266,8 +299,14 @@ func (s *Server) SetStatus(id, status string) bool {
 func (s *Server) RemoveInstance(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.instances[id] == nil {
+		return
+	}
 	delete(s.instances, id)
-	s.sorted = nil
+	sorted := s.sortedIDsLocked()
+	if i, ok := slices.BinarySearch(sorted, id); ok {
+		s.sorted = slices.Delete(s.sorted, i, i+1)
+	}
 }
 
 // Instance returns a copy of an instance.
@@ -288,7 +327,7 @@ func (s *Server) Instances() []Instance {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]Instance, 0, len(s.instances))
-	for _, id := range slices.Sorted(maps.Keys(s.instances)) {
+	for _, id := range s.sortedIDsLocked() {
 		in := *s.instances[id]
 		in.Tags = maps.Clone(in.Tags)
 		out = append(out, in)

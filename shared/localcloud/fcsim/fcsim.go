@@ -84,6 +84,11 @@ type Config struct {
 	// x-fc-access-key-secret, x-fc-security-token) and set as the
 	// ALIBABA_CLOUD_* environment variables. Empty fields are not sent.
 	Credentials cloudauth.Credentials
+	// InstanceCredentials, when set, gives the processes of each instance
+	// slot (0..MaxInstances-1) credentials of their own, used instead of
+	// Credentials in the invocations and the environment: an emulator that
+	// knows them can tell which process made a call (see Kill).
+	InstanceCredentials func(index int) cloudauth.Credentials
 	// MaxInstances bounds the processes run at once. Default 1.
 	MaxInstances int
 	// Output receives every stdout and stderr line of every process, without
@@ -103,6 +108,13 @@ type InvokeOptions struct {
 	RetryCount int
 	// RequestID is sent as x-fc-request-id; a UUID is generated when empty.
 	RequestID string
+	// Crash kills the process that takes this invocation CrashAfter after
+	// it was handed over, unless it answered first: fault injection for an
+	// out-of-memory kill or a crash mid-invocation. The invocation fails
+	// with InstanceCrashed; no other process is touched, and the slot gets
+	// a fresh process on demand.
+	Crash      bool
+	CrashAfter time.Duration
 }
 
 // Result is the outcome of one invocation.
@@ -332,6 +344,8 @@ func (f *Function) Invoke(ctx context.Context, payload []byte, opts InvokeOption
 		payload: append([]byte(nil), payload...),
 		retry:   opts.RetryCount,
 		done:    make(chan answer, 1),
+		crash:   opts.Crash,
+		crashIn: opts.CrashAfter,
 	}
 	out := make(chan outcome, 1)
 	f.mu.Lock()
@@ -382,6 +396,10 @@ func (f *Function) dispatch(ctx context.Context, in *instance, c *call) outcome 
 		f.invocations++
 		in.invocations++
 		f.mu.Unlock()
+		if c.crash {
+			crash := time.AfterFunc(c.crashIn, func() { f.crashDuring(in, c) })
+			defer crash.Stop()
+		}
 	case <-in.exited:
 		f.forget(in, c)
 		return f.crashed(in, res)
@@ -429,6 +447,29 @@ func (f *Function) crashed(in *instance, res Result) outcome {
 	}
 	res.Err = &InvokeError{Message: msg, Type: ErrorTypeInstanceCrashed}
 	return outcome{res: res}
+}
+
+// crashDuring kills in's process if it still holds c (no answer posted
+// yet): only then is the crash one of c's invocation.
+func (f *Function) crashDuring(in *instance, c *call) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if in.calls[c.id] == c {
+		in.killLocked()
+	}
+}
+
+// Kill kills the current process of instance slot index — Function Compute
+// losing one instance — and reports whether a live process was there. The
+// invocation it holds fails with InstanceCrashed; the other slots' processes
+// are not touched, and the slot gets a fresh process on demand.
+func (f *Function) Kill(index int) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if index < 0 || index >= len(f.slots) || f.slots[index] == nil {
+		return false
+	}
+	return f.slots[index].killLocked()
 }
 
 // timedOut kills in (a stuck handler would keep it busy for ever), waits for

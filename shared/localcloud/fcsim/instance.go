@@ -34,6 +34,9 @@ type call struct {
 	retry    int
 	deadline time.Time
 	done     chan answer // buffered 1; written once, by the first POST
+	// crash kills the process crashIn after the handover (InvokeOptions).
+	crash   bool
+	crashIn time.Duration
 }
 
 // answer is what the process POSTed for a call.
@@ -68,6 +71,11 @@ type instance struct {
 	exited            chan struct{} // closed once the process is reaped and its output drained
 	stopped           chan struct{} // closed when the listener is being shut down
 	stopOnce          sync.Once
+	// headers are the constant headers of a GET /next reply and env the
+	// process environment (without FC_RUNTIME_API and FC_INSTANCE_ID): the
+	// function's, with the slot's own credentials when it has them.
+	headers http.Header
+	env     []string
 
 	// Guarded by f.mu.
 	pid                int
@@ -98,6 +106,26 @@ func (f *Function) newInstanceLocked(i int, old *instance) (*instance, error) {
 	}
 	if old != nil {
 		in.generation = old.generation + 1
+	}
+	in.headers, in.env = f.headers, f.env
+	if f.cfg.InstanceCredentials != nil {
+		cred := f.cfg.InstanceCredentials(i)
+		in.headers = f.headers.Clone()
+		in.env = slices.DeleteFunc(slices.Clone(f.env), func(kv string) bool {
+			return strings.HasPrefix(kv, "ALIBABA_CLOUD_ACCESS_KEY_ID=") || strings.HasPrefix(kv, "ALIBABA_CLOUD_ACCESS_KEY_SECRET=") ||
+				strings.HasPrefix(kv, "ALIBABA_CLOUD_SECURITY_TOKEN=")
+		})
+		for _, h := range []struct{ header, env, value string }{
+			{"x-fc-access-key-id", "ALIBABA_CLOUD_ACCESS_KEY_ID", cred.AccessKeyID},
+			{"x-fc-access-key-secret", "ALIBABA_CLOUD_ACCESS_KEY_SECRET", cred.AccessKeySecret},
+			{"x-fc-security-token", "ALIBABA_CLOUD_SECURITY_TOKEN", cred.SecurityToken},
+		} {
+			in.headers.Del(h.header)
+			setHeaderIf(in.headers, h.header, h.value)
+			if h.value != "" {
+				in.env = append(in.env, h.env+"="+h.value)
+			}
+		}
 	}
 	in.srv = &http.Server{
 		Handler:           in,
@@ -181,7 +209,7 @@ func (f *Function) command(in *instance) (*exec.Cmd, *os.File, *os.File, error) 
 	}
 	cmd := exec.Command(f.cfg.Binary)
 	cmd.Dir = filepath.Dir(f.cfg.Binary)
-	cmd.Env = append(slices.Clone(f.env),
+	cmd.Env = append(slices.Clone(in.env),
 		"FC_RUNTIME_API="+in.ln.Addr().String(),
 		"FC_INSTANCE_ID="+newUUID(),
 	)
@@ -255,12 +283,18 @@ func (f *Function) pump(r *os.File, index int) {
 // kill sends SIGKILL to the instance's process group.
 func (in *instance) kill() {
 	in.f.mu.Lock()
-	pid, dead := in.pid, in.dead
-	in.f.mu.Unlock()
-	if pid <= 0 || dead {
-		return
+	defer in.f.mu.Unlock()
+	in.killLocked()
+}
+
+// killLocked is kill with f.mu held; it reports whether the process was
+// alive.
+func (in *instance) killLocked() bool {
+	if in.pid <= 0 || in.dead {
+		return false
 	}
-	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	_ = syscall.Kill(-in.pid, syscall.SIGKILL)
+	return true
 }
 
 // stop ends the pending long polls and closes the listener.
@@ -311,7 +345,7 @@ func (in *instance) next(w http.ResponseWriter, r *http.Request) {
 	select {
 	case c := <-in.work:
 		h := w.Header()
-		for k, v := range f.headers {
+		for k, v := range in.headers {
 			h[k] = v // shared: net/http only reads handler header values
 		}
 		h["X-Fc-Request-Id"] = []string{c.id}

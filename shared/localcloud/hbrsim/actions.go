@@ -2,6 +2,7 @@ package hbrsim
 
 import (
 	"cmp"
+	"container/heap"
 	"crypto/sha256"
 	"encoding/json"
 	"math/big"
@@ -153,8 +154,10 @@ func (s *Server) newTask(now time.Time, items []taskItem) *task {
 	} else {
 		t.endAt = now.Add(longest)
 	}
+	t.seq = len(s.order)
 	s.tasks[t.id] = t
 	s.order = append(s.order, t)
+	heap.Push(&s.ending, t)
 	return t
 }
 
@@ -168,26 +171,18 @@ func (t *task) finished(it taskItem) bool {
 }
 
 // advance settles the client records of tasks that have ended by now, in the
-// order they ended, and the seeded transitions that are due. Callers hold
-// s.mu.
+// order they ended, and the seeded transitions that are due. Only what is
+// due is visited: both wait in heaps by time. Callers hold s.mu.
 func (s *Server) advance(now time.Time) {
-	for id, in := range s.moving {
-		if in.becomes == "" {
-			delete(s.moving, id)
-		} else if !now.Before(in.becomesAt) {
+	for len(s.moving) > 0 && !now.Before(s.moving[0].at) {
+		tr := heap.Pop(&s.moving).(transition)
+		// An install, or a newer transition, replaced this one.
+		if in := tr.in; in.becomes != "" && in.becomesAt.Equal(tr.at) {
 			in.status, in.becomes, in.becomesAt = in.becomes, "", time.Time{}
-			delete(s.moving, id)
 		}
 	}
-	var due []*task
-	for _, t := range s.order {
-		if !t.settled && !now.Before(t.endAt) {
-			due = append(due, t)
-		}
-	}
-	sort.SliceStable(due, func(i, j int) bool { return due[i].endAt.Before(due[j].endAt) })
-	for _, t := range due {
-		t.settled = true
+	for len(s.ending) > 0 && !now.Before(s.ending[0].endAt) {
+		t := heap.Pop(&s.ending).(*task)
 		for _, it := range t.items {
 			in := s.instances[it.id]
 			switch {
@@ -202,6 +197,48 @@ func (s *Server) advance(now time.Time) {
 			}
 		}
 	}
+}
+
+// transition is a seeded client's pending change of status.
+type transition struct {
+	at time.Time
+	in *instance
+}
+
+// transitions is a min-heap of transitions by time.
+type transitions []transition
+
+func (h transitions) Len() int           { return len(h) }
+func (h transitions) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h transitions) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *transitions) Push(x any)        { *h = append(*h, x.(transition)) }
+func (h *transitions) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	old[len(old)-1] = transition{}
+	*h = old[:len(old)-1]
+	return x
+}
+
+// taskQueue is a min-heap of tasks by end time, then creation: the order
+// in which their ends settle the client records.
+type taskQueue []*task
+
+func (h taskQueue) Len() int { return len(h) }
+func (h taskQueue) Less(i, j int) bool {
+	if !h[i].endAt.Equal(h[j].endAt) {
+		return h[i].endAt.Before(h[j].endAt)
+	}
+	return h[i].seq < h[j].seq
+}
+func (h taskQueue) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *taskQueue) Push(x any)   { *h = append(*h, x.(*task)) }
+func (h *taskQueue) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return x
 }
 
 func (s *Server) describeTask(req rpcsim.Request) (map[string]any, *rpcsim.APIError) {
@@ -312,16 +349,33 @@ func (s *Server) describeBackupClients(req rpcsim.Request) (map[string]any, *rpc
 	}
 	var ids []string
 	if clientType == "ECS_CLIENT" {
-		for id, in := range s.instances {
-			if in.status == "" ||
-				(instanceIDs != nil && !slices.Contains(instanceIDs, id)) ||
+		// Named instances or clients are looked up: O(ids named), whatever
+		// the number of instances; without either, every one is listed.
+		var candidates []string
+		switch {
+		case instanceIDs != nil:
+			candidates = instanceIDs
+		case clientIDs != nil:
+			for _, c := range clientIDs {
+				if id, ok := s.byClient[c]; ok {
+					candidates = append(candidates, id)
+				}
+			}
+		default:
+			candidates = s.sortedIDs()
+		}
+		for _, id := range candidates {
+			in := s.instances[id]
+			if in == nil || in.status == "" ||
 				(clientIDs != nil && !slices.Contains(clientIDs, in.clientID)) {
 				continue
 			}
 			ids = append(ids, id)
 		}
 	}
-	sort.Strings(ids)
+	if !sort.StringsAreSorted(ids) {
+		sort.Strings(ids)
+	}
 	clients := []map[string]any{}
 	if start := (pageNumber - 1) * pageSize; start < len(ids) {
 		for _, id := range ids[start:min(start+pageSize, len(ids))] {
@@ -365,8 +419,36 @@ func (s *Server) instance(id string, now time.Time) *instance {
 	if in == nil {
 		in = &instance{firstSeen: now, clientID: clientID(id)}
 		s.instances[id] = in
+		s.byClient[in.clientID] = id
+		s.pending = append(s.pending, id)
 	}
 	return in
+}
+
+// sortedIDs returns every instance ID in order, merging the ones added
+// since the last listing in: O(n + k log k) for k added, once. Callers
+// hold s.mu.
+func (s *Server) sortedIDs() []string {
+	if len(s.pending) == 0 {
+		return s.sorted
+	}
+	fresh := s.pending
+	s.pending = nil
+	slices.Sort(fresh)
+	merged := make([]string, 0, len(s.sorted)+len(fresh))
+	i, j := 0, 0
+	for i < len(s.sorted) && j < len(fresh) {
+		if s.sorted[i] < fresh[j] {
+			merged = append(merged, s.sorted[i])
+			i++
+		} else {
+			merged = append(merged, fresh[j])
+			j++
+		}
+	}
+	merged = append(merged, s.sorted[i:]...)
+	s.sorted = append(merged, fresh[j:]...)
+	return s.sorted
 }
 
 // behavior returns the behaviour of id. Callers hold s.mu.

@@ -18,6 +18,7 @@
 package hbrsim
 
 import (
+	"container/heap"
 	"net/http"
 	"sync"
 	"time"
@@ -183,8 +184,17 @@ type Server struct {
 	def       Behavior
 	per       map[string]Behavior
 	instances map[string]*instance
-	// moving holds the seeded clients with a pending transition.
-	moving map[string]*instance
+	// byClient maps client IDs to instance IDs; sorted holds instance IDs
+	// in order and pending those added since, merged in when a listing
+	// needs the order (see sortedIDs).
+	byClient        map[string]string
+	sorted, pending []string
+	// moving holds the seeded clients' pending transitions, soonest first
+	// (entries an install or a new transition replaced are skipped when
+	// they come up); ending the tasks not settled yet, by end time and
+	// then creation (see advance).
+	moving transitions
+	ending taskQueue
 	tasks  map[string]*task
 	order  []*task
 
@@ -217,7 +227,7 @@ type task struct {
 	items   []taskItem
 	endAt   time.Time
 	final   string // state once endAt is reached
-	settled bool   // client records updated for the final state
+	seq     int    // creation order
 }
 
 // New returns an emulator; serve it with Start or as an http.Handler.
@@ -241,7 +251,7 @@ func New(opts Options) *Server {
 		}),
 		per:       make(map[string]Behavior),
 		instances: make(map[string]*instance),
-		moving:    make(map[string]*instance),
+		byClient:  make(map[string]string),
 		tasks:     make(map[string]*task),
 	}
 	s.rpc.Handle("InstallBackupClients", s.installBackupClients)
@@ -293,10 +303,9 @@ func (s *Server) SetClientTransition(instanceID, status string, created time.Tim
 	in.status = status
 	in.created = created.Truncate(time.Second)
 	in.becomes, in.becomesAt = "", time.Time{}
-	delete(s.moving, instanceID)
 	if then != "" && after > 0 {
 		in.becomes, in.becomesAt = then, now.Add(after)
-		s.moving[instanceID] = in
+		heap.Push(&s.moving, transition{at: in.becomesAt, in: in})
 	}
 }
 

@@ -34,6 +34,26 @@ ok  	github.com/hbr-autoinstall/hbr-autoinstall/shared/handler	3.1s
 	assert.Empty(t, ParseGoBench("PASS\n"))
 }
 
+// TestHandlerBenchmarksRun runs the handler step of `make bench` once per
+// benchmark: the product's benchmarks must keep running (they stopped when
+// the ledger came, and the bench reported handler_benchmarks_error).
+func TestHandlerBenchmarksRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the handler benchmarks")
+	}
+	root, err := localcloud.ModuleRoot(".")
+	require.NoError(t, err)
+	got, err := RunGoBench(context.Background(), root, "./shared/handler", "3x")
+	require.NoError(t, err)
+	var names []string
+	for _, b := range got {
+		names = append(names, b.Name)
+		assert.Positive(t, b.NsPerOp, b.Name)
+		assert.Positive(t, b.AllocsPerOp, b.Name)
+	}
+	assert.ElementsMatch(t, []string{"BenchmarkInstallHandle", "BenchmarkPollHandle", "BenchmarkPollHandleRunning"}, names)
+}
+
 func TestMinimumPolls(t *testing.T) {
 	const first, interval = 60 * time.Second, 30 * time.Second
 	tests := []struct {

@@ -125,9 +125,9 @@ type Chaos struct {
 	Lost               int `json:"lost"`
 	DuplicatedOutcomes int `json:"duplicated_outcomes"`
 	// ReportDuplicatedOutcomes is the local cloud's count of conflicts
-	// across jobs (localcloud.Report.DuplicatedOutcomes), which follows a
-	// single supersedes link: it counts a third generation against the
-	// first as a conflict. DuplicatedOutcomes follows the chain.
+	// across jobs (localcloud.Report.DuplicatedOutcomes), from the records
+	// the local cloud kept; like DuplicatedOutcomes it follows chains of
+	// supersedes (a third generation settles the first).
 	ReportDuplicatedOutcomes int `json:"report_duplicated_outcomes"`
 	// WithoutRecord counts accepted instances whose ledger holds no final
 	// record for their latest generation when the run ends.
@@ -261,7 +261,8 @@ func (c *Chaos) fill(obs observation) {
 	c.DuplicatedOutcomes, c.ForkedOutcomes, c.ConflictSamples = conflicts(obs.records, 6)
 	// Conflicts across jobs of one instance count too (issue 9): records
 	// that disagree where neither supersedes the other, through any chain
-	// of supersedes. The local cloud's own count follows one link only.
+	// of supersedes (localcloud.Conflicts, which the local cloud's own
+	// count uses too).
 	across, samples := instanceConflicts(obs.records, 6-len(c.ConflictSamples))
 	c.DuplicatedOutcomes = max(c.DuplicatedOutcomes, across)
 	c.ConflictSamples = append(c.ConflictSamples, samples...)
@@ -433,65 +434,25 @@ func conflicts(records []localcloud.Record, n int) (duplicated, forked int, samp
 
 // instanceConflicts counts the pairs of one instance's records that
 // disagree on the decision (outcome or code) where neither supersedes the
-// other, and describes up to n of them. A record supersedes another when
-// it, or a record of its job and decision, names the other as
-// "<jobId>/<OUTCOME>" or names its job alone (a takeover) — and, unlike
-// localcloud.Report.DuplicatedOutcomes, it supersedes whatever that one
-// supersedes: a third generation (a sweep after a restart) settles the
-// first as well as the second.
+// other through any chain of supersedes (localcloud.Conflicts), and
+// describes up to n of them.
 func instanceConflicts(records []localcloud.Record, n int) (count int, samples []string) {
-	type decision struct{ job, outcome, code string }
-	names := map[decision]map[string]bool{}
 	byInstance := map[string][]localcloud.Record{}
 	var order []string
 	for _, r := range records {
-		d := decision{r.JobID, r.Outcome, r.Code}
-		if names[d] == nil {
-			names[d] = map[string]bool{}
-		}
-		if r.Supersedes != "" {
-			names[d][r.Supersedes] = true
-		}
 		if byInstance[r.InstanceID] == nil {
 			order = append(order, r.InstanceID)
 		}
 		byInstance[r.InstanceID] = append(byInstance[r.InstanceID], r)
 	}
-	direct := func(a, b localcloud.Record) bool {
-		m := names[decision{a.JobID, a.Outcome, a.Code}]
-		return m[b.JobID+"/"+b.Outcome] || m[b.JobID]
-	}
 	for _, id := range order {
 		recs := byInstance[id]
-		// reach[i][j]: record i supersedes record j, directly or through
-		// others (the records of one instance are few).
-		reach := make([][]bool, len(recs))
-		for i := range recs {
-			reach[i] = make([]bool, len(recs))
-			for j := range recs {
-				reach[i][j] = i != j && direct(recs[i], recs[j])
-			}
-		}
-		for k := range recs {
-			for i := range recs {
-				for j := range recs {
-					if reach[i][k] && reach[k][j] {
-						reach[i][j] = true
-					}
-				}
-			}
-		}
-		for i, a := range recs {
-			for j := i + 1; j < len(recs); j++ {
-				b := recs[j]
-				if (a.Outcome == b.Outcome && a.Code == b.Code) || reach[i][j] || reach[j][i] {
-					continue
-				}
-				count++
-				if len(samples) < n {
-					samples = append(samples, fmt.Sprintf("conflicting %s: %s %s/%s (%s; supersedes %q) ≠ %s %s/%s (%s; supersedes %q)", id,
-						a.JobID, a.Outcome, a.Code, clip(a.Reason, 80), a.Supersedes, b.JobID, b.Outcome, b.Code, clip(b.Reason, 80), b.Supersedes))
-				}
+		for _, p := range localcloud.Conflicts(recs) {
+			count++
+			if len(samples) < n {
+				a, b := recs[p[0]], recs[p[1]]
+				samples = append(samples, fmt.Sprintf("conflicting %s: %s %s/%s (%s; supersedes %q) ≠ %s %s/%s (%s; supersedes %q)", id,
+					a.JobID, a.Outcome, a.Code, clip(a.Reason, 80), a.Supersedes, b.JobID, b.Outcome, b.Code, clip(b.Reason, 80), b.Supersedes))
 			}
 		}
 	}
