@@ -317,7 +317,8 @@ func (s *Service) Announce(ctx context.Context, region string, ins []job.Instanc
 			trigger = TriggerSweep
 		}
 		decisions[i], errs[i] = s.Ledger.Claim(ctx, ledger.Announcement{Region: region, Instance: in.ID, Job: in.JobID,
-			Trigger: trigger, OriginEventID: in.OriginEventID, EventTime: announced(in), Sweep: in.Sweep, Via: in.Via})
+			Trigger: trigger, OriginEventID: in.OriginEventID, EventTime: announced(in), Sweep: in.Sweep, Via: in.Via,
+			Follower: trigger == string(ecsevent.TriggerRunning) || trigger == string(ecsevent.TriggerHeartbeat)})
 	})
 	var now, later []job.Instance
 	for i, in := range ins {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/fault"
@@ -166,6 +167,11 @@ type Announcement struct {
 	Sweep bool
 	// Via is the delivery: the event id, or the MNS message id.
 	Via string
+	// Follower marks an announcement that usually comes after another of
+	// the same instance (an instance's Running event and first heartbeat
+	// follow its launch): Claim reads the ledger beside its first create,
+	// so that joining the owner waits one round trip instead of two.
+	Follower bool
 }
 
 // Kind is what a claim decided for an announcement.
@@ -301,7 +307,8 @@ func reopens(f Final, a Announcement) (bool, string) {
 // claim of a new instance is one create; otherwise the ledger is read and
 // the announcement resumes its own generation, joins the owner, reopens a
 // recorded generation or takes over one whose lease passed. Lost races are
-// read again, a few times at most.
+// read again, a few times at most. A Follower's first read runs beside its
+// create.
 func (l *Ledger) Claim(ctx context.Context, a Announcement) (Decision, error) {
 	now := l.now()
 	create := func(gen int, supersedes, reason string) (Decision, bool, error) {
@@ -318,11 +325,35 @@ func (l *Ledger) Claim(ctx context.Context, a Announcement) (Decision, error) {
 		st := State{Region: a.Region, Instance: a.Instance, Generation: gen, Claim: &c}
 		return Decision{Kind: Owned, Owner: st.owner(), State: st, Reason: reason}, true, nil
 	}
+	type loaded struct {
+		st  State
+		err error
+	}
+	var early chan loaded
+	if a.Follower {
+		// Read beside the create. Not waited for when the create wins: the
+		// read ends on its own, and the owner goes on at once.
+		early = make(chan loaded, 1)
+		go func() {
+			st, err := l.Load(ctx, a.Region, a.Instance)
+			early <- loaded{st, err}
+		}()
+	}
 	if d, ok, err := create(1, "", "first announcement of the instance"); ok || err != nil {
 		return d, err
 	}
 	for round := 0; round < maxRounds; round++ {
-		st, err := l.Load(ctx, a.Region, a.Instance)
+		var st State
+		var err error
+		if round == 0 && early != nil {
+			// A read that began before the create failed may predate the
+			// entry that made it fail: it then shows no generation, and
+			// the round goes on as after a lost race.
+			r := <-early
+			st, err = r.st, r.err
+		} else {
+			st, err = l.Load(ctx, a.Region, a.Instance)
+		}
 		if err != nil {
 			return Decision{}, err
 		}
@@ -365,8 +396,10 @@ func lastProgress(s State) time.Time {
 	return t
 }
 
-// Load reads an instance's latest generation: one listing, then its claim,
-// its final record and its latest task.
+// Load reads an instance's latest generation: one listing (beside which
+// the first generation's claim is read), then, side by side, its claim
+// (unless read already), its final record, its latest task and (when that
+// has no task yet) its latest intent.
 func (l *Ledger) Load(ctx context.Context, region, instance string) (State, error) {
 	prefix := l.InstancePrefix(region, instance)
 	st := State{Region: region, Instance: instance}
@@ -376,6 +409,18 @@ func (l *Ledger) Load(ctx context.Context, region, instance string) (State, erro
 		tasks                     int
 	}
 	gens := map[int]*gen{}
+	// The first generation's claim is read while the listing runs: it is
+	// nearly always the claim wanted, and an announcement that joins its
+	// owner waits one round trip less. Entries are never rewritten, so
+	// reading it before the listing sees the same entry.
+	var first Claim
+	var errFirst error
+	firstRead := make(chan struct{})
+	go func() {
+		defer close(firstRead)
+		errFirst = l.get(ctx, l.key(region, instance, 1, "claim"), &first)
+	}()
+	defer func() { <-firstRead }()
 	after := ""
 	for {
 		keys, more, err := l.Store.List(ctx, prefix, after, 1000)
@@ -429,18 +474,51 @@ func (l *Ledger) Load(ctx context.Context, region, instance string) (State, erro
 	}
 	e := gens[st.Generation]
 	st.Intents, st.Tasks = e.intents, e.tasks
+	// The entries are read side by side: each read is a round trip, and
+	// the install function's announcements wait on them. The latest intent
+	// is read only when it has no task yet: an intent with its task is the
+	// task's writer's, and the task says all the intent would.
+	var (
+		f           Final
+		c           Claim
+		t           Task
+		in          Intent
+		errF, errC  error
+		errT, errIn error
+		wg          sync.WaitGroup
+	)
+	read := func(name string, v any, err *error) {
+		wg.Go(func() { *err = l.get(ctx, l.key(region, instance, st.Generation, name), v) })
+	}
 	if e.final {
-		var f Final
-		if err := l.get(ctx, l.key(region, instance, st.Generation, "final"), &f); err != nil {
+		read("final", &f, &errF)
+	}
+	if e.claim && st.Generation > 1 {
+		read("claim", &c, &errC)
+	}
+	if e.lastTsk > 0 {
+		read(taskName(e.lastTsk), &t, &errT)
+	}
+	if e.lastInt > e.lastTsk {
+		read(intentName(e.lastInt), &in, &errIn)
+	}
+	wg.Wait()
+	if e.claim && st.Generation == 1 {
+		<-firstRead
+		c, errC = first, errFirst
+	}
+	for _, err := range []error{errF, errC, errT} {
+		if err != nil {
 			return State{}, err
 		}
+	}
+	if errIn != nil && !errors.Is(errIn, ErrNotFound) { // released meanwhile: none
+		return State{}, errIn
+	}
+	if e.final {
 		st.Final = &f
 	}
 	if e.claim {
-		var c Claim
-		if err := l.get(ctx, l.key(region, instance, st.Generation, "claim"), &c); err != nil {
-			return State{}, err
-		}
 		st.Claim = &c
 		if st.Final != nil && st.Final.Job != c.Job {
 			// The record of an earlier claim of this generation, which
@@ -450,26 +528,14 @@ func (l *Ledger) Load(ctx context.Context, region, instance string) (State, erro
 		}
 	} else {
 		// Its claim expired: the record stands for it.
-		f := st.Final
 		st.Claim = &Claim{Instance: instance, Region: region, Generation: st.Generation, Job: f.Job, At: f.At, LeaseUntil: f.At,
 			Reason: "the claim's entry expired; its final record stands"}
 	}
 	if e.lastTsk > 0 {
-		var t Task
-		if err := l.get(ctx, l.key(region, instance, st.Generation, taskName(e.lastTsk)), &t); err != nil {
-			return State{}, err
-		}
 		st.Task = &t
 	}
-	if e.lastInt > 0 && st.Final == nil {
-		var in Intent
-		err := l.get(ctx, l.key(region, instance, st.Generation, intentName(e.lastInt)), &in)
-		switch {
-		case err == nil:
-			st.Intent = &in
-		case !errors.Is(err, ErrNotFound): // released meanwhile: none
-			return State{}, err
-		}
+	if e.lastInt > e.lastTsk && st.Final == nil && errIn == nil {
+		st.Intent = &in
 	}
 	return st, nil
 }

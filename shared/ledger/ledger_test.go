@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"testing"
@@ -370,4 +371,116 @@ func TestLeftoversOfAnExpiredClaim(t *testing.T) {
 	assert.Equal(t, "ALREADY_INSTALLED", s.Final.Outcome)
 	assert.Equal(t, "j-new", s.Final.Job)
 	assert.Equal(t, "j-old/INSTALLED", s.Final.Supersedes)
+}
+
+// callsDuring is how many store calls of each method fn made.
+func callsDuring(st *ledgertest.Store, fn func()) map[string]int {
+	before := st.Calls()
+	fn()
+	out := map[string]int{}
+	for k, v := range st.Calls() {
+		if d := v - before[k]; d > 0 {
+			out[k] = d
+		}
+	}
+	return out
+}
+
+// Every read is a round trip the install function's announcements wait
+// on: Load reads only the entries that decide, and a joining announcement
+// costs its failed create, one listing and the claim.
+func TestLoadReadsOnlyWhatDecides(t *testing.T) {
+	ctx := context.Background()
+	l, st, clk := newLedger(t)
+	d, err := l.Claim(ctx, announce("j-owner", clk.Now()))
+	require.NoError(t, err)
+
+	var joined ledger.Decision
+	calls := callsDuring(st, func() { joined, err = l.Claim(ctx, announce("j-other", clk.Now())) })
+	require.NoError(t, err)
+	assert.Equal(t, ledger.Joined, joined.Kind)
+	assert.Equal(t, "j-owner", joined.Owner.Job)
+	assert.Equal(t, map[string]int{"Create": 1, "List": 1, "Get": 1}, calls, "a join: the create, the listing and the claim")
+
+	_, err = l.Begin(ctx, d.Owner, 1, "ev-j-owner")
+	require.NoError(t, err)
+	var s ledger.State
+	calls = callsDuring(st, func() { s, err = l.Load(ctx, region, instance) })
+	require.NoError(t, err)
+	require.NotNil(t, s.Intent, "an attempt without a task: its intent is read")
+	assert.Equal(t, map[string]int{"List": 1, "Get": 2}, calls)
+
+	_, err = l.RecordTask(ctx, d.Owner, ledger.Task{Attempt: 1, TaskID: "t-1", StartedAt: clk.Now(), Deadline: clk.Now().Add(17 * time.Minute)})
+	require.NoError(t, err)
+	calls = callsDuring(st, func() { s, err = l.Load(ctx, region, instance) })
+	require.NoError(t, err)
+	require.NotNil(t, s.Task)
+	assert.Equal(t, "t-1", s.Task.TaskID)
+	assert.Nil(t, s.Intent, "the task says what its intent would: not read")
+	assert.Equal(t, map[string]int{"List": 1, "Get": 2}, calls, "the claim and the task")
+}
+
+// racingStore lets a rival claim the instance between a follower's early
+// read and its create: the read shows nothing, the create fails.
+type racingStore struct {
+	*ledgertest.Store
+	listed chan struct{}
+	rival  func()
+	once   sync.Once
+}
+
+func (r *racingStore) List(ctx context.Context, prefix, after string, n int) ([]string, bool, error) {
+	keys, more, err := r.Store.List(ctx, prefix, after, n)
+	r.once.Do(func() { close(r.listed) })
+	return keys, more, err
+}
+
+func (r *racingStore) Create(ctx context.Context, key string, body []byte) error {
+	<-r.listed
+	r.rival()
+	return r.Store.Create(ctx, key, body)
+}
+
+// A follower (Running, first heartbeat) reads the ledger beside its first
+// create: it joins the owner in one round trip, owns a new instance as
+// before, and a read that predates the rival's claim only costs a round.
+func TestAFollowerReadsBesideItsCreate(t *testing.T) {
+	ctx := context.Background()
+	follow := func(job string, at time.Time) ledger.Announcement {
+		a := announce(job, at)
+		a.Follower = true
+		return a
+	}
+	t.Run("joins", func(t *testing.T) {
+		l, st, clk := newLedger(t)
+		_, err := l.Claim(ctx, announce("j-owner", clk.Now()))
+		require.NoError(t, err)
+		var d ledger.Decision
+		calls := callsDuring(st, func() { d, err = l.Claim(ctx, follow("j-late", clk.Now())) })
+		require.NoError(t, err)
+		assert.Equal(t, ledger.Joined, d.Kind)
+		assert.Equal(t, "j-owner", d.Owner.Job)
+		assert.Equal(t, map[string]int{"Create": 1, "List": 1, "Get": 1}, calls, "no more calls than a join after the create")
+	})
+	t.Run("owns a new instance", func(t *testing.T) {
+		l, _, clk := newLedger(t)
+		d, err := l.Claim(ctx, follow("j-first", clk.Now()))
+		require.NoError(t, err)
+		assert.Equal(t, ledger.Owned, d.Kind)
+		assert.Equal(t, "j-first", d.Owner.Job)
+	})
+	t.Run("a read older than the rival's claim", func(t *testing.T) {
+		l, st, clk := newLedger(t)
+		rival, err := json.Marshal(ledger.Claim{Instance: instance, Region: region, Generation: 1, Job: "j-rival",
+			At: clk.Now(), LeaseUntil: clk.Now().Add(30 * time.Minute)})
+		require.NoError(t, err)
+		var once sync.Once
+		l.Store = &racingStore{Store: st, listed: make(chan struct{}), rival: func() {
+			once.Do(func() { st.Put(l.InstancePrefix(region, instance)+"g000001/claim", rival) })
+		}}
+		d, err := l.Claim(ctx, follow("j-late", clk.Now()))
+		require.NoError(t, err)
+		assert.Equal(t, ledger.Joined, d.Kind)
+		assert.Equal(t, "j-rival", d.Owner.Job)
+	})
 }

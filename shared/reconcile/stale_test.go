@@ -119,7 +119,9 @@ func TestStaleClaimsAreReadConcurrently(t *testing.T) {
 	require.NoError(t, err)
 	peak, read := g.stats()
 	assert.Greater(t, peak, 1, "reads overlap")
-	assert.LessOrEqual(t, peak, 8, "at most Workers reads at once")
+	// A ledger.Load of a claim with no task makes two requests at once
+	// (the listing and the first claim's read).
+	assert.LessOrEqual(t, peak, 2*8, "at most Workers ledger reads at once")
 	assert.Len(t, read, len(dead)+len(live), "every unrecorded instance is read, no recorded one")
 	for _, id := range recorded {
 		assert.Zero(t, read[id], "%s has a final record: nothing to read", id)
