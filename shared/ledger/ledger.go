@@ -29,8 +29,11 @@ type Claim struct {
 	At            time.Time `json:"claimedAt"`
 	LeaseUntil    time.Time `json:"leaseUntil"`
 	// Supersedes names what this generation replaces: "<jobId>/<OUTCOME>",
-	// the previous generation's final record, or "<jobId>", the owner of a
-	// generation whose chain died (a takeover). Empty for generation 1.
+	// the latest final record before it, or "<jobId>", the owner of a
+	// generation whose chain died (a takeover) when no record came before.
+	// A takeover of a generation that was itself correcting a record
+	// names that record: the dead chain recorded nothing, so the record
+	// this generation writes corrects that one. Empty for generation 1.
 	Supersedes string `json:"supersedes,omitempty"`
 	// Reason says why the generation began.
 	Reason string `json:"reason"`
@@ -374,7 +377,7 @@ func (l *Ledger) Claim(ctx context.Context, a Announcement) (Decision, error) {
 		case st.Claim.Job == a.Job:
 			return Decision{Kind: Resumed, Owner: st.owner(), State: st, Reason: "this job owns the generation (a redelivery)"}, nil
 		case now.After(st.LeaseUntil()):
-			d, ok, err = create(st.Generation+1, st.Claim.Job, fmt.Sprintf("took over generation %d of %s: no progress since %s (lease passed)",
+			d, ok, err = create(st.Generation+1, takenOver(*st.Claim), fmt.Sprintf("took over generation %d of %s: no progress since %s (lease passed)",
 				st.Generation, st.Claim.Job, lastProgress(st).UTC().Format(time.RFC3339)))
 			d.Inherit = st.OwnTask()
 		default:
@@ -386,6 +389,15 @@ func (l *Ledger) Claim(ctx context.Context, a Announcement) (Decision, error) {
 	}
 	return Decision{}, fault.Wrap("ledger.Claim", fault.Retryable, "Contended",
 		fmt.Errorf("instance %s: claim lost to concurrent announcements %d times", a.Instance, maxRounds))
+}
+
+// takenOver is what a takeover of the dead generation c supersedes: the
+// record c was correcting, or else c's owner.
+func takenOver(c Claim) string {
+	if strings.Contains(c.Supersedes, "/") {
+		return c.Supersedes
+	}
+	return c.Job
 }
 
 func lastProgress(s State) time.Time {

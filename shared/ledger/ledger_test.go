@@ -484,3 +484,30 @@ func TestAFollowerReadsBesideItsCreate(t *testing.T) {
 		assert.Equal(t, "j-rival", d.Owner.Job)
 	})
 }
+
+// A restart after a failure begins a generation that corrects the failure
+// record; when that generation's chain dies and is taken over, the
+// takeover's record corrects the same failure record, and says so (before,
+// it named only the dead owner, and the two records disagreed unlinked).
+func TestATakeoverOfACorrectionNamesTheRecordItCorrects(t *testing.T) {
+	l, _, clk := newLedger(t)
+	ctx := context.Background()
+	d, err := l.Claim(ctx, announce("j-first", clk.Now()))
+	require.NoError(t, err)
+	_, err = l.Finish(ctx, d.Owner, ledger.Final{Outcome: "CANCELLED"})
+	require.NoError(t, err)
+
+	clk.Add(time.Minute)
+	re, err := l.Claim(ctx, announce("j-restart", clk.Now()))
+	require.NoError(t, err)
+	require.Equal(t, ledger.Owned, re.Kind)
+	require.Equal(t, "j-first/CANCELLED", re.Owner.Supersedes)
+
+	clk.Add(time.Hour) // the restart's chain died
+	tk, err := l.Claim(ctx, announce("j-late", clk.Now()))
+	require.NoError(t, err)
+	assert.Equal(t, ledger.Owned, tk.Kind)
+	assert.Equal(t, 3, tk.Owner.Generation)
+	assert.Equal(t, "j-first/CANCELLED", tk.Owner.Supersedes, "the record it will correct, not only the dead owner")
+	assert.Contains(t, tk.Reason, "took over generation 2 of j-restart")
+}
