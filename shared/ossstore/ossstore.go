@@ -162,8 +162,24 @@ type Client struct {
 	timeout time.Duration
 	scheme  string
 	host    string
-	sdk     *oss.Client
+	sdk     calls
 	redact  cloudauth.Redactor // removes the secret and token from error texts
+}
+
+// calls are the four SDK calls the ledger makes, as method values of one
+// *oss.Client. Holding them, not the client, keeps the client's other
+// methods (some thousand: every OSS API) out of the function binaries: a
+// struct that reaches *oss.Client is reachable by reflection once it is
+// stored in an interface, and the linker then keeps the whole method set.
+type calls struct {
+	put  func(context.Context, *oss.PutObjectRequest, ...func(*oss.Options)) (*oss.PutObjectResult, error)
+	get  func(context.Context, *oss.GetObjectRequest, ...func(*oss.Options)) (*oss.GetObjectResult, error)
+	list func(context.Context, *oss.ListObjectsV2Request, ...func(*oss.Options)) (*oss.ListObjectsV2Result, error)
+	del  func(context.Context, *oss.DeleteObjectRequest, ...func(*oss.Options)) (*oss.DeleteObjectResult, error)
+}
+
+func callsOf(c *oss.Client) calls {
+	return calls{put: c.PutObject, get: c.GetObject, list: c.ListObjectsV2, del: c.DeleteObject}
 }
 
 var _ ledger.Store = (*Client)(nil)
@@ -214,7 +230,7 @@ func New(cfg Config, cred cloudauth.Credentials) (*Client, error) {
 		timeout: cfg.Timeout,
 		scheme:  scheme,
 		host:    host,
-		sdk:     oss.NewClient(conf),
+		sdk:     callsOf(oss.NewClient(conf)),
 		redact:  cred.Redactor(),
 	}
 	return c, nil
@@ -244,7 +260,7 @@ func (c *Client) Create(ctx context.Context, key string, body []byte) error {
 		return err
 	}
 	defer cancel()
-	_, err = c.sdk.PutObject(ctx, &oss.PutObjectRequest{
+	_, err = c.sdk.put(ctx, &oss.PutObjectRequest{
 		Bucket:          oss.Ptr(c.bucket),
 		Key:             oss.Ptr(key),
 		ForbidOverwrite: oss.Ptr("true"),
@@ -271,7 +287,7 @@ func (c *Client) Get(ctx context.Context, key string) ([]byte, error) {
 		return nil, err
 	}
 	defer cancel()
-	res, err := c.sdk.GetObject(ctx, &oss.GetObjectRequest{Bucket: oss.Ptr(c.bucket), Key: oss.Ptr(key)})
+	res, err := c.sdk.get(ctx, &oss.GetObjectRequest{Bucket: oss.Ptr(c.bucket), Key: oss.Ptr(key)})
 	if err != nil {
 		return nil, c.classify(opGet, "key "+quoteKey(key), ctx, err)
 	}
@@ -315,7 +331,7 @@ func (c *Client) List(ctx context.Context, prefix, startAfter string, max int) (
 	if startAfter != "" {
 		req.StartAfter = oss.Ptr(startAfter)
 	}
-	res, err := c.sdk.ListObjectsV2(ctx, req)
+	res, err := c.sdk.list(ctx, req)
 	if err != nil {
 		return nil, false, c.classify(opList, "prefix "+quoteKey(prefix), ctx, err)
 	}
@@ -340,7 +356,7 @@ func (c *Client) Delete(ctx context.Context, key string) error {
 		return err
 	}
 	defer cancel()
-	if _, err := c.sdk.DeleteObject(ctx, &oss.DeleteObjectRequest{Bucket: oss.Ptr(c.bucket), Key: oss.Ptr(key)}); err != nil {
+	if _, err := c.sdk.del(ctx, &oss.DeleteObjectRequest{Bucket: oss.Ptr(c.bucket), Key: oss.Ptr(key)}); err != nil {
 		return c.classify(opDelete, "key "+quoteKey(key), ctx, err)
 	}
 	return nil
