@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/callers"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/idorder"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/rpcsim"
 )
 
@@ -151,37 +152,14 @@ type Server struct {
 
 	mu        sync.Mutex
 	instances map[string]*Instance
-	// sorted holds keys of instances in order; pending the keys added
-	// since, merged in when a listing needs the order. A call naming its
-	// instances never does, so a launch that adds instances between such
-	// calls pays nothing for the order.
-	sorted, pending []string
+	// order holds the instances' IDs in order, merged in when a listing
+	// needs it: a call naming its instances never does, so a launch that
+	// adds instances between such calls pays nothing for the order.
+	order idorder.Set
 }
 
-// sortedIDsLocked returns the instance IDs in order, merging the pending
-// ones in first: O(n + k log k) for k pending, once. s.mu is held.
-func (s *Server) sortedIDsLocked() []string {
-	if len(s.pending) == 0 {
-		return s.sorted
-	}
-	fresh := s.pending
-	s.pending = nil
-	slices.Sort(fresh)
-	merged := make([]string, 0, len(s.sorted)+len(fresh))
-	i, j := 0, 0
-	for i < len(s.sorted) && j < len(fresh) {
-		if s.sorted[i] < fresh[j] {
-			merged = append(merged, s.sorted[i])
-			i++
-		} else {
-			merged = append(merged, fresh[j])
-			j++
-		}
-	}
-	merged = append(merged, s.sorted[i:]...)
-	s.sorted = append(merged, fresh[j:]...)
-	return s.sorted
-}
+// sortedIDsLocked returns the instance IDs in order. s.mu is held.
+func (s *Server) sortedIDsLocked() []string { return s.order.Sorted() }
 
 // lookupSortedLocked returns the instances among ids (duplicates and
 // unknown IDs dropped), sorted by ID: what a scan of the sorted IDs
@@ -276,7 +254,7 @@ func (s *Server) SetInstances(ins ...Instance) {
 		}
 		in.Tags = maps.Clone(in.Tags)
 		if s.instances[in.ID] == nil {
-			s.pending = append(s.pending, in.ID)
+			s.order.Add(in.ID)
 		}
 		s.instances[in.ID] = &in
 	}
@@ -303,10 +281,7 @@ func (s *Server) RemoveInstance(id string) {
 		return
 	}
 	delete(s.instances, id)
-	sorted := s.sortedIDsLocked()
-	if i, ok := slices.BinarySearch(sorted, id); ok {
-		s.sorted = slices.Delete(s.sorted, i, i+1)
-	}
+	s.order.Remove(id)
 }
 
 // Instance returns a copy of an instance.

@@ -420,36 +420,13 @@ func (s *Server) instance(id string, now time.Time) *instance {
 		in = &instance{firstSeen: now, clientID: clientID(id)}
 		s.instances[id] = in
 		s.byClient[in.clientID] = id
-		s.pending = append(s.pending, id)
+		s.ids.Add(id)
 	}
 	return in
 }
 
-// sortedIDs returns every instance ID in order, merging the ones added
-// since the last listing in: O(n + k log k) for k added, once. Callers
-// hold s.mu.
-func (s *Server) sortedIDs() []string {
-	if len(s.pending) == 0 {
-		return s.sorted
-	}
-	fresh := s.pending
-	s.pending = nil
-	slices.Sort(fresh)
-	merged := make([]string, 0, len(s.sorted)+len(fresh))
-	i, j := 0, 0
-	for i < len(s.sorted) && j < len(fresh) {
-		if s.sorted[i] < fresh[j] {
-			merged = append(merged, s.sorted[i])
-			i++
-		} else {
-			merged = append(merged, fresh[j])
-			j++
-		}
-	}
-	merged = append(merged, s.sorted[i:]...)
-	s.sorted = append(merged, fresh[j:]...)
-	return s.sorted
-}
+// sortedIDs returns every instance ID in order. Callers hold s.mu.
+func (s *Server) sortedIDs() []string { return s.ids.Sorted() }
 
 // behavior returns the behaviour of id. Callers hold s.mu.
 func (s *Server) behavior(id string) Behavior {

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/callers"
+	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/idorder"
 	"github.com/hbr-autoinstall/hbr-autoinstall/shared/localcloud/rpcsim"
 )
 
@@ -184,11 +185,10 @@ type Server struct {
 	def       Behavior
 	per       map[string]Behavior
 	instances map[string]*instance
-	// byClient maps client IDs to instance IDs; sorted holds instance IDs
-	// in order and pending those added since, merged in when a listing
-	// needs the order (see sortedIDs).
-	byClient        map[string]string
-	sorted, pending []string
+	// byClient maps client IDs to instance IDs; ids holds the instance
+	// IDs in order (see sortedIDs).
+	byClient map[string]string
+	ids      idorder.Set
 	// moving holds the seeded clients' pending transitions, soonest first
 	// (entries an install or a new transition replaced are skipped when
 	// they come up); ending the tasks not settled yet, by end time and
