@@ -518,6 +518,10 @@ func (l *Ledger) Load(ctx context.Context, region, instance string) (State, erro
 	if e.claim && st.Generation == 1 {
 		<-firstRead
 		c, errC = first, errFirst
+		if errors.Is(errC, ErrNotFound) {
+			// Created between that read and the listing: read it again.
+			errC = l.get(ctx, l.key(region, instance, 1, "claim"), &c)
+		}
 	}
 	for _, err := range []error{errF, errC, errT} {
 		if err != nil {

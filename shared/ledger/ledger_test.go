@@ -511,3 +511,40 @@ func TestATakeoverOfACorrectionNamesTheRecordItCorrects(t *testing.T) {
 	assert.Equal(t, "j-first/CANCELLED", tk.Owner.Supersedes, "the record it will correct, not only the dead owner")
 	assert.Contains(t, tk.Reason, "took over generation 2 of j-restart")
 }
+
+// lateClaimStore answers the first read of the first claim "not found",
+// then lets a rival create that claim before the listing runs.
+type lateClaimStore struct {
+	*ledgertest.Store
+	read  chan struct{}
+	rival func()
+	once  sync.Once
+}
+
+func (s *lateClaimStore) Get(ctx context.Context, key string) ([]byte, error) {
+	body, err := s.Store.Get(ctx, key)
+	s.once.Do(func() { s.rival(); close(s.read) })
+	return body, err
+}
+
+func (s *lateClaimStore) List(ctx context.Context, prefix, after string, n int) ([]string, bool, error) {
+	<-s.read
+	return s.Store.List(ctx, prefix, after, n)
+}
+
+// The first claim, read beside the listing, may be created between the
+// read and the listing: Load reads it again instead of failing.
+func TestLoadRereadsAClaimCreatedDuringIt(t *testing.T) {
+	ctx := context.Background()
+	l, st, clk := newLedger(t)
+	rival, err := json.Marshal(ledger.Claim{Instance: instance, Region: region, Generation: 1, Job: "j-rival",
+		At: clk.Now(), LeaseUntil: clk.Now().Add(30 * time.Minute)})
+	require.NoError(t, err)
+	l.Store = &lateClaimStore{Store: st, read: make(chan struct{}), rival: func() {
+		st.Put(l.InstancePrefix(region, instance)+"g000001/claim", rival)
+	}}
+	s, err := l.Load(ctx, region, instance)
+	require.NoError(t, err)
+	require.NotNil(t, s.Claim)
+	assert.Equal(t, "j-rival", s.Claim.Job)
+}
