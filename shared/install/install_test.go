@@ -371,6 +371,11 @@ func TestTransientErrorsBackOff(t *testing.T) {
 	require.Len(t, res.Outcomes, 1)
 	assert.Equal(t, outcome.Failed, res.Outcomes[0].Outcome)
 	assert.Equal(t, "Throttling.User", res.Outcomes[0].Code)
+	// The failing call may have been the readiness check, the client
+	// check or the ledger: the reason does not say InstallBackupClients
+	// (make chaos found such records for instances never installed).
+	assert.Equal(t, "the install's calls kept failing with transient errors (Throttling.User) until the readiness deadline",
+		res.Outcomes[0].Reason)
 }
 
 func TestPermanentErrorFailsTheChunk(t *testing.T) {

@@ -28,8 +28,12 @@ func (s *Service) expired(region string, in job.Instance) outcome.Record {
 		return record(region, in, outcome.NotReady, in.LastCode,
 			fmt.Sprintf("instance not ready (%s) by the readiness deadline", orUnknown(in.LastCode)), "")
 	}
+	// The transient failures may be any call of the chain before or at
+	// the install (ECS's readiness check, DescribeBackupClients, the
+	// ledger, InstallBackupClients): the reason does not name one it cannot
+	// know; the code says which error it was.
 	return record(region, in, outcome.Failed, in.LastCode,
-		fmt.Sprintf("InstallBackupClients kept failing with transient errors (%s) until the deadline", orUnknown(in.LastCode)), "")
+		fmt.Sprintf("the install's calls kept failing with transient errors (%s) until the readiness deadline", orUnknown(in.LastCode)), "")
 }
 
 // wait schedules another look at each instance after the growing readiness

@@ -163,6 +163,11 @@ type Chaos struct {
 	// status.
 	Restarts       RestartReport             `json:"restarts"`
 	ForeignClients map[string]map[string]int `json:"foreign_clients"`
+	// ForeignSurprises samples (up to 10) the instances whose other
+	// installer's client ended otherwise than its status says it should
+	// (ACTIVATED, INSTALLING, UPGRADING: ALREADY_INSTALLED; STOPPED:
+	// SKIPPED), with their outcome, code and reason.
+	ForeignSurprises []string `json:"foreign_client_surprises,omitempty"`
 	// Sweeps are the reconcile sweeps the run invoked, as the daily timer
 	// would, to finish chains only a takeover could (their leases passed).
 	Sweeps            []Sweep `json:"reconcile_sweeps"`
@@ -283,7 +288,7 @@ func (c *Chaos) fill(obs observation) {
 	for _, rec := range obs.records {
 		c.LastOutcomeSeconds = max(c.LastOutcomeSeconds, round(rec.At.Sub(obs.start).Seconds(), 1))
 	}
-	c.ForeignClients = foreignReport(obs)
+	c.ForeignClients, c.ForeignSurprises = foreignReport(obs)
 	c.LongestChain, c.LongestChainJob, c.LongestTaskChain = chains(obs.sends)
 	calls, overshoot, closest := pastDeadline(obs.calls, obs.sends)
 	c.PastDeadlineCalls, c.PastDeadline = calls, calls > 0
@@ -325,23 +330,30 @@ func restartReport(obs observation) RestartReport {
 }
 
 // foreignReport counts how the instances other installers put a client on
-// ended, by the client's status.
-func foreignReport(obs observation) map[string]map[string]int {
+// ended, by the client's status, and samples those that ended otherwise
+// than the status says they should.
+func foreignReport(obs observation) (map[string]map[string]int, []string) {
 	if obs.plan.World == nil || len(obs.plan.World.Clients) == 0 {
-		return nil
+		return nil, nil
 	}
+	expect := map[string]string{"ACTIVATED": "ALREADY_INSTALLED", "INSTALLING": "ALREADY_INSTALLED",
+		"UPGRADING": "ALREADY_INSTALLED", "STOPPED": "SKIPPED"}
 	out := map[string]map[string]int{}
+	var surprises []string
 	for _, fc := range obs.plan.World.Clients {
 		if out[fc.Status] == nil {
 			out[fc.Status] = map[string]int{}
 		}
-		outcome := "LOST"
-		if o, ok := obs.report.Outcomes[fc.ID]; ok {
-			outcome = o.Outcome
+		o, ok := obs.report.Outcomes[fc.ID]
+		if !ok {
+			o.Outcome = "LOST"
 		}
-		out[fc.Status][outcome]++
+		out[fc.Status][o.Outcome]++
+		if want := expect[fc.Status]; want != "" && o.Outcome != want && len(surprises) < 10 {
+			surprises = append(surprises, fmt.Sprintf("%s (%s client): %s %s: %s", fc.ID, fc.Status, o.Outcome, o.Code, o.Reason))
+		}
 	}
-	return out
+	return out, surprises
 }
 
 // chains counts the job messages sent per job id and the poll messages sent

@@ -72,8 +72,13 @@ func TestRestartAndForeignReports(t *testing.T) {
 		"i-noretry: FAILED, never restarted",
 		"i-stuck: TIMEOUT, restarted, then 2 records, ledger generation 2 (final true)",
 	}}, rr)
-	assert.Equal(t, map[string]map[string]int{"ACTIVATED": {"ALREADY_INSTALLED": 1}, "STOPPED": {"SKIPPED": 1, "LOST": 1}}, foreignReport(obs))
-	assert.Nil(t, foreignReport(observation{}))
+	byStatus, surprises := foreignReport(obs)
+	assert.Equal(t, map[string]map[string]int{"ACTIVATED": {"ALREADY_INSTALLED": 1}, "STOPPED": {"SKIPPED": 1, "LOST": 1}}, byStatus)
+	require.Len(t, surprises, 1)
+	assert.Contains(t, surprises[0], "(STOPPED client): LOST")
+	byStatus, surprises = foreignReport(observation{})
+	assert.Nil(t, byStatus)
+	assert.Nil(t, surprises)
 }
 
 func TestLedgerStates(t *testing.T) {

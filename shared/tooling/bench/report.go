@@ -535,6 +535,9 @@ func (c Chaos) PrintTable(w io.Writer) {
 	for _, status := range sortedKeys(c.ForeignClients) {
 		fmt.Fprintf(tw, "  another installer's %s client: ended as\t%v\n", status, c.ForeignClients[status])
 	}
+	for _, s := range c.ForeignSurprises {
+		fmt.Fprintf(tw, "  not as its client's status says\t%s\n", clip(s, 200))
+	}
 	fmt.Fprintf(tw, "MNS sends failed in the outage\t%d\n", c.OutageFailedSends)
 	fmt.Fprintf(tw, "reconcile sweeps (timer-like, after leases passed)\t%d\n", len(c.Sweeps))
 	for _, sw := range c.Sweeps {
