@@ -484,7 +484,7 @@ func TestReconcileLedgerPassEndsBeforeTheDeadlineAndContinues(t *testing.T) {
 		_, err := l.Claim(context.Background(), ledger.Announcement{Region: "cn-hangzhou", Instance: dead[i], Job: "j-" + dead[i]})
 		require.NoError(t, err)
 	}
-	c.storeDelay = 10 * time.Millisecond // a read: a listing and the claim, 20 ms
+	c.storeDelay = 10 * time.Millisecond // a read: the listing beside the first claim, 10 ms
 	h := NewReconcile(d, 600, 1000)
 
 	part := func(run func(ctx context.Context) (reconcile.Report, error)) reconcile.Report {
