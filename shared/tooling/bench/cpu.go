@@ -134,14 +134,20 @@ func newCPUMeter(every time.Duration) *cpuMeter {
 
 // loop samples every m.every until ctx ends.
 func (m *cpuMeter) loop(ctx context.Context, cloud *localcloud.Cloud) {
-	tick := time.NewTicker(m.every)
+	every(ctx, m.every, func() { m.sample(cloud) })
+}
+
+// every calls fn each period until ctx ends: the samplers' and watchers'
+// loop.
+func every(ctx context.Context, period time.Duration, fn func()) {
+	tick := time.NewTicker(period)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			m.sample(cloud)
+			fn()
 		}
 	}
 }

@@ -270,16 +270,7 @@ func (r *rssSampler) loop(ctx context.Context, cloud *localcloud.Cloud) {
 	// VmHWM is a high-water mark: a second between samples only misses the
 	// peak of a process killed within it. (At 250 ms the sampler cost an
 	// eighth of this process's CPU in a run of 10000 instances.)
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			r.sample(cloud)
-		}
-	}
+	every(ctx, time.Second, func() { r.sample(cloud) })
 }
 
 func (r *rssSampler) sample(cloud *localcloud.Cloud) {

@@ -140,14 +140,7 @@ func (s *soak) watchFailures(ctx context.Context, wg *sync.WaitGroup) {
 		want[id] = true
 	}
 	seen := 0
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	every(ctx, 100*time.Millisecond, func() {
 		recs := s.cloud.Records()
 		for _, r := range recs[seen:] {
 			if !want[r.InstanceID] {
@@ -176,7 +169,7 @@ func (s *soak) watchFailures(ctx context.Context, wg *sync.WaitGroup) {
 			}(r.InstanceID)
 		}
 		seen = len(recs)
-	}
+	})
 }
 
 func (s *soak) restart(ctx context.Context, id string) {
